@@ -1,0 +1,250 @@
+"""The `genlab` command: thin Typer commands over library functions.
+
+A user error (bad name, missing file, bad setting, diverged training) prints one line to stderr
+and exits with status 1; tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Autoencoders, VAEs, GANs and diffusion: train, sample, explore.")
+data_app = typer.Typer(no_args_is_help=True, help="Data sets: download and check.")
+app.add_typer(data_app, name="data")
+console = Console()
+
+RunArg = Annotated[Path, typer.Argument(help="A run folder (its latest checkpoint) or a .safetensors checkpoint.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1...; default: cuda when present, else cpu.")]
+DataDirOpt = Annotated[Path | None, typer.Option(envvar="GENLAB_DATA_DIR",
+                                                 help="Folder of downloaded data sets (default ~/.cache/genlab/data).")]
+
+
+def user_errors(command):
+    """Turn the errors a user can fix into one line on stderr and exit status 1."""
+    from genlab.train import TrainingDiverged
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, TrainingDiverged) as error:
+            Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _new_run_dir(family: str, data: str) -> Path:
+    stem = f"runs/{family}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', data.removeprefix('folder:')).strip('_')}"
+    candidate, n = Path(stem), 2
+    while candidate.exists():
+        candidate, n = Path(f"{stem}-{n}"), n + 1
+    return candidate
+
+
+@app.command()
+@user_errors
+def train(
+    family: Annotated[str | None, typer.Argument(help="ae or vae (not needed with --resume).")] = None,
+    data: Annotated[str, typer.Option(help="digits, mnist, patterns, gaussian1d, ring, grid, moons, swissroll, "
+                                           "or folder:PATH.")] = "digits",
+    steps: Annotated[int | None, typer.Option(help="Total training steps (default 3000).")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", help="key=value, model or training setting; "
+                                                       "repeat it. E.g. --set latent_dim=2 --set lr=3e-4")] = None,
+    run: Annotated[Path | None, typer.Option(help="Run folder to create (default runs/FAMILY-DATA).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this run folder from its latest checkpoint.")] = None,
+    device: DeviceOpt = None,
+    data_dir: DataDirOpt = None,
+):
+    """Train a model; the run folder gets config.json, metrics.jsonl, checkpoints/ and samples/."""
+    from genlab.config import parse_overrides
+    from genlab.models import family_classes
+    from genlab.train import TrainConfig, create_run, read_run_config, train as train_run
+
+    if resume is not None:
+        if family is not None or settings:
+            raise ValueError("--resume continues a run exactly as it was configured: drop FAMILY and --set "
+                             "(only --steps may extend it)")
+        run_dir = resume
+        if steps is not None:
+            _extend_steps(run_dir, steps)
+        read_run_config(run_dir)
+    else:
+        if family is None:
+            raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")
+        _, config_class = family_classes(family)
+        train_settings, model_settings = parse_overrides(settings or [], [TrainConfig, config_class])
+        train_config = TrainConfig(**{"data": data, **({"steps": steps} if steps else {}), **train_settings})
+        run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir)
+    console.print(f"run folder: [bold]{run_dir}[/]")
+    last = train_run(run_dir, device=device, data_dir=data_dir, progress=True)
+    console.print(f"done: {last}")
+
+
+def _extend_steps(run_dir: Path, steps: int) -> None:
+    from genlab.checkpoint import atomic_write_bytes
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
+    config = json.loads(path.read_text())
+    config["train"]["steps"] = steps
+    atomic_write_bytes(path, (json.dumps(config, indent=2) + "\n").encode())
+
+
+def _load(run: Path, device: str | None):
+    from genlab.checkpoint import load_model
+    from genlab.train import default_device
+
+    return load_model(run, device or default_device())
+
+
+def _output_folder(run: Path) -> Path:
+    return run if run.is_dir() else run.parent.parent
+
+
+@app.command()
+@user_errors
+def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")] = 64,
+           seed: int = 0, out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
+           device: DeviceOpt = None):
+    """Draw samples from a trained model and save them as a PNG grid (or a scatter plot for points)."""
+    import torch
+
+    from genlab.explore import save_image_grid, save_points
+
+    if not 1 <= n <= 10_000:
+        raise ValueError(f"--n must be between 1 and 10000, got {n}")
+    model, meta = _load(run, device)
+    if not hasattr(model, "sample"):
+        raise ValueError(f"a {meta['family']} model does not sample: try `genlab reconstruct` or train a vae")
+    generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
+    samples = model.sample(n, generator=generator)
+    out = out or _output_folder(run) / f"sample-step{meta['step']}-seed{seed}.png"
+    if samples.dim() == 4:
+        save_image_grid(samples, out)
+    else:
+        save_points(samples, out, title=f"{n} samples")
+    console.print(f"wrote {out}")
+
+
+def _test_examples(meta: dict, data_dir: Path | None):
+    from genlab.config import from_json_dict
+    from genlab.train import TrainConfig, load_run_data
+
+    return load_run_data(from_json_dict(TrainConfig, meta["train_config"]), "test", data_dir)
+
+
+@app.command()
+@user_errors
+def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test examples.")] = 16,
+                out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
+                device: DeviceOpt = None, data_dir: DataDirOpt = None):
+    """Reconstruct test examples: originals and reconstructions side by side."""
+    import torch
+
+    from genlab.explore import save_image_grid, save_points
+
+    model, meta = _load(run, device)
+    test = _test_examples(meta, data_dir)
+    if not 1 <= n <= len(test):
+        raise ValueError(f"--n must be between 1 and {len(test)} (the test split's size), got {n}")
+    x = test.x[:n].to(next(model.parameters()).device)
+    out = out or _output_folder(run) / f"reconstruct-step{meta['step']}.png"
+    if test.kind == "image":
+        save_image_grid(torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1), out, nrow=8)
+    else:
+        save_points(model.reconstruct(x), out, reference=x, title="reconstructions over the data")
+    console.print(f"wrote {out}")
+
+
+@app.command()
+@user_errors
+def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="Test example index.")] = 0,
+                end: Annotated[int, typer.Option("--to", help="Test example index.")] = 1,
+                steps: int = 10, method: Annotated[str, typer.Option(help="lerp, slerp or both.")] = "both",
+                out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
+                device: DeviceOpt = None, data_dir: DataDirOpt = None):
+    """Decode a path through latent space between two test images (one strip per method)."""
+    import torch
+
+    from genlab.explore import save_image_grid
+
+    methods = ["lerp", "slerp"] if method == "both" else [method]
+    model, meta = _load(run, device)
+    test = _test_examples(meta, data_dir)
+    if test.kind != "image":
+        raise ValueError("interpolate draws image strips; this run's data are points")
+    for index in (start, end):
+        if not 0 <= index < len(test):
+            raise ValueError(f"example index {index} is outside the test split (0..{len(test) - 1})")
+    if not 2 <= steps <= 100:
+        raise ValueError(f"--steps must be between 2 and 100, got {steps}")
+    x = test.x[[start, end]].to(next(model.parameters()).device)
+    strips = torch.cat([model.interpolate(x[0], x[1], steps, m) for m in methods])
+    out = out or _output_folder(run) / f"interpolate-{start}-{end}-{method}.png"
+    save_image_grid(strips, out, nrow=steps)
+    console.print(f"wrote {out} (rows: {', '.join(methods)})")
+
+
+@app.command()
+@user_errors
+def info(run: RunArg):
+    """What a run or checkpoint is: family, configs, step, checkpoints and the latest metrics."""
+    from genlab.checkpoint import list_checkpoints, read_meta, resolve_checkpoint
+
+    meta = read_meta(resolve_checkpoint(run))
+    console.print(f"[bold]{meta['family']}[/] at step {meta['step']} of {meta['train_config']['steps']} "
+                  f"(genlab {meta['genlab_version']}, checkpoint format {meta['format_version']})")
+    console.print(f"data: {meta['train_config']['data']}, position {meta['data_position']}")
+    console.print("model: " + ", ".join(f"{k}={v}" for k, v in meta["model_config"].items()))
+    console.print("train: " + ", ".join(f"{k}={v}" for k, v in meta["train_config"].items()))
+    if run.is_dir():
+        console.print("checkpoints: " + ", ".join(p.name for p in list_checkpoints(run)))
+        metrics = run / "metrics.jsonl"
+        if metrics.exists() and (lines := metrics.read_text().splitlines()):
+            last = json.loads(lines[-1])
+            console.print("latest metrics: " + ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
+                                                         for k, v in last.items()))
+
+
+@app.command()
+@user_errors
+def lesson(name: Annotated[str, typer.Argument(help="autoencoder or vae.")],
+           out: Annotated[Path, typer.Option(help="Folder for the lesson's pictures.")] = Path("runs/lessons"),
+           data_dir: DataDirOpt = None):
+    """The lesson's examples, runnable: `autoencoder` squeezes 3x3 patterns into 3 numbers; `vae` walks a 2-D latent."""
+    from genlab import lessons
+
+    if name not in lessons.LESSONS:
+        raise ValueError(f"unknown lesson {name!r}: choose one of {', '.join(lessons.LESSONS)}")
+    lessons.LESSONS[name](out, console, data_dir=data_dir)
+
+
+@data_app.command("download")
+@user_errors
+def download(name: Annotated[str, typer.Argument(help="mnist")], data_dir: DataDirOpt = None):
+    """Download a data set into the data folder and check its SHA-256."""
+    from genlab.data import default_data_dir
+    from genlab.data.images import download_mnist
+
+    if name != "mnist":
+        raise ValueError(f"unknown data set {name!r} to download: only mnist is downloaded "
+                         "(digits ships with scikit-learn; toys are generated)")
+    folder = (data_dir or default_data_dir()) / "mnist"
+    for path in download_mnist(folder):
+        console.print(f"ok {path}")
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    app()

@@ -1,0 +1,120 @@
+"""One loader contract for every data set: a whole split as one tensor, batched by index.
+
+`load_dataset("ring", "train")` returns a `Dataset` whose `x` holds every example at once: images as
+(N, C, H, W) floats in [0, 1], points as (N, D). `Batches` walks it with a seeded permutation per
+epoch, so the order is reproducible and a run can resume at any step without replaying data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from genlab.data import images, toys
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    x: torch.Tensor  # (N, C, H, W) in [0, 1] for images, (N, D) for points
+    labels: torch.Tensor | None  # (N,) int64 class or mode index, when the data has one
+    kind: Literal["image", "points"]
+
+    def __post_init__(self):
+        if len(self.x) == 0:
+            raise ValueError(f"data set {self.name!r} is empty")
+        if self.labels is not None and len(self.labels) != len(self.x):
+            raise ValueError(f"data set {self.name!r} has {len(self.x)} examples but {len(self.labels)} labels")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one example, e.g. (1, 28, 28) or (2,)."""
+        return tuple(self.x.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+TOYS = {
+    "patterns": toys.patterns,
+    "gaussian1d": toys.gaussian1d,
+    "ring": toys.ring,
+    "grid": toys.grid,
+    "moons": toys.moons,
+    "swissroll": toys.swiss_roll,
+}
+IMAGES = ("digits", "mnist", "folder:PATH")
+NAMES = (*TOYS, *IMAGES)
+
+
+def default_data_dir() -> Path:
+    """Where downloaded data sets live: $GENLAB_DATA_DIR, else ~/.cache/genlab/data."""
+    env = os.environ.get("GENLAB_DATA_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "genlab" / "data"
+
+
+def load_dataset(
+    name: str,
+    split: Literal["train", "test"] = "train",
+    *,
+    data_dir: str | Path | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Load a whole split by name; see `NAMES`. `image_size`/`channels` apply to image folders."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
+    if name in TOYS:
+        # Train and test draw from the same distribution with different seeds.
+        x, labels = TOYS[name](seed=seed if split == "train" else seed + 1_000_003)
+        kind = "image" if x.dim() == 4 else "points"
+        return Dataset(name, x, labels, kind)
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    if name == "digits":
+        x, labels = images.digits(split)
+    elif name == "mnist":
+        x, labels = images.mnist(data_dir / "mnist", split)
+    elif name.startswith("folder:"):
+        x, labels = images.image_folder(Path(name.removeprefix("folder:")), split, image_size, channels)
+    else:
+        raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(NAMES)}")
+    return Dataset(name, x, labels, "image")
+
+
+class Batches:
+    """Endless minibatches of a tensor, in a fresh seeded permutation each epoch.
+
+    Batch `step` is a pure function of (seed, step): epoch = step // batches_per_epoch, and the
+    epoch's permutation comes from its own generator. Resuming at step s needs nothing saved but s.
+    The last partial batch of each epoch is dropped so every batch has the same size.
+    """
+
+    def __init__(self, x: torch.Tensor, batch_size: int, *, seed: int):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if batch_size > len(x):
+            raise ValueError(f"batch_size {batch_size} is larger than the data set ({len(x)} examples): lower it")
+        self.x = x
+        self.batch_size = batch_size
+        self.seed = seed
+        self.batches_per_epoch = len(x) // batch_size
+        self._epoch = -1
+        self._order = torch.empty(0, dtype=torch.long)
+
+    def position(self, step: int) -> tuple[int, int]:
+        """(epoch, batch index within the epoch) of global batch `step`."""
+        return divmod(step, self.batches_per_epoch)
+
+    def batch(self, step: int) -> torch.Tensor:
+        epoch, index = self.position(step)
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order = torch.randperm(len(self.x), generator=generator).to(self.x.device)
+            self._epoch = epoch
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self.x.index_select(0, rows)

@@ -1,0 +1,92 @@
+"""Autoencoder: squeeze data into a few numbers and back.
+
+Encoder x -> z (optionally tanh-bounded, as in the lesson's 3x3 patterns -> 3 numbers), decoder
+z -> x. With noise_std > 0 it is a denoising autoencoder: it sees x + noise and must return x.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlab.models.layers import encoder_decoder, interpolate_latents, resolve_architecture
+
+
+@dataclass
+class AutoencoderConfig:
+    data_shape: tuple[int, ...] = (1, 28, 28)  # one example, set from the data
+    architecture: Literal["auto", "mlp", "conv"] = "auto"  # auto: conv for images it can halve, else mlp
+    latent_dim: int = 16
+    hidden_dims: tuple[int, ...] = (256,)  # mlp widths, encoder side; the decoder mirrors them
+    conv_channels: tuple[int, ...] = (32, 64)  # one stride-2 conv per entry
+    code_activation: Literal["none", "tanh"] = "none"  # tanh bounds the code to (-1, 1), as in the lesson
+    reconstruction: Literal["auto", "bce", "mse"] = "auto"  # auto: bce for images in [0, 1], mse for points
+    noise_std: float = 0.0  # > 0: denoising autoencoder, Gaussian noise on the input while training
+
+    def __post_init__(self):
+        self.data_shape = tuple(self.data_shape)
+        self.hidden_dims = tuple(self.hidden_dims)
+        self.conv_channels = tuple(self.conv_channels)
+        self.architecture = resolve_architecture(self.architecture, self.data_shape, self.conv_channels)
+        if self.reconstruction == "auto":
+            self.reconstruction = "bce" if len(self.data_shape) == 3 else "mse"
+        if self.reconstruction not in ("bce", "mse"):
+            raise ValueError(f"unknown reconstruction loss {self.reconstruction!r}: choose auto, bce or mse")
+        if self.code_activation not in ("none", "tanh"):
+            raise ValueError(f"unknown code_activation {self.code_activation!r}: choose none or tanh")
+        if self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+
+
+class Autoencoder(nn.Module):
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        self.config = config
+        self.encoder, self.decoder = encoder_decoder(
+            config.architecture, config.data_shape, config.hidden_dims, config.conv_channels,
+            code_features=config.latent_dim, latent_dim=config.latent_dim)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *data_shape) -> (B, latent_dim)"""
+        code = self.encoder(x)
+        return torch.tanh(code) if self.config.code_activation == "tanh" else code
+
+    def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder output before the output nonlinearity: logits for bce, values for mse."""
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, *data_shape) in data space."""
+        out = self.decode_raw(z)
+        return torch.sigmoid(out) if self.config.reconstruction == "bce" else out
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def corrupt(self, x: torch.Tensor) -> torch.Tensor:
+        """The denoising autoencoder's input: x plus Gaussian noise of std noise_std."""
+        return x + self.config.noise_std * torch.randn_like(x) if self.config.noise_std > 0 else x
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Mean per-example reconstruction loss (summed over dimensions); noise only while training."""
+        x_in = self.corrupt(x) if self.training else x
+        out = self.decode_raw(self.encode(x_in))
+        if self.config.reconstruction == "bce":
+            per_dim = F.binary_cross_entropy_with_logits(out, x, reduction="none")
+        else:
+            per_dim = (out - x) ** 2
+        reconstruction = per_dim.flatten(1).sum(1).mean()
+        return {"loss": reconstruction, "reconstruction": reconstruction}
+
+    @torch.no_grad()
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int = 10,
+                    method: Literal["lerp", "slerp"] = "lerp") -> torch.Tensor:
+        """Decode `steps` codes between the codes of examples a and b (each (*data_shape,))."""
+        codes = self.encode(torch.stack([a, b]))
+        return self.decode(interpolate_latents(codes[0], codes[1], steps, method))

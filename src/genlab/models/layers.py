@@ -1,0 +1,131 @@
+"""Blocks that several model families use identically: MLPs, a conv encoder/decoder pair, and
+latent-space interpolation. Architectures follow from the data shape; a shape a net cannot honour
+is rejected here with a message, never left to an opaque shape error deep inside torch."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+
+def mlp(sizes: list[int], *, final_activation: nn.Module | None = None) -> nn.Sequential:
+    """Linear layers of the given widths with ReLU between them."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    if final_activation is not None:
+        layers.append(final_activation)
+    return nn.Sequential(*layers)
+
+
+def conv_fits(data_shape: tuple[int, ...], conv_channels: tuple[int, ...]) -> bool:
+    """Whether a stack of stride-2 convs (one per entry of conv_channels) can halve this image exactly."""
+    if len(data_shape) != 3 or not conv_channels:
+        return False
+    factor = 2 ** len(conv_channels)
+    _, height, width = data_shape
+    return height % factor == 0 and width % factor == 0 and min(height, width) >= factor
+
+
+def check_conv_shape(data_shape: tuple[int, ...], conv_channels: tuple[int, ...]) -> None:
+    if len(data_shape) != 3:
+        raise ValueError(f"architecture=conv needs images (C, H, W), but the data has shape {data_shape}: "
+                         "use architecture=mlp")
+    if not conv_fits(data_shape, conv_channels):
+        factor = 2 ** len(conv_channels)
+        raise ValueError(
+            f"architecture=conv halves the image {len(conv_channels)} times, so height and width must be "
+            f"multiples of {factor}, but the images are {data_shape[1]}x{data_shape[2]}: resize them "
+            f"(--set image_size=...), change conv_channels, or use architecture=mlp")
+
+
+class ConvEncoder(nn.Module):
+    """(B, C, H, W) -> (B, out_features): stride-2 4x4 convs, each halving H and W, then a linear layer."""
+
+    def __init__(self, data_shape: tuple[int, ...], conv_channels: tuple[int, ...], out_features: int):
+        super().__init__()
+        check_conv_shape(data_shape, conv_channels)
+        channels, height, width = data_shape
+        layers: list[nn.Module] = []
+        for c in conv_channels:
+            layers += [nn.Conv2d(channels, c, kernel_size=4, stride=2, padding=1), nn.ReLU()]
+            channels = c
+        factor = 2 ** len(conv_channels)
+        self.convs = nn.Sequential(*layers)
+        self.linear = nn.Linear(channels * (height // factor) * (width // factor), out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(x).flatten(1))
+
+
+class ConvDecoder(nn.Module):
+    """(B, in_features) -> (B, C, H, W): the mirror of ConvEncoder with transposed convs; no output activation."""
+
+    def __init__(self, data_shape: tuple[int, ...], conv_channels: tuple[int, ...], in_features: int):
+        super().__init__()
+        check_conv_shape(data_shape, conv_channels)
+        channels, height, width = data_shape
+        factor = 2 ** len(conv_channels)
+        self.start_shape = (conv_channels[-1], height // factor, width // factor)
+        self.linear = nn.Linear(in_features, math.prod(self.start_shape))
+        layers: list[nn.Module] = [nn.ReLU()]
+        widths = [*reversed(conv_channels), channels]
+        for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            layers.append(nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.deconvs(self.linear(z).view(-1, *self.start_shape))
+
+
+def encoder_decoder(architecture: str, data_shape: tuple[int, ...], hidden_dims: tuple[int, ...],
+                    conv_channels: tuple[int, ...], code_features: int, latent_dim: int):
+    """An encoder (data -> code_features) and decoder (latent_dim -> data, flat or image) for an architecture."""
+    if architecture == "conv":
+        return (ConvEncoder(data_shape, conv_channels, code_features),
+                ConvDecoder(data_shape, conv_channels, latent_dim))
+    if architecture == "mlp":
+        data_dim = math.prod(data_shape)
+        encoder = nn.Sequential(nn.Flatten(), mlp([data_dim, *hidden_dims, code_features]))
+        decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden_dims), data_dim]), nn.Unflatten(1, data_shape))
+        return encoder, decoder
+    raise ValueError(f"unknown architecture {architecture!r}: choose auto, mlp or conv")
+
+
+def resolve_architecture(architecture: str, data_shape: tuple[int, ...], conv_channels: tuple[int, ...]) -> str:
+    """'auto' -> conv for images a conv stack can halve exactly, mlp otherwise (points, tiny images)."""
+    if architecture == "auto":
+        return "conv" if conv_fits(data_shape, conv_channels) and min(data_shape[1:]) >= 8 else "mlp"
+    if architecture == "conv":
+        check_conv_shape(data_shape, conv_channels)
+    elif architecture != "mlp":
+        raise ValueError(f"unknown architecture {architecture!r}: choose auto, mlp or conv")
+    return architecture
+
+
+def interpolate_latents(start: torch.Tensor, end: torch.Tensor, steps: int,
+                        method: Literal["lerp", "slerp"] = "lerp") -> torch.Tensor:
+    """(steps, D) points from start to end (both (D,)), straight (lerp) or along the great circle (slerp).
+
+    slerp keeps the norm typical of a Gaussian latent, where a straight line passes near the origin,
+    a region the prior rarely visits (White, "Sampling Generative Networks", 2016).
+    """
+    if steps < 2:
+        raise ValueError(f"interpolation needs at least 2 steps, got {steps}")
+    t = torch.linspace(0, 1, steps, dtype=start.dtype, device=start.device)[:, None]
+    if method == "lerp":
+        return (1 - t) * start + t * end
+    if method != "slerp":
+        raise ValueError(f"unknown interpolation method {method!r}: choose lerp or slerp")
+    cos_omega = torch.dot(start, end) / (start.norm() * end.norm()).clamp_min(1e-12)
+    omega = torch.arccos(cos_omega.clamp(-1, 1))
+    if omega.abs() < 1e-4:  # nearly parallel: slerp's sin(omega) denominator vanishes, lerp is exact enough
+        return (1 - t) * start + t * end
+    return (torch.sin((1 - t) * omega) * start + torch.sin(t * omega) * end) / torch.sin(omega)

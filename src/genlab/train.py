@@ -1,0 +1,248 @@
+"""One visible training loop for every family, and one explicit step per family.
+
+A run is a folder:  config.json  metrics.jsonl  checkpoints/step-*.safetensors  samples/*.png  tensorboard/
+Batch `s` is a pure function of (seed, s) and every checkpoint holds the RNG states, so a run
+resumed from its latest checkpoint ends bit-identical (on CPU) to one never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from genlab import checkpoint as ckpt
+from genlab.config import from_json_dict, to_json_dict
+from genlab.data import Batches, Dataset, load_dataset
+from genlab.explore import save_image_grid, save_points
+from genlab.models import family_classes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: str = "digits"  # a name from genlab.data.NAMES, or folder:PATH
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 1e-3  # Adam, as in pytorch/examples' VAE
+    seed: int = 0
+    binarize: bool = False  # dynamic binarisation: each time an image is seen, pixels ~ Bernoulli(value)
+    image_size: int | None = None  # image folders: resize and centre-crop to this size
+    channels: int | None = None  # image folders: 1 or 3; None keeps what the files are
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3  # the newest K stay on disk
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run folder keeps its last good checkpoint."""
+
+
+# --- the steps: one explicit update per family -------------------------------------------------------
+
+
+def autoencoder_step(model, optimizers, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """AE and VAE: one gradient step on model.loss(x) (reconstruction, plus beta * KL for the VAE)."""
+    terms = model.loss(x)
+    optimizer = optimizers["model"]
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimizer.step()
+    return terms
+
+
+def autoencoder_optimizers(model, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    return {"model": torch.optim.Adam(model.parameters(), lr=config.lr)}
+
+
+STEPS = {"ae": autoencoder_step, "vae": autoencoder_step}
+OPTIMIZERS = {"ae": autoencoder_optimizers, "vae": autoencoder_optimizers}
+
+
+# --- runs --------------------------------------------------------------------------------------------
+
+
+def load_run_data(config: TrainConfig, split: str, data_dir: str | Path | None = None) -> Dataset:
+    return load_dataset(config.data, split, data_dir=data_dir, image_size=config.image_size,
+                        channels=config.channels, seed=config.seed)
+
+
+def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, model_settings: dict,
+               data_dir: str | Path | None = None) -> Path:
+    """Make a new run folder with its config.json; the model config takes its data shape from the data."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists():
+        raise FileExistsError(f"{run_dir} already holds a run: resume it with --resume {run_dir}, or pick another --run")
+    _, config_class = family_classes(family)
+    data = load_run_data(train_config, "train", data_dir)
+    model_config = config_class(**{"data_shape": data.shape, **model_settings})
+    config = {"family": family, "model": to_json_dict(model_config), "train": to_json_dict(train_config)}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.atomic_write_bytes(run_dir / "config.json", (json.dumps(config, indent=2) + "\n").encode())
+    return run_dir
+
+
+def read_run_config(run_dir: str | Path):
+    """(family, model config, train config) of a run folder."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
+    config = json.loads(path.read_text())
+    _, config_class = family_classes(config["family"])
+    return config["family"], from_json_dict(config_class, config["model"]), from_json_dict(TrainConfig, config["train"])
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _truncate_metrics(path: Path, after_step: int) -> None:
+    """Drop metric lines a crashed run logged after its last checkpoint; the resumed run logs them again."""
+    if not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= after_step]
+    ckpt.atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode())
+
+
+@torch.no_grad()
+def save_previews(model, run_dir: Path, step: int, test: Dataset, fixed_noise: torch.Generator | None) -> None:
+    """Samples (models that sample) and reconstructions of fixed test examples, as PNGs under samples/."""
+    was_training = model.training
+    model.eval()
+    folder = run_dir / "samples"
+    device = next(model.parameters()).device
+    if test.kind == "image":
+        x = test.x[:32].to(device)
+        pairs = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1)  # original, reconstruction, ...
+        save_image_grid(pairs, folder / f"step-{step:08d}-reconstructions.png", nrow=8)
+        if hasattr(model, "sample"):
+            generator = torch.Generator(device).manual_seed(0)  # the same z at every step: watch one sample evolve
+            save_image_grid(model.sample(64, generator=generator), folder / f"step-{step:08d}-samples.png", nrow=8)
+    else:
+        reference = test.x[:2000]
+        if hasattr(model, "sample"):
+            generator = torch.Generator(device).manual_seed(0)
+            save_points(model.sample(2000, generator=generator), folder / f"step-{step:08d}-samples.png",
+                        reference, f"samples, step {step}")
+        save_points(model.reconstruct(reference.to(device)), folder / f"step-{step:08d}-reconstructions.png",
+                    reference, f"reconstructions, step {step}")
+    model.train(was_training)
+
+
+def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Path | None = None,
+          progress: bool = False, stop_after: int | None = None,
+          on_log: Callable[[dict], None] | None = None) -> Path:
+    """Train the run in `run_dir` from its latest checkpoint (or from scratch) up to config.steps.
+
+    `stop_after` ends this call after that many steps, as an interruption would (the last
+    checkpoint is what survives). Returns the path of the last checkpoint written.
+    """
+    run_dir = Path(run_dir)
+    family, model_config, config = read_run_config(run_dir)
+    device = device or default_device()
+    model_class, _ = family_classes(family)
+    train_data = load_run_data(config, "train", data_dir)
+    test_data = load_run_data(config, "test", data_dir)
+    if train_data.shape != tuple(model_config.data_shape):
+        raise ValueError(f"the data now has shape {train_data.shape} but the run was made for "
+                         f"{tuple(model_config.data_shape)}: was {config.data} changed?")
+
+    torch.manual_seed(config.seed)
+    model = model_class(model_config).to(device)
+    optimizers = OPTIMIZERS[family](model, config)
+    step_fn = STEPS[family]
+    start = 0
+    existing = ckpt.list_checkpoints(run_dir)
+    if existing:
+        checkpoint = ckpt.load_checkpoint(existing[-1], device)
+        ckpt.restore(checkpoint, model, optimizers, restore_rng=True)
+        start = checkpoint.step
+        log.info("resuming %s from step %d", run_dir, start)
+    metrics_path = run_dir / "metrics.jsonl"
+    _truncate_metrics(metrics_path, start)
+    last_checkpoint = existing[-1] if existing else None
+    if start >= config.steps:
+        return last_checkpoint
+
+    from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
+
+    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
+    batches = Batches(train_data.x.to(device), config.batch_size, seed=config.seed)
+    end = config.steps if stop_after is None else min(config.steps, start + stop_after)
+    sums: dict[str, float] = {}
+    count, window_start = 0, time.perf_counter()
+    bar = _progress_bar(progress, family, config.data)
+    task = bar.add_task("train", total=config.steps, completed=start, terms="") if bar else None
+    model.train()
+    try:
+        for step in range(start, end):
+            x = batches.batch(step)
+            if config.binarize:
+                x = torch.bernoulli(x)
+            terms = step_fn(model, optimizers, x)
+            values = {name: value.item() for name, value in terms.items()}
+            if not math.isfinite(values["loss"]):
+                kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written"
+                raise TrainingDiverged(f"loss became {values['loss']} at step {step + 1}; {kept}. "
+                                       "Lower the learning rate (--set lr=...) and resume or start again.")
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value
+            count += 1
+            done = step + 1
+            if done % config.log_every == 0 or done == end:
+                elapsed = time.perf_counter() - window_start
+                record = {"step": done, "epoch": batches.position(step)[0],
+                          **{name: total / count for name, total in sums.items()},
+                          "images_per_s": count * config.batch_size / max(elapsed, 1e-9)}
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+                for name, value in record.items():
+                    if name not in ("step", "epoch"):
+                        writer.add_scalar(name, value, done)
+                if on_log:
+                    on_log(record)
+                if bar:
+                    shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch"))
+                    bar.update(task, completed=done, terms=shown)
+                sums, count, window_start = {}, 0, time.perf_counter()
+            if done % config.sample_every == 0 or done == config.steps:
+                save_previews(model, run_dir, done, test_data, None)
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                last_checkpoint = ckpt.checkpoint_path(run_dir, done)
+                epoch, batch_index = batches.position(done)
+                meta = {"family": family, "model_config": to_json_dict(model_config),
+                        "train_config": to_json_dict(config), "step": done,
+                        "data_position": {"epoch": epoch, "batch": batch_index}}
+                ckpt.save_checkpoint(last_checkpoint, meta=meta, model=model, optimizers=optimizers)
+                ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
+    finally:
+        writer.close()
+        if bar:
+            bar.stop()
+    return last_checkpoint
+
+
+def _progress_bar(enabled: bool, family: str, data: str):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(f"[bold]{family}[/] on {data}"), BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[terms]}"))
+    bar.start()
+    return bar
