@@ -68,7 +68,8 @@ def train(
     """Train a model; the run folder gets config.json, metrics.jsonl, checkpoints/ and samples/."""
     from genlab.config import parse_overrides
     from genlab.models import family_classes
-    from genlab.train import TrainConfig, create_run, read_run_config, train as train_run
+    from genlab.train import TrainConfig, create_run, read_run_config
+    from genlab.train import train as train_run
 
     if resume is not None:
         if family is not None or settings:

@@ -69,7 +69,10 @@ def _read_idx(file: Path, magic: int) -> np.ndarray:
     header = 4 + 4 * ndim  # the magic number, then one big-endian uint32 per dimension
     found = int.from_bytes(data[:4], "big")
     if len(data) < header or found != magic:
-        raise ValueError(f"{file} has magic number {found}, expected {magic}: it is not the MNIST file of that name")
+        raise ValueError(
+            f"{file} has magic number {found}, expected {magic}: it is not this MNIST file; "
+            f"delete it and {GET_MNIST}"
+        )
     shape = tuple(int(n) for n in np.frombuffer(data, ">u4", count=ndim, offset=4))
     if len(data) - header != np.prod(shape):
         raise ValueError(
@@ -217,13 +220,17 @@ def image_folder(
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"image folder {path} not found or not a folder: pass folder:PATH with a folder")
+        raise FileNotFoundError(
+            f"image folder {path} not found or not a folder: pass folder:PATH with a folder"
+        )
     files = sorted(
         (file for file in path.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file()),
         key=lambda file: file.relative_to(path).as_posix(),
     )
     if not files:
-        raise ValueError(f"no images in {path}: looked for {', '.join(IMAGE_SUFFIXES)} files (any case) in it")
+        raise ValueError(
+            f"no images in {path}: looked for {', '.join(IMAGE_SUFFIXES)} files (any case) in it"
+        )
 
     # Decide channels and check sizes over the whole folder so that train and test always agree.
     headers = [_mode_and_size(file) for file in files]
