@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -32,6 +33,7 @@ class TrainConfig:
     steps: int = 3000
     batch_size: int = 128
     lr: float = 1e-3  # Adam, as in pytorch/examples' VAE
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 at the last step
     seed: int = 0
     binarize: bool = False  # dynamic binarisation: each time an image is seen, pixels ~ Bernoulli(value)
     image_size: int | None = None  # image folders: resize and centre-crop to this size
@@ -47,6 +49,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}: choose constant or cosine")
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate for batch `step`: a pure function of the step, so resuming needs no scheduler state."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+    return config.lr
 
 
 class TrainingDiverged(RuntimeError):
@@ -87,7 +98,8 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
     """Make a new run folder with its config.json; the model config takes its data shape from the data."""
     run_dir = Path(run_dir)
     if (run_dir / "config.json").exists():
-        raise FileExistsError(f"{run_dir} already holds a run: resume it with --resume {run_dir}, or pick another --run")
+        raise FileExistsError(f"{run_dir} already holds a run: resume it with --resume {run_dir} "
+                              "or pick another --run")
     _, config_class = family_classes(family)
     data = load_run_data(train_config, "train", data_dir)
     model_config = config_class(**{"data_shape": data.shape, **model_settings})
@@ -120,7 +132,7 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
 
 
 @torch.no_grad()
-def save_previews(model, run_dir: Path, step: int, test: Dataset, fixed_noise: torch.Generator | None) -> None:
+def save_previews(model, run_dir: Path, step: int, test: Dataset) -> None:
     """Samples (models that sample) and reconstructions of fixed test examples, as PNGs under samples/."""
     was_training = model.training
     model.eval()
@@ -194,10 +206,15 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
             x = batches.batch(step)
             if config.binarize:
                 x = torch.bernoulli(x)
+            if config.lr_schedule != "constant":
+                for optimizer in optimizers.values():
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate(config, step)
             terms = step_fn(model, optimizers, x)
             values = {name: value.item() for name, value in terms.items()}
             if not math.isfinite(values["loss"]):
-                kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written"
+                kept = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint
+                        else "no checkpoint was written")
                 raise TrainingDiverged(f"loss became {values['loss']} at step {step + 1}; {kept}. "
                                        "Lower the learning rate (--set lr=...) and resume or start again.")
             for name, value in values.items():
@@ -221,7 +238,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                     bar.update(task, completed=done, terms=shown)
                 sums, count, window_start = {}, 0, time.perf_counter()
             if done % config.sample_every == 0 or done == config.steps:
-                save_previews(model, run_dir, done, test_data, None)
+                save_previews(model, run_dir, done, test_data)
             if done % config.checkpoint_every == 0 or done == config.steps:
                 last_checkpoint = ckpt.checkpoint_path(run_dir, done)
                 epoch, batch_index = batches.position(done)
