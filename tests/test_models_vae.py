@@ -182,24 +182,46 @@ def test_log_likelihood_matches_reference_and_chunking_does_not_change_it(monkey
         assert torch.allclose(result, expected, atol=1e-10), chunk
 
 
-def test_log_likelihood_deterministic_given_seed_and_chunks_agree_statistically():
+def broad_q_vae() -> VAE:
+    """tiny_vae with q(z|x) wider than the posterior (logvar + 1.5), so importance weights have light tails."""
     model = tiny_vae("bernoulli")
+    with torch.no_grad():
+        linears(model.encoder)[-1].bias[2:] += 1.5
+    return model
+
+
+def grid_log_px(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """log p(x) = log integral p(x|z) p(z) dz on a 401^2 grid over [-8, 8]^2 (latent_dim 2)."""
+    g = torch.linspace(-8, 8, 401, dtype=torch.float64)
+    z = torch.cartesian_prod(g, g)
+    log_cell = 2 * math.log(g[1] - g[0])
+    with torch.no_grad():
+        return torch.stack([
+            torch.logsumexp(model.log_px_given_z(row.expand(len(z), -1), z) + Normal(0.0, 1.0).log_prob(z).sum(1), 0)
+            + log_cell for row in x])
+
+
+def test_log_likelihood_deterministic_given_seed_and_chunks_agree_statistically():
+    model = broad_q_vae()
     x = torch.tensor(X_BINARY, dtype=torch.float64)
     torch.manual_seed(5)
     a = model.log_likelihood(x, k=500, chunk=7)
     torch.manual_seed(5)
     b = model.log_likelihood(x, k=500, chunk=7)
     assert torch.equal(a, b)
-    # with the real generator, other chunk sizes draw other numbers; the estimates still agree closely
+    # with the real generator, other chunk sizes draw other numbers; the estimates still agree
+    # (40 estimates of k=700 each: over seeds 0..5 the means differed by at most 0.045)
+    x_rep = x.repeat(40, 1)
     torch.manual_seed(6)
-    c = model.log_likelihood(x, k=500, chunk=100)
-    assert torch.allclose(a, c, atol=0.05)
+    small_chunks = model.log_likelihood(x_rep, k=700, chunk=7).view(40, 3).mean(0)
+    large_chunks = model.log_likelihood(x_rep, k=700, chunk=100).view(40, 3).mean(0)
+    assert torch.allclose(small_chunks, large_chunks, atol=0.12)
     with pytest.raises(ValueError, match="k must be at least 1"):
         model.log_likelihood(x, k=0)
 
 
-def test_log_likelihood_k1_has_the_elbo_expectation_and_bound_tightens_with_k():
-    model = tiny_vae("bernoulli")
+def test_log_likelihood_k1_has_the_elbo_expectation():
+    model = broad_q_vae()
     x = torch.tensor(X_BINARY, dtype=torch.float64)
     repeats = 20_000
     x_rep = x.repeat(repeats, 1)  # (repeats * 3, 3): every row an independent draw
@@ -210,15 +232,22 @@ def test_log_likelihood_k1_has_the_elbo_expectation_and_bound_tightens_with_k():
     se = torch.sqrt(iw1.var(0) / repeats + elbo.var(0) / repeats)
     assert ((iw1.mean(0) - elbo.mean(0)).abs() < 4 * se).all()
 
-    torch.manual_seed(1)
-    iw10 = model.log_likelihood(x, k=10).mean()
-    iw100 = model.log_likelihood(x, k=100).mean()
-    iw2000 = model.log_likelihood(x, k=2000).mean()
-    elbo_mean = elbo.mean()
-    # ELBO (-3.28) < IW10 (-3.04) < IW100 (-3.01) <= IW2000 (-3.00): each gap is many standard errors
-    assert elbo_mean < iw10 < iw100
-    assert iw100 > elbo_mean + 0.1
-    assert iw2000 > iw10
+
+def test_iw_bound_tightens_with_k_towards_log_px_by_quadrature():
+    model = broad_q_vae()
+    x = torch.tensor(X_BINARY, dtype=torch.float64)
+    exact = grid_log_px(model, x)  # about (-3.17, -2.11, -3.88)
+    means, errors = {}, {}
+    torch.manual_seed(0)
+    for k, repeats in ((1, 4000), (10, 1000), (100, 300), (2000, 10)):
+        estimates = model.log_likelihood(x.repeat(repeats, 1), k=k).view(repeats, 3)
+        means[k], errors[k] = estimates.mean(0), estimates.std(0) / math.sqrt(repeats)
+    # seen: k=1 (-5.9, -7.0, -7.1), k=10 (-3.39, -2.41, -4.17), k=100 (-3.19, -2.14, -3.91),
+    # k=2000 (-3.18, -2.11, -3.90); standard errors <= 0.1, 0.03, 0.013, 0.019
+    assert (means[1] + 1 < means[10]).all()
+    assert (means[10] < means[100]).all()
+    assert (means[100] <= exact + 3 * errors[100]).all()  # a lower bound in expectation
+    assert ((means[2000] - exact).abs() < 0.05).all()
 
 
 def linear_gaussian_vae(latent_dim: int, w: torch.Tensor, b: torch.Tensor, log_std: torch.Tensor) -> VAE:
@@ -269,18 +298,20 @@ def test_exact_posterior_makes_iw_exact_and_elbo_tight():
 def test_iw_approaches_exact_log_px_for_a_rough_encoder():
     w = torch.tensor([[1.0, 0.4], [-0.5, 1.2]], dtype=torch.float64)
     model = linear_gaussian_vae(2, w, B2, LOG_STD2)
-    torch.manual_seed(0)
     (encoder,) = linears(model.encoder)
-    with torch.no_grad():
-        encoder.weight.copy_(0.3 * torch.randn(4, 2, dtype=torch.float64))  # a poor guess of the posterior mean
-        encoder.bias.copy_(torch.tensor([0.1, -0.1, 0.0, 0.0], dtype=torch.float64))  # q = N(., I): broad support
-    exact = exact_log_px(w, B2, LOG_STD2, X_LIN)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a poor guess of the posterior mean; q about N(., I): broader than the posterior
+        encoder.weight.copy_(0.3 * torch.randn(4, 2, generator=generator, dtype=torch.float64))
+        encoder.bias.copy_(torch.tensor([0.1, -0.1, 0.0, 0.0], dtype=torch.float64))
+    exact = exact_log_px(w, B2, LOG_STD2, X_LIN)  # (-2.45, -3.44, -4.49)
     torch.manual_seed(1)
-    iw = model.log_likelihood(X_LIN, k=5000)
+    repeats = 10
+    iw = model.log_likelihood(X_LIN.repeat(repeats, 1), k=5000).view(repeats, 3).mean(0)
     with torch.no_grad():
-        elbo = model.elbo(X_LIN.repeat(2000, 1))["elbo"].view(2000, 3).mean(0)
+        elbo = model.elbo(X_LIN.repeat(2000, 1))["elbo"].view(2000, 3).mean(0)  # (-5.3, -7.7, -15.3)
+    # over sampling seeds 0..9 the error of iw stayed below 0.045
     assert ((iw - exact).abs() < 0.1).all(), (iw, exact)
-    assert (elbo < exact - 0.5).all()  # the ELBO of this encoder is far below; IW closes the gap
+    assert (elbo < exact - 2).all()  # the ELBO of this encoder is far below; the IW bound closes the gap
 
 
 # --- sampling, reconstruction, interpolation -----------------------------------------------------------

@@ -1,0 +1,299 @@
+"""The training loop: bit-identical resume (in process and after a real SIGKILL), the NaN guard,
+checkpoint pruning, logging cadence, run-folder bookkeeping, and that a VAE actually learns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import genlab.train
+from genlab import checkpoint as ckpt
+from genlab.cli import app
+from genlab.models import AutoencoderConfig, VAEConfig
+from genlab.train import TrainConfig, TrainingDiverged, create_run, read_run_config, train
+
+TINY = {"hidden_dims": (32,), "latent_dim": 2, "architecture": "mlp"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; on a busy 2-core machine OpenMP workers contending with other
+    processes make small ops up to ~100x slower. Subprocesses get OMP_NUM_THREADS=1 to match."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_run(run_dir: Path, family: str = "vae", model_settings: dict | None = None, **train_settings) -> Path:
+    """A tiny run on scikit-learn digits (1500 8x8 images)."""
+    settings = {"data": "digits", "steps": 40, "batch_size": 32, "checkpoint_every": 10, "log_every": 10,
+                "sample_every": 1000, "keep_checkpoints": 10, **train_settings}
+    return create_run(run_dir, family, TrainConfig(**settings), {**TINY, **(model_settings or {})})
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_speed(records: list[dict]) -> list[dict]:
+    """Metric lines minus images_per_s, the one value that depends on the wall clock."""
+    return [{k: v for k, v in record.items() if k != "images_per_s"} for record in records]
+
+
+def assert_same_checkpoint(a: Path, b: Path) -> None:
+    first, second = ckpt.load_checkpoint(a), ckpt.load_checkpoint(b)
+    assert first.meta == second.meta
+    assert first.tensors.keys() == second.tensors.keys()
+    for prefix in ("model.", "optimizer.", "rng."):
+        assert any(name.startswith(prefix) for name in first.tensors), f"no {prefix}* tensors in {a}"
+    unequal = [name for name in first.tensors if not torch.equal(first.tensors[name], second.tensors[name])]
+    assert not unequal, f"tensors differ between {a.name} and {b.name}: {unequal}"
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+FAMILIES = {
+    "vae": None,
+    "ae": {"noise_std": 0.3},  # a denoising AE draws noise from the global RNG at every step
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_resume_is_bit_identical(tmp_path, family):
+    straight = make_run(tmp_path / "straight", family, FAMILIES[family], binarize=True)
+    interrupted = make_run(tmp_path / "interrupted", family, FAMILIES[family], binarize=True)
+    final = train(straight, device="cpu")
+    assert final == ckpt.checkpoint_path(straight, 40)
+
+    stopped_at = train(interrupted, device="cpu", stop_after=25)
+    assert stopped_at == ckpt.checkpoint_path(interrupted, 20)  # step 25 was not a checkpoint step
+    assert [p.name for p in ckpt.list_checkpoints(interrupted)] == ["step-00000010.safetensors",
+                                                                   "step-00000020.safetensors"]
+    assert metrics(interrupted)[-1]["step"] == 25  # logged, then lost with the "crash"
+    assert train(interrupted, device="cpu") == ckpt.checkpoint_path(interrupted, 40)
+
+    assert [p.name for p in ckpt.list_checkpoints(straight)] == [p.name for p in ckpt.list_checkpoints(interrupted)]
+    for a, b in zip(ckpt.list_checkpoints(straight), ckpt.list_checkpoints(interrupted), strict=True):
+        assert_same_checkpoint(a, b)
+    assert [r["step"] for r in metrics(straight)] == [10, 20, 30, 40]
+    assert without_speed(metrics(straight)) == without_speed(metrics(interrupted))
+
+
+def test_resume_comparison_would_catch_a_lost_rng_state(tmp_path, monkeypatch):
+    """The test above is not vacuous: resuming without the saved RNG state gives different weights."""
+    straight = make_run(tmp_path / "straight", binarize=True)
+    resumed = make_run(tmp_path / "resumed", binarize=True)
+    train(straight, device="cpu")
+    train(resumed, device="cpu", stop_after=20)
+    real_restore = ckpt.restore
+    monkeypatch.setattr(ckpt, "restore", lambda c, m, o=None, restore_rng=False: real_restore(c, m, o, False))
+    train(resumed, device="cpu")
+    a = ckpt.load_checkpoint(ckpt.checkpoint_path(straight, 40)).prefixed("model.")
+    b = ckpt.load_checkpoint(ckpt.checkpoint_path(resumed, 40)).prefixed("model.")
+    assert not all(torch.equal(a[name], b[name]) for name in a)
+
+
+def poll_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := predicate():
+            return found
+        time.sleep(0.005)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
+    steps = 500  # ~4 s of training after the first checkpoint at step 5: the kill lands long before the end
+    args = ["train", "vae", "--data", "digits", "--steps", str(steps), "--set", "checkpoint_every=5",
+            "--set", "log_every=10", "--set", "batch_size=32", "--set", "binarize=true",
+            "--set", "hidden_dims=32", "--set", "latent_dim=2", "--set", "architecture=mlp"]
+    killed_run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "genlab", *args, "--run", str(killed_run)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        poll_for(lambda: ckpt.list_checkpoints(killed_run) or process.poll() is not None, 120, "a first checkpoint")
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        _, stderr = process.communicate(timeout=60)
+    on_disk = ckpt.list_checkpoints(killed_run)
+    assert process.returncode == -signal.SIGKILL, f"training ended before the kill: {stderr.decode()[-2000:]}"
+    assert on_disk, "killed before any checkpoint"
+    final = ckpt.checkpoint_path(killed_run, steps)
+    assert final not in on_disk and not final.exists(), "the run had already finished: raise `steps`"
+    killed_at = int(ckpt.CHECKPOINT_NAME.search(on_disk[-1].name).group(1))
+    assert 5 <= killed_at < steps
+
+    resumed = subprocess.run([sys.executable, "-m", "genlab", "train", "--resume", str(killed_run)],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming {killed_run} from step {killed_at}" in resumed.stderr
+
+    straight_run = tmp_path / "straight"
+    result = CliRunner().invoke(app, [*args, "--run", str(straight_run)])
+    assert result.exit_code == 0, result.output
+    assert_same_checkpoint(ckpt.checkpoint_path(straight_run, steps), final)
+    assert [r["step"] for r in metrics(killed_run)] == list(range(10, steps + 1, 10))
+    # Lines whose 10-step window straddles the kill average fewer steps after a resume (see the xfail below).
+    whole = [i for i, r in enumerate(metrics(straight_run)) if not r["step"] - 10 < killed_at < r["step"]]
+    assert len(whole) >= len(metrics(straight_run)) - 1
+    assert ([without_speed(metrics(straight_run))[i] for i in whole]
+            == [without_speed(metrics(killed_run))[i] for i in whole])
+
+
+@pytest.mark.xfail(reason="BUG: train() resets the metric sums at the resume step, so the first line logged after "
+                   "resuming from a checkpoint that is not on a log_every boundary averages only the steps since "
+                   "the checkpoint, unlike the same line of an uninterrupted run", strict=True)
+def test_resumed_metrics_match_when_checkpoints_fall_between_log_steps(tmp_path):
+    straight = make_run(tmp_path / "straight", steps=30, checkpoint_every=5, log_every=10)
+    resumed = make_run(tmp_path / "resumed", steps=30, checkpoint_every=5, log_every=10)
+    train(straight, device="cpu")
+    train(resumed, device="cpu", stop_after=17)  # as a kill at step 17 would: the last checkpoint is step 15
+    train(resumed, device="cpu")
+    assert_same_checkpoint(ckpt.checkpoint_path(straight, 30), ckpt.checkpoint_path(resumed, 30))
+    assert [r["step"] for r in metrics(resumed)] == [10, 20, 30]
+    assert without_speed(metrics(straight)) == without_speed(metrics(resumed))  # fails at step 20
+
+
+@pytest.mark.xfail(reason="BUG: train._truncate_metrics json.loads every line of metrics.jsonl, so a line torn by a "
+                   "crash (disk full, power loss) makes every later resume raise JSONDecodeError", strict=True)
+def test_resume_survives_a_partial_last_metrics_line(tmp_path):
+    run = make_run(tmp_path / "run", steps=40)
+    train(run, device="cpu", stop_after=20)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 30, "epoch": 0, "loss": 12')  # a crash in the middle of a write
+    train(run, device="cpu")
+    assert [r["step"] for r in metrics(run)] == [10, 20, 30, 40]
+
+
+# ----------------------------------------------------------------------------- the NaN guard
+
+
+def poisoned_step(after: int):
+    """The real AE/VAE step, whose reported loss turns NaN from call number `after` on."""
+    calls = []
+
+    def step(model, optimizers, x):
+        terms = genlab.train.autoencoder_step(model, optimizers, x)
+        calls.append(1)
+        if len(calls) >= after:
+            terms["loss"] = torch.tensor(float("nan"))
+        return terms
+
+    return step
+
+
+def test_nan_loss_stops_training_and_keeps_good_checkpoints(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run")
+    monkeypatch.setitem(genlab.train.STEPS, "vae", poisoned_step(after=23))
+    with pytest.raises(TrainingDiverged) as error:
+        train(run, device="cpu")
+    message = str(error.value)
+    good = ckpt.checkpoint_path(run, 20)
+    assert "nan" in message and "step 23" in message and str(good) in message
+    assert ckpt.list_checkpoints(run) == [ckpt.checkpoint_path(run, 10), good]
+    for path in ckpt.list_checkpoints(run):
+        model, meta = ckpt.load_model(path)
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+        assert meta["step"] == int(path.stem.removeprefix("step-"))
+    assert [r["step"] for r in metrics(run)] == [10, 20]
+    assert not list(run.glob("checkpoints/.*.tmp"))
+
+
+def test_nan_on_the_first_step_says_no_checkpoint_was_written(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run")
+    monkeypatch.setitem(genlab.train.STEPS, "vae", poisoned_step(after=1))
+    with pytest.raises(TrainingDiverged, match="at step 1; no checkpoint was written"):
+        train(run, device="cpu")
+    assert ckpt.list_checkpoints(run) == []
+
+
+# ----------------------------------------------------------------------------- run-folder bookkeeping
+
+
+def test_pruning_logging_samples_tensorboard_and_config(tmp_path):
+    settings = {**TINY, "beta": 0.5}
+    config = TrainConfig(data="digits", steps=30, batch_size=32, checkpoint_every=5, keep_checkpoints=2,
+                         log_every=7, sample_every=10)
+    run = create_run(tmp_path / "run", "vae", config, settings)
+    train(run, device="cpu")
+
+    assert [p.name for p in ckpt.list_checkpoints(run)] == ["step-00000025.safetensors", "step-00000030.safetensors"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000025.safetensors",
+                                                                      "step-00000030.safetensors"]
+
+    records = metrics(run)
+    assert [r["step"] for r in records] == [7, 14, 21, 28, 30]  # every log_every, plus the last step
+    for record in records:
+        assert set(record) == {"step", "epoch", "loss", "reconstruction", "kl", "images_per_s"}
+        assert record["epoch"] == 0  # 30 batches of 32 < 1500 images
+        assert record["loss"] == pytest.approx(record["reconstruction"] + 0.5 * record["kl"], rel=1e-5)
+        assert record["kl"] >= 0 and record["images_per_s"] > 0
+
+    expected = {f"step-{s:08d}-{kind}.png" for s in (10, 20, 30) for kind in ("samples", "reconstructions")}
+    assert {p.name for p in (run / "samples").iterdir()} == expected
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+    family, model_config, train_config = read_run_config(run)
+    assert family == "vae"
+    assert model_config == VAEConfig(data_shape=(1, 8, 8), **settings)
+    assert train_config == config
+
+
+def test_read_run_config_of_an_ae(tmp_path):
+    run = make_run(tmp_path / "run", "ae", {"noise_std": 0.1, "code_activation": "tanh"})
+    family, model_config, _ = read_run_config(run)
+    assert family == "ae"
+    assert model_config == AutoencoderConfig(data_shape=(1, 8, 8), noise_std=0.1, code_activation="tanh", **TINY)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        read_run_config(tmp_path)
+
+
+def test_create_run_refuses_an_existing_run(tmp_path):
+    run = make_run(tmp_path / "run")
+    before = (run / "config.json").read_bytes()
+    with pytest.raises(FileExistsError, match="--resume"):
+        make_run(run, steps=99)
+    assert (run / "config.json").read_bytes() == before
+
+
+def test_resume_truncates_metrics_logged_after_the_last_checkpoint(tmp_path):
+    run = make_run(tmp_path / "run", log_every=5)
+    train(run, device="cpu", stop_after=20)
+    fake = {"step": 30, "epoch": 0, "loss": 12345.0, "reconstruction": 12345.0, "kl": 0.0, "images_per_s": 1.0}
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(fake) + "\n")
+    train(run, device="cpu")
+    records = metrics(run)
+    assert [r["step"] for r in records] == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert all(r["loss"] != 12345.0 for r in records)
+
+
+def test_train_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="lr must be positive"):
+        TrainConfig(lr=0.0)
+
+
+def test_vae_on_digits_learns(tmp_path):
+    run = make_run(tmp_path / "run", steps=150, batch_size=64, checkpoint_every=150)
+    train(run, device="cpu")
+    losses = [r["loss"] for r in metrics(run)]
+    assert len(losses) == 15
+    # A fresh VAE scores about 44 nats (8x8 Bernoulli at p = 0.5, ~64 ln 2); 150 steps must beat that clearly.
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert min(losses[-3:]) < min(losses[:3])
