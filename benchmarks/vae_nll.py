@@ -12,18 +12,24 @@ Anchors: pythae's VAE 89.78 nats (its benchmark table), the IWAE paper's VAE 89.
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# The budget is CPU time: idle OpenMP threads that spin burn it without doing work, and on a shared
+# machine spinning threads of two processes stall each other. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
 import shutil
-import sys
-import time
-from pathlib import Path
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-import torch
+import torch  # noqa: E402
 
-from genlab.checkpoint import load_model
-from genlab.data import load_dataset
-from genlab.models import VAE, VAEConfig
-from genlab.train import STEPS, TrainConfig, autoencoder_optimizers, create_run, train
+from genlab.checkpoint import load_model  # noqa: E402
+from genlab.data import load_dataset  # noqa: E402
+from genlab.models import VAE, VAEConfig  # noqa: E402
+from genlab.train import STEPS, TrainConfig, autoencoder_optimizers, create_run, train  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MODEL = {"architecture": "mlp", "hidden_dims": (512, 512), "latent_dim": 32}

@@ -257,17 +257,12 @@ def no_training(monkeypatch):
     return trained
 
 
-@pytest.mark.xfail(reason="BUG: cli.train passes `{'steps': steps} if steps else {}`, so --steps 0 counts as "
-                          "not given and silently trains the default 3000 steps", strict=True)
 def test_steps_zero_is_rejected(tmp_path, no_training):
     result = invoke("train", "vae", "--steps", 0, "--run", tmp_path / "new-run", *TINY)
     assert no_training == [], "--steps 0 started training"
     assert "steps must be at least 1" in user_error(result)
 
 
-@pytest.mark.xfail(reason="BUG: cli._extend_steps writes --steps into config.json before it is validated, so "
-                          "`train --resume RUN --steps 0` fails but leaves steps=0 behind and the run can no "
-                          "longer be resumed or extended", strict=True)
 def test_bad_steps_on_resume_leave_the_run_intact(digits_run, tmp_path):
     run = tmp_path / "copy"
     shutil.copytree(digits_run, run)
@@ -277,9 +272,6 @@ def test_bad_steps_on_resume_leave_the_run_intact(digits_run, tmp_path):
     succeeded(invoke("train", "--resume", run))
 
 
-@pytest.mark.xfail(reason="BUG: cli.user_errors prints the message as Rich markup, so square brackets in it "
-                          "(a path like runs/[old]) are eaten as tags, and an unbalanced `[/]` raises "
-                          "MarkupError with a traceback", strict=True)
 @pytest.mark.parametrize("name", ["exp[old]", "exp[/]x"])
 def test_error_messages_keep_square_brackets(tmp_path, name):
     assert f"{name} does not exist" in user_error(invoke("sample", tmp_path / name))

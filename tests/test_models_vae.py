@@ -366,8 +366,6 @@ def test_interpolate_latents_lerp_and_slerp_geometry():
         interpolate_latents(a, b, 1)
 
 
-@pytest.mark.xfail(reason="BUG: slerp between antipodal latents (b = -a) divides by sin(pi) ~ 1e-7 and returns "
-                          "points at the origin, the region slerp is meant to avoid", strict=True)
 def test_slerp_of_antipodal_latents_keeps_the_norm():
     a = torch.tensor([0.6, 0.8])
     path = interpolate_latents(a, -a, 5, "slerp")

@@ -101,7 +101,10 @@ def read_meta(path: Path) -> dict[str, Any]:
                          "it may be truncated; use an earlier checkpoint") from None
     if "genlab" not in metadata:
         raise ValueError(f"{path} is a safetensors file but not a genlab checkpoint (no 'genlab' metadata)")
-    meta = json.loads(metadata["genlab"])
+    try:
+        meta = json.loads(metadata["genlab"])
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} has damaged genlab metadata ({error}): use an earlier checkpoint") from None
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path} has checkpoint format {meta['format_version']}, newer than this genlab "
                          f"reads ({FORMAT_VERSION}): upgrade genlab")

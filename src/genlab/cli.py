@@ -37,7 +37,8 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, TrainingDiverged) as error:
-            Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+            # Plain text, not Rich markup: paths and values in the message may hold brackets.
+            typer.echo(f"error: {error}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -84,11 +85,11 @@ def train(
             raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")
         _, config_class = family_classes(family)
         train_settings, model_settings = parse_overrides(settings or [], [TrainConfig, config_class])
-        train_config = TrainConfig(**{"data": data, **({"steps": steps} if steps else {}), **train_settings})
+        train_config = TrainConfig(**{"data": data, **({"steps": steps} if steps is not None else {}), **train_settings})
         run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir)
-    console.print(f"run folder: [bold]{run_dir}[/]")
+    console.print(f"run folder: {run_dir}", markup=False)
     last = train_run(run_dir, device=device, data_dir=data_dir, progress=True)
-    console.print(f"done: {last}")
+    console.print(f"done: {last}", markup=False)
 
 
 def _extend_steps(run_dir: Path, steps: int) -> None:
@@ -97,8 +98,11 @@ def _extend_steps(run_dir: Path, steps: int) -> None:
     path = run_dir / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
+    from genlab.train import TrainConfig
+
     config = json.loads(path.read_text())
     config["train"]["steps"] = steps
+    TrainConfig(**config["train"])  # validate before anything is written
     atomic_write_bytes(path, (json.dumps(config, indent=2) + "\n").encode())
 
 
@@ -135,7 +139,7 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
         save_image_grid(samples, out)
     else:
         save_points(samples, out, title=f"{n} samples")
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}", markup=False)
 
 
 def _test_examples(meta: dict, data_dir: Path | None):
@@ -165,7 +169,7 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
         save_image_grid(torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1), out, nrow=8)
     else:
         save_points(model.reconstruct(x), out, reference=x, title="reconstructions over the data")
-    console.print(f"wrote {out}")
+    console.print(f"wrote {out}", markup=False)
 
 
 @app.command()
@@ -194,7 +198,7 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
     strips = torch.cat([model.interpolate(x[0], x[1], steps, m) for m in methods])
     out = out or _output_folder(run) / f"interpolate-{start}-{end}-{method}.png"
     save_image_grid(strips, out, nrow=steps)
-    console.print(f"wrote {out} (rows: {', '.join(methods)})")
+    console.print(f"wrote {out} (rows: {', '.join(methods)})", markup=False)
 
 
 @app.command()
@@ -243,7 +247,7 @@ def download(name: Annotated[str, typer.Argument(help="mnist")], data_dir: DataD
                          "(digits ships with scikit-learn; toys are generated)")
     folder = (data_dir or default_data_dir()) / "mnist"
     for path in download_mnist(folder):
-        console.print(f"ok {path}")
+        console.print(f"ok {path}", markup=False)
 
 
 def main():

@@ -127,8 +127,15 @@ def _truncate_metrics(path: Path, after_step: int) -> None:
     """Drop metric lines a crashed run logged after its last checkpoint; the resumed run logs them again."""
     if not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= after_step]
-    ckpt.atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode())
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by the crash: it was written after the last checkpoint
+        if record["step"] <= after_step:
+            kept.append(line)
+    ckpt.atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
 
 
 @torch.no_grad()
@@ -179,11 +186,15 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
     optimizers = OPTIMIZERS[family](model, config)
     step_fn = STEPS[family]
     start = 0
+    sums: dict[str, float] = {}  # loss terms summed over the current logging window
+    count = 0
     existing = ckpt.list_checkpoints(run_dir)
     if existing:
         checkpoint = ckpt.load_checkpoint(existing[-1], device)
         ckpt.restore(checkpoint, model, optimizers, restore_rng=True)
         start = checkpoint.step
+        # a checkpoint between two log lines carries the half-filled window, so the next line is unchanged
+        sums, count = checkpoint.meta["log_window"]["sums"], checkpoint.meta["log_window"]["count"]
         log.info("resuming %s from step %d", run_dir, start)
     metrics_path = run_dir / "metrics.jsonl"
     _truncate_metrics(metrics_path, start)
@@ -196,8 +207,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
     batches = Batches(train_data.x.to(device), config.batch_size, seed=config.seed)
     end = config.steps if stop_after is None else min(config.steps, start + stop_after)
-    sums: dict[str, float] = {}
-    count, window_start = 0, time.perf_counter()
+    window_start = time.perf_counter()
     bar = _progress_bar(progress, family, config.data)
     task = bar.add_task("train", total=config.steps, completed=start, terms="") if bar else None
     model.train()
@@ -244,7 +254,8 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                 epoch, batch_index = batches.position(done)
                 meta = {"family": family, "model_config": to_json_dict(model_config),
                         "train_config": to_json_dict(config), "step": done,
-                        "data_position": {"epoch": epoch, "batch": batch_index}}
+                        "data_position": {"epoch": epoch, "batch": batch_index},
+                        "log_window": {"sums": sums, "count": count}}
                 ckpt.save_checkpoint(last_checkpoint, meta=meta, model=model, optimizers=optimizers)
                 ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
     finally:

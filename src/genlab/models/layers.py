@@ -120,12 +120,23 @@ def interpolate_latents(start: torch.Tensor, end: torch.Tensor, steps: int,
     if steps < 2:
         raise ValueError(f"interpolation needs at least 2 steps, got {steps}")
     t = torch.linspace(0, 1, steps, dtype=start.dtype, device=start.device)[:, None]
-    if method == "lerp":
-        return (1 - t) * start + t * end
-    if method != "slerp":
+    if method not in ("lerp", "slerp"):
         raise ValueError(f"unknown interpolation method {method!r}: choose lerp or slerp")
+    if method == "lerp" or start.numel() == 1:  # a 1-D latent has no circle to follow
+        return (1 - t) * start + t * end
     cos_omega = torch.dot(start, end) / (start.norm() * end.norm()).clamp_min(1e-12)
     omega = torch.arccos(cos_omega.clamp(-1, 1))
-    if omega.abs() < 1e-4:  # nearly parallel: slerp's sin(omega) denominator vanishes, lerp is exact enough
+    if omega < 1e-4:  # nearly parallel: slerp's sin(omega) denominator vanishes, lerp is exact enough
         return (1 - t) * start + t * end
+    if math.pi - omega < 1e-4:
+        # Opposite points: every great circle through them is as short. Take the one through the axis
+        # least aligned with start, and let the norm move linearly from |start| to |end|.
+        unit = start / start.norm()
+        axis = torch.zeros_like(start)
+        axis[start.abs().argmin()] = 1
+        side = axis - torch.dot(axis, unit) * unit
+        side = side / side.norm()
+        angle = t * math.pi
+        radius = (1 - t) * start.norm() + t * end.norm()
+        return radius * (torch.cos(angle) * unit + torch.sin(angle) * side)
     return (torch.sin((1 - t) * omega) * start + torch.sin(t * omega) * end) / torch.sin(omega)
