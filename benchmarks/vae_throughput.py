@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -52,7 +53,7 @@ MODEL = {"architecture": "mlp", "hidden_dims": (400,), "latent_dim": 20}  # genl
 PLAIN_TARGET, PYTHAE_TARGET = 1.5, 2.5
 
 
-# --- plain: pytorch/examples vae/main.py, as written there ------------------------------------------------
+# --- plain: pytorch/examples vae/main.py, as written there --------------------------------------------------
 
 
 class PlainVAE(nn.Module):
@@ -114,8 +115,8 @@ def plain_epoch(x: torch.Tensor, labels: torch.Tensor, max_batches: int | None =
 # --- genlab -------------------------------------------------------------------------------------------------
 
 
-def genlab_epoch(data_dir: Path, steps: int) -> tuple[float, float, int]:
-    """(epoch-loop images/s from the log record, wall seconds of the whole train() call, images trained)."""
+def genlab_epoch(data_dir: Path, steps: int) -> tuple[float, float]:
+    """(epoch-loop images/s from the log record, wall seconds of the whole train() call)."""
     config = TrainConfig(data="mnist", batch_size=BATCH_SIZE, lr=LR, steps=steps, log_every=steps,
                          sample_every=steps, checkpoint_every=steps)
     records: list[dict] = []
@@ -126,7 +127,7 @@ def genlab_epoch(data_dir: Path, steps: int) -> tuple[float, float, int]:
         call_seconds = time.perf_counter() - start
     if len(records) != 1:
         raise RuntimeError(f"expected one log record for the epoch, got {len(records)}")
-    return records[0]["images_per_s"], call_seconds, steps * BATCH_SIZE
+    return records[0]["images_per_s"], call_seconds
 
 
 # --- pythae, in its own virtual environment -----------------------------------------------------------------
@@ -157,12 +158,12 @@ def pythae_python() -> tuple[Path | None, str]:
     return python, f"pythae {found.stdout.split()[0]}, torch {found.stdout.split()[1]} in {PYTHAE_VENV} (new)"
 
 
-def pythae_epoch(python: Path, x: torch.Tensor) -> tuple[dict | None, str]:
+def pythae_epoch(python: Path, x: torch.Tensor, threads: int | None) -> tuple[dict | None, str]:
     """pythae's timings (see vae_throughput_pythae.py), or (None, why not)."""
     with tempfile.TemporaryDirectory(prefix="vae_throughput-pythae-") as tmp:
         np.save(Path(tmp) / "x.npy", x.numpy())
         command = [str(python), str(PYTHAE_CHILD), "--data", str(Path(tmp) / "x.npy"), "--out", str(Path(tmp) / "out"),
-                   "--batch-size", str(BATCH_SIZE)]
+                   "--batch-size", str(BATCH_SIZE), *(["--threads", str(threads)] if threads else [])]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
         except subprocess.TimeoutExpired:
@@ -174,6 +175,24 @@ def pythae_epoch(python: Path, x: torch.Tensor) -> tuple[dict | None, str]:
     return json.loads(lines[-1].removeprefix("PYTHAE ")), ""
 
 
+# --- how busy the machine is --------------------------------------------------------------------------------
+
+
+def load_note() -> str:
+    """The 1-minute load average, with a warning when other processes want more CPUs than there are.
+
+    With torch's default of one thread per core, a loaded machine does not just slow every step down
+    evenly: each parallel op waits for its slowest thread, and a thread the scheduler has parked stalls
+    the op for a whole time slice, so throughput can fall 10-50x and the ratios follow the load, not the code.
+    """
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    note = f"load average {load:.1f} on {cpus} CPUs"
+    if load > cpus:
+        note += ("  ** busy machine: the figures measure the contention; rerun when idle, or compare "
+                 "with --threads 1 **")
+    return note
+
+
 # --- the benchmark ------------------------------------------------------------------------------------------
 
 
@@ -182,18 +201,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating plain/genlab rounds")
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--skip-pythae", action="store_true", help="do not install or run pythae")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for every contender (default: torch's own default, as the target assumes)")
     args = parser.parse_args()
     if not (args.data_dir / "mnist").is_dir():
         print(f"skipped: no MNIST at {args.data_dir / 'mnist'} (pass --data-dir)")
         sys.exit(0)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     train_set = load_dataset("mnist", "train", data_dir=args.data_dir)
     x, labels = train_set.x, train_set.labels  # (60000, 1, 28, 28) float32 in [0, 1], (60000,) int64
     steps = len(x) // BATCH_SIZE  # genlab drops the last partial batch: 468 x 128 = 59904 images
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads (default); MNIST train {len(x)} images, "
+    threads = "default" if args.threads is None else "--threads"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads ({threads}); MNIST train {len(x)} images, "
           f"batch {BATCH_SIZE}, Adam {LR}; net 784-400-20 (pytorch/examples VAE)")
+    print(load_note())
 
     # Warm-up, untimed: first-call costs (allocator, kernels, genlab's tensorboard import) hit neither side.
     plain_epoch(x, labels, max_batches=20)
@@ -206,7 +231,7 @@ def main() -> None:
             if name == "plain":
                 plain.append(plain_epoch(x, labels))
             else:
-                images_per_s, call_seconds, _ = genlab_epoch(args.data_dir, steps)
+                images_per_s, call_seconds = genlab_epoch(args.data_dir, steps)
                 genlab.append(images_per_s)
                 genlab_call.append(call_seconds)
         print(f"round {round_ + 1}/{args.rounds} ({' then '.join(order)}): plain {plain[-1]:,.0f} img/s, "
@@ -225,7 +250,7 @@ def main() -> None:
         python, note = pythae_python()
         print(f"pythae: {note}", flush=True)
         if python is not None:
-            pythae, why = pythae_epoch(python, x)
+            pythae, why = pythae_epoch(python, x, args.threads)
             if pythae is None:
                 print(f"pythae: {why}\npythae: continuing without it")
 
@@ -253,6 +278,7 @@ def main() -> None:
               f"epoch loop vs epoch loop {genlab_median / pythae_epoch_img_s:.2f}")
         fields += f" pythae_img_s={pythae_img_s:.0f} ratio_pythae={ratio_pythae:.3f}"
     print("per-round genlab/plain: " + " ".join(f"{g / p:.2f}" for g, p in zip(genlab, plain, strict=True)))
+    print(load_note())
     print(f"RESULT {fields}")
 
 

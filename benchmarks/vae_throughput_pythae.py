@@ -73,7 +73,10 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="float32 .npy of shape (N, 1, 28, 28) in [0, 1]")
     parser.add_argument("--out", required=True, help="pythae's output_dir (checkpoints, final model)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     x = np.load(args.data)
     model = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=20, reconstruction_loss="bce"),

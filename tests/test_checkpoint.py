@@ -19,16 +19,6 @@ from genlab.data import load_dataset
 from genlab.train import TrainConfig, create_run, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; on a busy 2-core machine OpenMP workers contending with other
-    processes make small ops up to ~100x slower. Subprocesses get OMP_NUM_THREADS=1 to match."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def train_tiny(run_dir: Path, family: str, architecture: str, steps: int = 6):
     """Train a tiny digits model and return (run folder, the very model object train() ended with)."""
     models = []

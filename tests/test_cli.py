@@ -28,16 +28,6 @@ SHARED_MNIST = SHARED_DATA / "mnist"
 TINY = ["--set", "hidden_dims=32", "--set", "latent_dim=2", "--set", "architecture=mlp"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; on a busy 2-core machine OpenMP workers contending with other
-    processes make small ops up to ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def in_tmp(tmp_path, monkeypatch):
     """Commands that default to runs/... write into the test's own folder, never the repository."""

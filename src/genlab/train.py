@@ -231,7 +231,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                 sums[name] = sums.get(name, 0.0) + value
             count += 1
             done = step + 1
-            if done % config.log_every == 0 or done == end:
+            if done % config.log_every == 0 or done == config.steps:
                 elapsed = time.perf_counter() - window_start
                 record = {"step": done, "epoch": batches.position(step)[0],
                           **{name: total / count for name, total in sums.items()},
