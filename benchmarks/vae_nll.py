@@ -7,8 +7,8 @@
 thread's CPU time counts its own work whatever else the machine is doing, where several threads
 waiting on each other under load bill their waits too. Evaluation is not budgeted and uses every core.
 The step count is fixed up front from a measured pilot so that the cosine learning-rate schedule ends
-exactly at the last step; the CPU time training really took is printed beside it (other load on the
-machine, such as a hyperthread sibling, slows each step and so makes it run over). The test set is binarised once with a fixed
+exactly at the last step; the CPU time training really took is printed beside it (other load on
+the machine slows each step, through shared caches and vCPUs, and so makes it run over). The test set is binarised once with a fixed
 seed; NLL = -log p(x) by importance sampling with k samples (Burda et al. 2016), in nats.
 Anchors: pythae's VAE 89.78 nats (its benchmark table), the IWAE paper's VAE 89.9. Target <= 88.0.
 """

@@ -181,15 +181,17 @@ def pythae_epoch(python: Path, x: torch.Tensor, threads: int | None) -> tuple[di
 def load_note() -> str:
     """The 1-minute load average, with a warning when other processes want more CPUs than there are.
 
-    With torch's default of one thread per core, a loaded machine does not just slow every step down
-    evenly: each parallel op waits for its slowest thread, and a thread the scheduler has parked stalls
-    the op for a whole time slice, so throughput can fall 10-50x and the ratios follow the load, not the code.
+    With more than one torch thread a loaded machine does not slow every step down evenly: each
+    parallel op waits for its slowest thread, and a thread the scheduler has parked stalls the op for a
+    whole time slice, so throughput can fall 10-50x and the ratios follow the load, not the code.
+    One thread per process only shares the CPU, which scales every contender alike.
     """
     load, cpus = os.getloadavg()[0], os.cpu_count() or 1
     note = f"load average {load:.1f} on {cpus} CPUs"
-    if load > cpus:
-        note += ("  ** busy machine: the figures measure the contention; rerun when idle, or compare "
-                 "with --threads 1 **")
+    if load > cpus and torch.get_num_threads() > 1:
+        note += "  ** busy machine: the figures measure the contention; rerun when idle, or add --threads 1 **"
+    elif load > cpus:
+        note += " (busy: absolute figures are shared-CPU figures; the ratios hold)"
     return note
 
 
