@@ -69,7 +69,7 @@ def train(
     """Train a model; the run folder gets config.json, metrics.jsonl, checkpoints/ and samples/."""
     from genlab.config import parse_overrides
     from genlab.models import family_classes
-    from genlab.train import TrainConfig, create_run, read_run_config
+    from genlab.train import TrainConfig, create_run, read_run_config, set_run_steps
     from genlab.train import train as train_run
 
     if resume is not None:
@@ -78,32 +78,19 @@ def train(
                              "(only --steps may extend it)")
         run_dir = resume
         if steps is not None:
-            _extend_steps(run_dir, steps)
+            set_run_steps(run_dir, steps)
         read_run_config(run_dir)
     else:
         if family is None:
             raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")
         _, config_class = family_classes(family)
         train_settings, model_settings = parse_overrides(settings or [], [TrainConfig, config_class])
-        train_config = TrainConfig(**{"data": data, **({"steps": steps} if steps is not None else {}), **train_settings})
+        step_setting = {"steps": steps} if steps is not None else {}
+        train_config = TrainConfig(**{"data": data, **step_setting, **train_settings})
         run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir)
     console.print(f"run folder: {run_dir}", markup=False)
     last = train_run(run_dir, device=device, data_dir=data_dir, progress=True)
     console.print(f"done: {last}", markup=False)
-
-
-def _extend_steps(run_dir: Path, steps: int) -> None:
-    from genlab.checkpoint import atomic_write_bytes
-
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
-    from genlab.train import TrainConfig
-
-    config = json.loads(path.read_text())
-    config["train"]["steps"] = steps
-    TrainConfig(**config["train"])  # validate before anything is written
-    atomic_write_bytes(path, (json.dumps(config, indent=2) + "\n").encode())
 
 
 def _load(run: Path, device: str | None):

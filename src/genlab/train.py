@@ -119,6 +119,17 @@ def read_run_config(run_dir: str | Path):
     return config["family"], from_json_dict(config_class, config["model"]), from_json_dict(TrainConfig, config["train"])
 
 
+def set_run_steps(run_dir: str | Path, steps: int) -> None:
+    """Change a run's total step count (to extend it, or to end it sooner); checked before it is written."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
+    config = json.loads(path.read_text())
+    config["train"]["steps"] = steps
+    TrainConfig(**config["train"])
+    ckpt.atomic_write_bytes(path, (json.dumps(config, indent=2) + "\n").encode())
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
