@@ -1,0 +1,30 @@
+"""Measures of generative models: mode coverage of the 2-D toy mixtures and GAN collapse checks.
+
+Sample-quality metrics for images (FID, KID, precision/recall) will live here too.
+"""
+
+from __future__ import annotations
+
+from genlab.metrics.collapse import (
+    CollapseDetector,
+    CollapseWarning,
+    check_discriminator,
+    check_diversity,
+    check_modes,
+    sample_diversity,
+)
+from genlab.metrics.modes import MIXTURES, NUM_SAMPLES, ModeCoverage, mixture_coverage, mode_coverage
+
+__all__ = [
+    "MIXTURES",
+    "NUM_SAMPLES",
+    "ModeCoverage",
+    "mode_coverage",
+    "mixture_coverage",
+    "CollapseWarning",
+    "CollapseDetector",
+    "check_modes",
+    "check_diversity",
+    "check_discriminator",
+    "sample_diversity",
+]

@@ -1,0 +1,140 @@
+"""Signs that GAN training has collapsed, checked every few hundred steps, each with the fix to try.
+
+Three checks, one per signal the training loop can measure:
+  toys    `check_modes`: few mixture modes covered, or the mass piled on some of them (see `modes.py`);
+  images  `check_diversity`: generated images much less varied than real ones (`sample_diversity`);
+  any GAN `check_discriminator`: D tells real from fake almost perfectly, so G learns little.
+Each returns a `CollapseWarning` or None; `CollapseDetector` reports a warning only once it shows on several
+consecutive checks, so a single noisy measurement does not raise an alarm.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from genlab.metrics.modes import ModeCoverage
+
+# The remedies named in the GAN literature for each failure, as `genlab train --set` overrides of GANConfig.
+# Spectral norm on D: Miyato et al. 2018; WGAN-GP: Gulrajani et al. 2017; packing m samples into D: PacGAN.
+FIX_COLLAPSE = "try --set spectral_norm=d, --set loss=wgan-gp or --set pack=2"
+# A won discriminator: spectral norm and a slower D keep D from winning outright; the non-saturating loss
+# (Goodfellow et al. 2014, section 3) keeps G's gradient alive when D(G(z)) ~ 0, if the run uses minimax.
+FIX_DISCRIMINATOR = "try --set spectral_norm=d, a lower --set lr_d=..., or --set loss=non-saturating if on minimax"
+
+
+@dataclass(frozen=True)
+class CollapseWarning:
+    kind: Literal["modes", "diversity", "discriminator"]
+    message: str  # one line a person understands, with the numbers behind it
+    fix: str  # what to try
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.fix}"
+
+
+def check_modes(
+    coverage: ModeCoverage, *, min_covered_fraction: float = 1.0, max_reverse_kl: float = math.log(4 / 3)
+) -> CollapseWarning | None:
+    """Mode collapse on a toy mixture: too few modes covered, or the covered ones weighted very unevenly.
+
+    min_covered_fraction = 1: every mode must be hit. With NUM_SAMPLES = 2,500 a generator that matched a
+    25-mode grid would miss a given mode with probability (24/25)^2500 ~ 5e-45, so a missing mode is the
+    generator, not chance. (With only a few samples per mode, lower it.)
+    max_reverse_kl = log(4/3) ~ 0.29: the reverse KL is log M - H(p) = log(M / e^H), and e^H is the effective
+    number of modes, so this fires when the mass is spread as if over fewer than 3/4 of the modes (e.g. evenly
+    over 6 of the ring's 8). Sampling noise alone gives about (M - 1) / (2n) ~ 0.005 for 25 modes, n = 2,500.
+    """
+    covered, num_modes = coverage.modes_covered, coverage.num_modes
+    if covered == 0:
+        message = f"mode collapse: 0 of {num_modes} modes covered (no high-quality samples)"
+    elif covered < min_covered_fraction * num_modes:
+        message = f"mode collapse: {covered} of {num_modes} modes covered (reverse KL {coverage.reverse_kl:.2f})"
+    elif coverage.reverse_kl > max_reverse_kl:
+        effective_modes = num_modes * math.exp(-coverage.reverse_kl)
+        message = (f"mode collapse: {covered} of {num_modes} modes covered but unevenly "
+                   f"(reverse KL {coverage.reverse_kl:.2f}, as if {effective_modes:.1f} modes)")
+    else:
+        return None
+    return CollapseWarning("modes", message, FIX_COLLAPSE)
+
+
+def sample_diversity(samples: torch.Tensor) -> float:
+    """Root-mean-square L2 distance between two different samples of a batch (N, ...), N >= 2.
+
+    Over all pairs i != j, mean ||x_i - x_j||^2 = 2 * sum_d var_d, with the unbiased (N - 1) variance of each
+    coordinate d, so the all-pairs figure costs one pass over the batch instead of N^2 distances.
+    A batch of copies scores 0; it is in the units of the data, so compare it only with the same data.
+    """
+    if samples.dim() < 2 or len(samples) < 2:
+        raise ValueError(f"sample_diversity needs a batch (N, ...) with N >= 2, got shape {tuple(samples.shape)}")
+    flat = samples.detach().flatten(1).double()  # (N, D)
+    return math.sqrt(2 * flat.var(dim=0).sum().item())
+
+
+def check_diversity(fake_diversity: float, real_diversity: float, *, ratio: float = 0.5) -> CollapseWarning | None:
+    """Collapse on images: generated samples much less varied than the data (`sample_diversity` of each).
+
+    ratio = 0.5: a mean squared distance a quarter of the data's. Two splits of the same data score ~1, and
+    a collapsed generator, whose samples differ only by small noise, scores near 0. A partial collapse onto a
+    few distinct images can keep the ratio above 0.5; on toys, `check_modes` sees that.
+    """
+    if not real_diversity > 0:
+        raise ValueError(f"real_diversity must be positive, got {real_diversity}: measure it on a batch of real data")
+    if fake_diversity >= ratio * real_diversity:
+        return None
+    return CollapseWarning(
+        "diversity",
+        f"mode collapse: samples are {fake_diversity / real_diversity:.2f}x as varied as the data",
+        FIX_COLLAPSE,
+    )
+
+
+def check_discriminator(
+    d_real: float, d_fake: float, *, real_above: float = 0.95, fake_below: float = 0.05
+) -> CollapseWarning | None:
+    """A discriminator that has won: mean D(x) on real data near 1 and mean D(G(z)) near 0.
+
+    Only for losses where D outputs a probability (minimax, non-saturating), not a critic's score (wgan, hinge).
+    The minimax G loss log(1 - D(G(z))) has gradient -D(G(z)) with respect to D's logit: below 0.05, a tenth
+    of its value at D = 1/2, so G barely learns (Goodfellow et al. 2014, section 3; Arjovsky & Bottou 2017).
+    Pass means over the steps since the last check, not one batch.
+    """
+    for name, value in (("d_real", d_real), ("d_fake", d_fake)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a mean probability in [0, 1], got {value}: pass sigmoid(D), not logits")
+    if d_real > real_above and d_fake < fake_below:
+        return CollapseWarning(
+            "discriminator",
+            f"the discriminator has won (D(real) {d_real:.2f}, D(fake) {d_fake:.2f}): G gets vanishing gradients",
+            FIX_DISCRIMINATOR,
+        )
+    return None
+
+
+class CollapseDetector:
+    """Remembers the last checks and reports a warning once its kind has shown on `patience` in a row.
+
+    Each call takes the results of one round of checks, e.g.
+        detector.update(check_modes(coverage), check_discriminator(d_real, d_fake))
+    A kind absent from a round (its check returned None) starts counting again from zero. While a kind keeps
+    showing, every later round reports it again, so a progress bar can keep it on screen.
+    """
+
+    def __init__(self, *, patience: int = 2):
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1 check, got {patience}")
+        self.patience = patience  # 2: one noisy check (a bad batch, a D spike) never fires alone
+        self.streaks: dict[str, int] = {}  # kind -> consecutive rounds it has shown
+
+    def update(self, *checks: CollapseWarning | None) -> CollapseWarning | None:
+        """The first of this round's warnings that has now shown on `patience` consecutive rounds, else None."""
+        warnings = [check for check in checks if check is not None]
+        self.streaks = {warning.kind: self.streaks.get(warning.kind, 0) + 1 for warning in warnings}
+        for warning in warnings:
+            if self.streaks[warning.kind] >= self.patience:
+                return warning
+        return None
