@@ -1,0 +1,356 @@
+"""Generative adversarial networks: a generator G maps noise z ~ N(0, I) to data, a discriminator (or
+critic) D scores data, and the two are trained against each other (Goodfellow et al., 2014).
+
+Architectures: MLPs for the 1-D and 2-D toys, DCGAN-style convs for images (Radford et al., 2016).
+Losses: minimax and non-saturating (Goodfellow et al.), least-squares (Mao et al., 2017), hinge
+(Lim & Ye, 2017; Miyato et al., 2018), Wasserstein with weight clipping (Arjovsky et al., 2017) or
+with a gradient penalty (Gulrajani et al., 2017), optional R1 on real data (Mescheder et al., 2018).
+Stabilisers: spectral normalisation (Miyato et al., 2018), packing (PacGAN, Lin et al., 2018),
+minibatch stddev and an EMA generator (Karras et al., 2018), n_critic D steps per G step and
+separate learning rates for G and D (TTUR, Heusel et al., 2017).
+
+The model owns the math; the training step (train.py) owns the order of updates:
+  (1) D: n_critic times  discriminator_loss(x, generate(z).detach()) -> step D -> clip_weights() for wgan
+  (2) G: generator_loss(generate(z)) -> step G -> update_ema() when ema_generator is not None
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from genlab.models.layers import check_conv_shape, mlp, resolve_architecture
+
+# --- the losses --------------------------------------------------------------------------------------
+# Each takes D's raw outputs (logits, or critic values for the Wasserstein losses), averaged over the
+# batch: r = D(x) on real data, f = D(G(z)) on generated data.
+
+
+def sigmoid_cross_entropy_d(r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    # Goodfellow et al. eq. 1: D maximises log D(x) + log(1 - D(G(z))) with D = sigmoid(logit).
+    # -log sigmoid(a) = softplus(-a) and -log(1 - sigmoid(a)) = softplus(a): stable for any logit.
+    return F.softplus(-r).mean() + F.softplus(f).mean()
+
+
+def minimax_g(f: torch.Tensor) -> torch.Tensor:
+    # G minimises log(1 - D(G(z))) = -softplus(f). Its gradient vanishes when D confidently rejects
+    # the samples (f << 0), i.e. early in training: the lesson's reason for the non-saturating loss.
+    return -F.softplus(f).mean()
+
+
+def non_saturating_g(f: torch.Tensor) -> torch.Tensor:
+    # G maximises log D(G(z)) instead: -log sigmoid(f) = softplus(-f), steep exactly where minimax is flat.
+    return F.softplus(-f).mean()
+
+
+def least_squares_d(r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    # Mao et al. eq. 2 with targets a = 0 (fake), b = 1 (real): 0.5 (D(x) - 1)^2 + 0.5 D(G(z))^2.
+    return 0.5 * (r - 1).pow(2).mean() + 0.5 * f.pow(2).mean()
+
+
+def least_squares_g(f: torch.Tensor) -> torch.Tensor:
+    # Mao et al. eq. 2 with c = 1: G wants D to call its samples real, 0.5 (D(G(z)) - 1)^2.
+    return 0.5 * (f - 1).pow(2).mean()
+
+
+def hinge_d(r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    # relu(1 - D(x)) + relu(1 + D(G(z))): no reward for scores already beyond the margin.
+    return F.relu(1 - r).mean() + F.relu(1 + f).mean()
+
+
+def wasserstein_d(r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    # The critic maximises E D(x) - E D(G(z)), the dual form of the Wasserstein-1 distance when D is
+    # 1-Lipschitz (kept so by clipping or by the gradient penalty).
+    return f.mean() - r.mean()
+
+
+def wasserstein_g(f: torch.Tensor) -> torch.Tensor:
+    # -D(G(z)): the generator's side of both the Wasserstein and the hinge losses.
+    return -f.mean()
+
+
+LOSSES = {  # name -> (discriminator loss, generator loss)
+    "minimax": (sigmoid_cross_entropy_d, minimax_g),
+    "non-saturating": (sigmoid_cross_entropy_d, non_saturating_g),
+    "least-squares": (least_squares_d, least_squares_g),
+    "hinge": (hinge_d, wasserstein_g),
+    "wgan": (wasserstein_d, wasserstein_g),
+    "wgan-gp": (wasserstein_d, wasserstein_g),
+}
+OUTPUTS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "linear": nn.Identity}  # generator output layers
+SPECTRAL_NORM = {"none": (), "d": ("discriminator",), "g": ("generator",), "both": ("generator", "discriminator")}
+
+
+@dataclass
+class GANConfig:
+    data_shape: tuple[int, ...] = (2,)  # one example, set from the data
+    architecture: Literal["auto", "mlp", "conv"] = "auto"  # auto: conv for images it can halve, else mlp
+    latent_dim: int = 64  # DCGAN used 100 for images; the 1-D and 2-D toys need only 2-8
+    hidden_dims: tuple[int, ...] = (128, 128, 128)  # mlp widths of G and of D (D uses LeakyReLU(0.2))
+    conv_channels: tuple[int, ...] = (64, 128)  # one stride-2 conv per entry: D's widths; G mirrors them
+    output: Literal["auto", "sigmoid", "tanh", "linear"] = "auto"  # auto: sigmoid for images (in [0, 1]), else linear
+    loss: Literal["minimax", "non-saturating", "least-squares", "hinge", "wgan", "wgan-gp"] = "non-saturating"
+    gp_weight: float = 10.0  # wgan-gp's lambda, the value Gulrajani et al. use for every data set
+    r1_weight: float = 0.0  # > 0: adds r1_weight/2 E||grad D(x)||^2 on real data to D's loss (10 is common)
+    clip_value: float = 0.01  # wgan: every D parameter is clamped to [-c, c] after each D step (Arjovsky et al.)
+    spectral_norm: Literal["none", "d", "g", "both"] = "none"  # normalise every linear/conv weight of D and/or G
+    pack: int = 1  # PacGAN: D judges groups of `pack` samples, which exposes a G that covers few modes
+    minibatch_stddev: bool = False  # D also sees the batch's spread, so a collapsed G is easy to spot
+    ema_decay: float = 0.0  # 0: off; e.g. 0.999 samples from an exponential moving average of G's weights
+    n_critic: int = 1  # D steps per G step; WGAN and WGAN-GP used 5
+    lr_d: float | None = None  # D's learning rate; None: the training lr. TTUR uses a larger one for D
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam's; beta1 = 0.5 is DCGAN's, steadier than 0.9 for GANs
+
+    def __post_init__(self):
+        self.data_shape = tuple(self.data_shape)
+        self.hidden_dims = tuple(self.hidden_dims)
+        self.conv_channels = tuple(self.conv_channels)
+        self.betas = tuple(self.betas)
+        self.architecture = resolve_architecture(self.architecture, self.data_shape, self.conv_channels)
+        if self.output == "auto":
+            self.output = "sigmoid" if len(self.data_shape) == 3 else "linear"
+        if self.output not in OUTPUTS:
+            raise ValueError(f"unknown output {self.output!r}: choose auto, {', '.join(OUTPUTS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        if self.spectral_norm not in SPECTRAL_NORM:
+            raise ValueError(f"unknown spectral_norm {self.spectral_norm!r}: choose one of {', '.join(SPECTRAL_NORM)}")
+        for name in ("latent_dim", "pack", "n_critic"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("gp_weight", "r1_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.clip_value > 0:
+            raise ValueError(f"clip_value must be positive, got {self.clip_value}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 turns the EMA generator off), got {self.ema_decay}")
+        if self.lr_d is not None and not self.lr_d > 0:
+            raise ValueError(f"lr_d must be positive, or None to use the training lr; got {self.lr_d}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), e.g. 0.5,0.999; got {self.betas}")
+
+
+# --- the networks ------------------------------------------------------------------------------------
+
+
+class MinibatchStddev(nn.Module):
+    """(B, C, ...) -> (B, C + 1, ...): appends one feature, the std over the batch of each feature
+    averaged over features (Karras et al. 2018, sec. 3, with one group = the whole batch). Real batches
+    are varied; a generator that collapsed to a few outputs makes this number small, and D sees it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spread = (x.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()  # scalar; 1e-8 keeps sqrt's gradient finite
+        return torch.cat([x, spread.expand(len(x), 1, *x.shape[2:])], dim=1)
+
+
+class Generator(nn.Module):
+    """(B, latent_dim) -> (B, *data_shape) in data space.
+
+    mlp: latent -> hidden_dims (ReLU) -> data. conv (DCGAN): a linear layer to (C_last, H/f, W/f),
+    f = 2^len(conv_channels), then ConvTranspose2d(4, 2, 1) + BatchNorm + ReLU doubling H and W each
+    time, the last straight to the image's channels. Output: sigmoid keeps images in genlab's [0, 1]
+    range; it is DCGAN's tanh rescaled, since sigmoid(a) = (tanh(a/2) + 1) / 2.
+    """
+
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        if config.architecture == "conv":
+            check_conv_shape(config.data_shape, config.conv_channels)
+            channels, height, width = config.data_shape
+            factor = 2 ** len(config.conv_channels)
+            start_shape = (config.conv_channels[-1], height // factor, width // factor)
+            layers: list[nn.Module] = [nn.Linear(config.latent_dim, math.prod(start_shape)),
+                                       nn.Unflatten(1, start_shape), nn.BatchNorm2d(start_shape[0]), nn.ReLU()]
+            widths = [*reversed(config.conv_channels), channels]
+            for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+                layers.append(nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1))
+                if i < len(widths) - 2:  # DCGAN: no BatchNorm on G's output layer
+                    layers += [nn.BatchNorm2d(c_out), nn.ReLU()]
+        else:
+            layers = [mlp([config.latent_dim, *config.hidden_dims, math.prod(config.data_shape)]),
+                      nn.Unflatten(1, config.data_shape)]
+        self.net = nn.Sequential(*layers, OUTPUTS[config.output]())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    """(B/pack, pack * C, H, W) or (B/pack, pack, *data_shape) packed groups -> (B/pack,) raw scores.
+
+    mlp: flatten -> hidden_dims (LeakyReLU(0.2)) -> [minibatch stddev] -> linear to 1. conv (DCGAN):
+    Conv2d(4, 2, 1) + [BatchNorm] + LeakyReLU(0.2) halving H and W per entry of conv_channels ->
+    [minibatch stddev] -> linear to 1. BatchNorm follows DCGAN (none on the input layer); the caller
+    turns it off where it would be wrong (see GAN.__init__).
+    """
+
+    def __init__(self, config: GANConfig, *, batch_norm: bool):
+        super().__init__()
+        extra = 1 if config.minibatch_stddev else 0
+        if config.architecture == "conv":
+            channels, height, width = config.data_shape
+            channels *= config.pack  # packed samples arrive side by side as channels
+            layers: list[nn.Module] = []
+            for i, c_out in enumerate(config.conv_channels):
+                layers.append(nn.Conv2d(channels, c_out, kernel_size=4, stride=2, padding=1))
+                if batch_norm and i > 0:
+                    layers.append(nn.BatchNorm2d(c_out))
+                layers.append(nn.LeakyReLU(0.2))
+                channels = c_out
+            factor = 2 ** len(config.conv_channels)
+            head_in = (channels + extra) * (height // factor) * (width // factor)
+        else:
+            layers = [nn.Flatten()]
+            n_in = config.pack * math.prod(config.data_shape)  # packed samples arrive concatenated
+            for hidden in config.hidden_dims:
+                layers += [nn.Linear(n_in, hidden), nn.LeakyReLU(0.2)]
+                n_in = hidden
+            head_in = n_in + extra
+        self.features = nn.Sequential(*layers)
+        self.stddev = MinibatchStddev() if config.minibatch_stddev else nn.Identity()
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(head_in, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stddev(self.features(x))).squeeze(1)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN (sec. 4): conv weights ~ N(0, 0.02), BatchNorm scales ~ N(1, 0.02) and shifts 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def add_spectral_norm(net: nn.Module) -> None:
+    """Divide every linear/conv weight by its largest singular value, estimated by one power iteration
+    per training forward pass (Miyato et al. 2018); each layer, and so the net, is then ~1-Lipschitz."""
+    for module in list(net.modules()):
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            spectral_norm(module)
+
+
+class GAN(nn.Module):
+    def __init__(self, config: GANConfig):
+        super().__init__()
+        self.config = config
+        self.generator = Generator(config)
+        # BatchNorm mixes the examples of a batch, so D(x_i) would depend on the other x_j and a
+        # per-sample gradient (WGAN-GP, R1) would no longer be one; spectral norm replaces it as D's
+        # stabiliser (Miyato et al. use none in D).
+        batch_norm = not ("discriminator" in SPECTRAL_NORM[config.spectral_norm]
+                          or config.loss == "wgan-gp" or config.r1_weight > 0)
+        self.discriminator = Discriminator(config, batch_norm=batch_norm)
+        if config.architecture == "conv":
+            self.apply(dcgan_init)
+        for name in SPECTRAL_NORM[config.spectral_norm]:
+            add_spectral_norm(getattr(self, name))
+        # A frozen copy that trails G (update_ema); sample() uses it. None when ema_decay = 0.
+        self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
+
+    def latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws of z ~ N(0, I), (n, latent_dim), on the model's device."""
+        device = next(self.generator.parameters()).device
+        return torch.randn(n, self.config.latent_dim, generator=generator, device=device)
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, *data_shape) from the generator being trained (never the EMA copy)."""
+        return self.generator(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n samples in data space, from the EMA generator when there is one."""
+        net = self.ema_generator if self.ema_generator is not None else self.generator
+        return net(self.latents(n, generator))
+
+    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *data_shape) -> (B/pack,) logits or critic values, one per group of `pack` consecutive samples."""
+        pack = self.config.pack
+        if len(x) % pack:
+            raise ValueError(f"batch of {len(x)} is not divisible by pack={pack}: "
+                             f"use a batch size that is a multiple of {pack}")
+        # (B, C, H, W) -> (B/pack, pack*C, H, W); (B, D) -> (B/pack, pack*D): a group's samples side by side
+        return self.discriminator(x.reshape(len(x) // pack, pack * x.shape[1], *x.shape[2:]))
+
+    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """D's loss on a real batch and a generated one (already detached), plus its terms for logging:
+        d_real, d_fake (mean raw outputs: logits or critic values) and the penalties that are on."""
+        # Two passes, as DCGAN does: BatchNorm and minibatch stddev see batches that are all real or all fake.
+        r, f = self.discriminate(real), self.discriminate(fake)
+        d_loss, _ = LOSSES[self.config.loss]
+        terms = {"loss": d_loss(r, f), "d_real": r.mean().detach(), "d_fake": f.mean().detach()}
+        if self.config.loss == "wgan-gp":
+            terms["gp"] = self.gradient_penalty(real, fake)
+            terms["loss"] = terms["loss"] + terms["gp"]
+        if self.config.r1_weight > 0:
+            terms["r1"] = self.r1_penalty(real)
+            terms["loss"] = terms["loss"] + terms["r1"]
+        return terms
+
+    def generator_loss(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """G's loss on generated samples (not detached). It also leaves gradients in D, which D's
+        zero_grad clears before D's next step."""
+        f = self.discriminate(fake)
+        _, g_loss = LOSSES[self.config.loss]
+        return {"loss": g_loss(f), "d_fake": f.mean().detach()}
+
+    def _input_gradient_norms(self, x: torch.Tensor) -> torch.Tensor:
+        """||grad_x D(x)||_2 for each of D's inputs, (B/pack,), kept in the graph so a penalty on it trains D.
+
+        With packing D is a function of a whole group, so the norm runs over the group's samples
+        together: its Lipschitz constant as the function it is. pack = 1: over one sample's dims."""
+        x = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.discriminate(x).sum(), x, create_graph=True)
+        return grad.reshape(len(x) // self.config.pack, -1).norm(dim=1)  # consecutive samples form a group
+
+    def gradient_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """WGAN-GP (Gulrajani et al. 2017, eq. 3): gp_weight E[(||grad D(x_hat)||_2 - 1)^2] at
+        x_hat = eps x + (1 - eps) G(z), eps ~ U(0, 1), on the segment between each real and fake pair.
+
+        One eps per sample, shape (B, 1, ...) broadcast over all its pixels: an eps per pixel would
+        put x_hat off the segment and penalise the gradient at points the paper never meant."""
+        eps = torch.rand(len(real), *[1] * (real.dim() - 1), device=real.device, dtype=real.dtype)
+        x_hat = eps * real + (1 - eps) * fake
+        return self.config.gp_weight * (self._input_gradient_norms(x_hat) - 1).pow(2).mean()
+
+    def r1_penalty(self, real: torch.Tensor) -> torch.Tensor:
+        """R1 (Mescheder et al. 2018, eq. 9): r1_weight/2 E||grad D(x)||^2 on real data only, which
+        pushes D to be flat on the data and damps its oscillation around the equilibrium."""
+        return self.config.r1_weight / 2 * self._input_gradient_norms(real).pow(2).mean()
+
+    @torch.no_grad()
+    def clip_weights(self) -> None:
+        """WGAN: clamp every D parameter to [-clip_value, clip_value], a crude way to keep D K-Lipschitz.
+        The step calls it after each D update when loss = wgan."""
+        for p in self.discriminator.parameters():
+            p.clamp_(-self.config.clip_value, self.config.clip_value)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * theta for each of G's parameters; buffers (BatchNorm
+        statistics, spectral norm's power-iteration vectors) are copied. The step calls it after each G update."""
+        if self.ema_generator is None:
+            raise ValueError("update_ema needs an EMA generator: set ema_decay > 0 (e.g. 0.999)")
+        for ema_p, p in zip(self.ema_generator.parameters(), self.generator.parameters(), strict=True):
+            ema_p.lerp_(p, 1 - self.config.ema_decay)
+        for ema_b, b in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
+            ema_b.copy_(b)
+
+
+def gan_optimizers(model: GAN, lr: float) -> dict[str, torch.optim.Optimizer]:
+    """Adam for G (lr) and D (config.lr_d, or lr), with config.betas. fused=True as train.adam does
+    (one kernel over all parameters); built here because importing genlab.train would be circular."""
+    config = model.config
+    lr_d = config.lr_d if config.lr_d is not None else lr
+    return {"generator": torch.optim.Adam(model.generator.parameters(), lr=lr, betas=config.betas, fused=True),
+            "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=lr_d, betas=config.betas,
+                                              fused=True)}
