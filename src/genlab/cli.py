@@ -55,7 +55,7 @@ def _new_run_dir(family: str, data: str) -> Path:
 @app.command()
 @user_errors
 def train(
-    family: Annotated[str | None, typer.Argument(help="ae or vae (not needed with --resume).")] = None,
+    family: Annotated[str | None, typer.Argument(help="ae, vae or gan (not needed with --resume).")] = None,
     data: Annotated[str, typer.Option(help="digits, mnist, patterns, gaussian1d, ring, grid, moons, swissroll, "
                                            "or folder:PATH.")] = "digits",
     steps: Annotated[int | None, typer.Option(help="Total training steps (default 3000).")] = None,
@@ -147,6 +147,8 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
     from genlab.explore import save_image_grid, save_points
 
     model, meta = _load(run, device)
+    if not hasattr(model, "reconstruct"):
+        raise ValueError(f"a {meta['family']} model has no encoder to reconstruct with: try `genlab sample`")
     test = _test_examples(meta, data_dir)
     if not 1 <= n <= len(test):
         raise ValueError(f"--n must be between 1 and {len(test)} (the test split's size), got {n}")
@@ -173,6 +175,8 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
 
     methods = ["lerp", "slerp"] if method == "both" else [method]
     model, meta = _load(run, device)
+    if not hasattr(model, "interpolate"):
+        raise ValueError(f"a {meta['family']} model has no encoder to place images in its latent space")
     test = _test_examples(meta, data_dir)
     if test.kind != "image":
         raise ValueError("interpolate draws image strips; this run's data are points")

@@ -23,6 +23,7 @@ from genlab.config import from_json_dict, to_json_dict
 from genlab.data import Batches, Dataset, load_dataset
 from genlab.explore import save_image_grid, save_points
 from genlab.models import family_classes
+from genlab.models.gan import gan_optimizers
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,12 @@ class TrainConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}: choose constant or cosine")
 
 
-def learning_rate(config: TrainConfig, step: int) -> float:
-    """The learning rate for batch `step`: a pure function of the step, so resuming needs no scheduler state."""
+def learning_rate_factor(config: TrainConfig, step: int) -> float:
+    """Each optimizer's base rate is multiplied by this at batch `step`: a pure function of the step, so
+    resuming needs no scheduler state."""
     if config.lr_schedule == "cosine":
-        return config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
-    return config.lr
+        return 0.5 * (1 + math.cos(math.pi * step / config.steps))
+    return 1.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -87,8 +89,41 @@ def autoencoder_optimizers(model, config: TrainConfig) -> dict[str, torch.optim.
     return {"model": adam(model.parameters(), config.lr)}
 
 
-STEPS = {"ae": autoencoder_step, "vae": autoencoder_step}
-OPTIMIZERS = {"ae": autoencoder_optimizers, "vae": autoencoder_optimizers}
+def gan_step(model, optimizers, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """GAN: n_critic discriminator updates, one real batch each (x holds n_critic batches), then one
+    generator update; with the EMA copy of G moved after it."""
+    config = model.config
+    d_optimizer, g_optimizer = optimizers["discriminator"], optimizers["generator"]
+    for real in x.chunk(config.n_critic):
+        # (1) Update D: tell real from fake. The fakes are detached, so no gradient reaches G here.
+        fake = model.generate(model.latents(len(real))).detach()
+        d_terms = model.discriminator_loss(real, fake)
+        d_optimizer.zero_grad(set_to_none=True)
+        d_terms["loss"].backward()
+        d_optimizer.step()
+        if config.loss == "wgan":
+            model.clip_weights()  # keeps the critic K-Lipschitz for some K (Arjovsky et al. 2017)
+    # (2) Update G: make D call fresh fakes real. D's gradients from this pass are cleared before D's next step.
+    g_terms = model.generator_loss(model.generate(model.latents(len(real))))
+    g_optimizer.zero_grad(set_to_none=True)
+    g_terms["loss"].backward()
+    g_optimizer.step()
+    if model.ema_generator is not None:
+        model.update_ema()
+    return {"d_loss": d_terms.pop("loss"), "g_loss": g_terms.pop("loss"), **d_terms}
+
+
+def gan_optimizers_for(model, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    return gan_optimizers(model, config.lr)
+
+
+STEPS = {"ae": autoencoder_step, "vae": autoencoder_step, "gan": gan_step}
+OPTIMIZERS = {"ae": autoencoder_optimizers, "vae": autoencoder_optimizers, "gan": gan_optimizers_for}
+
+
+def real_batches_per_step(model_config) -> int:
+    """How many batches one step consumes: a GAN's n_critic discriminator updates each take their own."""
+    return getattr(model_config, "n_critic", 1)
 
 
 # --- runs --------------------------------------------------------------------------------------------
@@ -163,9 +198,10 @@ def save_previews(model, run_dir: Path, step: int, test: Dataset) -> None:
     folder = run_dir / "samples"
     device = next(model.parameters()).device
     if test.kind == "image":
-        x = test.x[:32].to(device)
-        pairs = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1)  # original, reconstruction, ...
-        save_image_grid(pairs, folder / f"step-{step:08d}-reconstructions.png", nrow=8)
+        if hasattr(model, "reconstruct"):
+            x = test.x[:32].to(device)
+            pairs = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1)  # original, reconstruction, ...
+            save_image_grid(pairs, folder / f"step-{step:08d}-reconstructions.png", nrow=8)
         if hasattr(model, "sample"):
             generator = torch.Generator(device).manual_seed(0)  # the same z at every step: watch one sample evolve
             save_image_grid(model.sample(64, generator=generator), folder / f"step-{step:08d}-samples.png", nrow=8)
@@ -175,8 +211,9 @@ def save_previews(model, run_dir: Path, step: int, test: Dataset) -> None:
             generator = torch.Generator(device).manual_seed(0)
             save_points(model.sample(2000, generator=generator), folder / f"step-{step:08d}-samples.png",
                         reference, f"samples, step {step}")
-        save_points(model.reconstruct(reference.to(device)), folder / f"step-{step:08d}-reconstructions.png",
-                    reference, f"reconstructions, step {step}")
+        if hasattr(model, "reconstruct"):
+            save_points(model.reconstruct(reference.to(device)), folder / f"step-{step:08d}-reconstructions.png",
+                        reference, f"reconstructions, step {step}")
     model.train(was_training)
 
 
@@ -222,7 +259,8 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
-    batches = Batches(train_data.x.to(device), config.batch_size, seed=config.seed)
+    batches = Batches(train_data.x.to(device), config.batch_size * real_batches_per_step(model_config),
+                      seed=config.seed)
     end = config.steps if stop_after is None else min(config.steps, start + stop_after)
     window_start = time.perf_counter()
     bar = _progress_bar(progress, family, config.data)
@@ -236,13 +274,14 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
             if config.lr_schedule != "constant":
                 for optimizer in optimizers.values():
                     for group in optimizer.param_groups:
-                        group["lr"] = learning_rate(config, step)
+                        group["lr"] = group.setdefault("base_lr", group["lr"]) * learning_rate_factor(config, step)
             terms = step_fn(model, optimizers, x)
             values = {name: value.item() for name, value in terms.items()}
-            if not math.isfinite(values["loss"]):
+            diverged = [f"{name} = {value}" for name, value in values.items() if not math.isfinite(value)]
+            if diverged:
                 kept = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint
                         else "no checkpoint was written")
-                raise TrainingDiverged(f"loss became {values['loss']} at step {step + 1}; {kept}. "
+                raise TrainingDiverged(f"{', '.join(diverged)} at step {step + 1}; {kept}. "
                                        "Lower the learning rate (--set lr=...) and resume or start again.")
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value

@@ -1,13 +1,15 @@
-"""Model families, one file each. `build_model(family, config)` is the one place that maps names to classes."""
+"""Model families, one file each. `FAMILIES` is the one place that maps names to classes."""
 
 from __future__ import annotations
 
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
+from genlab.models.gan import GAN, GANConfig
 from genlab.models.vae import VAE, VAEConfig
 
 FAMILIES = {
     "ae": (Autoencoder, AutoencoderConfig),
     "vae": (VAE, VAEConfig),
+    "gan": (GAN, GANConfig),
 }
 
 
@@ -18,4 +20,4 @@ def family_classes(family: str):
     return FAMILIES[family]
 
 
-__all__ = ["FAMILIES", "family_classes", "Autoencoder", "AutoencoderConfig", "VAE", "VAEConfig"]
+__all__ = ["FAMILIES", "family_classes", "Autoencoder", "AutoencoderConfig", "VAE", "VAEConfig", "GAN", "GANConfig"]
