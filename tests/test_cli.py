@@ -193,7 +193,7 @@ def new_run(tmp_path, *args):
 
 
 ERRORS = {
-    "unknown family": (lambda t, d, r: new_run(t, "gan"), "unknown model family 'gan': choose one of ae, vae"),
+    "unknown family": (lambda t, d, r: new_run(t, "flow"), "unknown model family 'flow': choose one of ae, vae, gan"),
     "unknown data": (lambda t, d, r: new_run(t, "vae", "--data", "cifar"), "unknown data set 'cifar'"),
     "unknown key": (lambda t, d, r: new_run(t, "vae", "--set", "latent=2"), "unknown setting 'latent'"),
     "mistyped value": (lambda t, d, r: new_run(t, "vae", "--set", "latent_dim=two"),
@@ -236,7 +236,7 @@ def test_a_diverging_run_is_a_user_error(tmp_path, monkeypatch):
 
     monkeypatch.setitem(genlab.train.STEPS, "vae", nan_step)
     line = user_error(invoke(*new_run(tmp_path, "vae", *TINY)))
-    assert "loss became nan at step 1; no checkpoint was written" in line and "--set lr=" in line
+    assert "loss = nan at step 1; no checkpoint was written" in line and "--set lr=" in line
 
 
 @pytest.fixture
