@@ -283,3 +283,46 @@ def test_vae_on_digits_learns(tmp_path):
     # A fresh VAE scores about 44 nats (8x8 Bernoulli at p = 0.5, ~64 ln 2); 150 steps must beat that clearly.
     assert losses[-1] < 0.8 * losses[0], losses
     assert min(losses[-3:]) < min(losses[:3])
+
+
+# ----------------------------------------------------------------------------- GAN collapse detector
+
+
+def ring_gan_run(tmp_path: Path) -> Path:
+    return create_run(tmp_path / "gan", "gan", TrainConfig(data="ring", steps=60, batch_size=64, log_every=10,
+                                                           checkpoint_every=60, sample_every=1000),
+                      {**TINY, "latent_dim": 2})
+
+
+def test_collapse_detector_warns_in_metrics_and_info_when_samples_collapse(tmp_path, monkeypatch):
+    from genlab.data.toys import RING_STD, ring_centres
+    from genlab.models.gan import GAN
+
+    centres = ring_centres()
+
+    def two_modes(self, n, generator=None):  # every sample on one of two of the eight centres
+        return centres[torch.arange(n) % 2] + RING_STD * torch.randn(n, 2, generator=generator)
+
+    monkeypatch.setattr(GAN, "sample", two_modes)
+    run = ring_gan_run(tmp_path)
+    train(run, device="cpu")
+    records = metrics(run)
+    checked = [r for r in records if "modes_covered" in r]
+    assert [r["step"] for r in checked] == [20, 30, 40, 50, 60]  # after the warm-up of steps // 5
+    assert all(r["modes_covered"] == 2 for r in checked)
+    # patience 2: the first check alone does not warn, every later one does
+    assert ["warning" in r for r in checked] == [False, True, True, True, True]
+    assert "2 of 8 modes covered" in checked[-1]["warning"] and "spectral_norm" in checked[-1]["warning"]
+    result = CliRunner().invoke(app, ["info", str(run)])
+    assert result.exit_code == 0 and "collapse warning" in result.output and "2 of 8 modes" in result.output
+
+
+def test_collapse_detector_stays_quiet_when_samples_cover_every_mode(tmp_path, monkeypatch):
+    from genlab.data.toys import ring
+    from genlab.models.gan import GAN
+
+    monkeypatch.setattr(GAN, "sample", lambda self, n, generator=None: ring(seed=7, n=n)[0])
+    run = ring_gan_run(tmp_path)
+    train(run, device="cpu")
+    checked = [r for r in metrics(run) if "modes_covered" in r]
+    assert len(checked) == 5 and all(r["modes_covered"] == 8 and "warning" not in r for r in checked)

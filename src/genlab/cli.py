@@ -209,8 +209,11 @@ def info(run: RunArg):
         metrics = run / "metrics.jsonl"
         if metrics.exists() and (lines := metrics.read_text().splitlines()):
             last = json.loads(lines[-1])
+            if "warning" in last:
+                console.print(f"[red]collapse warning[/] at step {last['step']}: ", end="")
+                console.print(last["warning"], markup=False)
             console.print("latest metrics: " + ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
-                                                         for k, v in last.items()))
+                                                         for k, v in last.items() if k != "warning"), markup=False)
 
 
 @app.command()

@@ -17,11 +17,22 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from rich.markup import escape
 
 from genlab import checkpoint as ckpt
 from genlab.config import from_json_dict, to_json_dict
 from genlab.data import Batches, Dataset, load_dataset
 from genlab.explore import save_image_grid, save_points
+from genlab.metrics import (
+    MIXTURES,
+    NUM_SAMPLES,
+    CollapseDetector,
+    check_discriminator,
+    check_diversity,
+    check_modes,
+    mixture_coverage,
+    sample_diversity,
+)
 from genlab.models import family_classes
 from genlab.models.gan import gan_optimizers
 
@@ -240,6 +251,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
     optimizers = OPTIMIZERS[family](model, config)
     step_fn = STEPS[family]
     start = 0
+    detector = CollapseDetector()  # GANs only; quiet for the first fifth of a run, before G has learned anything
     sums: dict[str, float] = {}  # loss terms summed over the current logging window
     count = 0
     existing = ckpt.list_checkpoints(run_dir)
@@ -249,6 +261,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
         start = checkpoint.step
         # a checkpoint between two log lines carries the half-filled window, so the next line is unchanged
         sums, count = checkpoint.meta["log_window"]["sums"], checkpoint.meta["log_window"]["count"]
+        detector.streaks = checkpoint.meta.get("collapse_streaks", {})
         log.info("resuming %s from step %d", run_dir, start)
     metrics_path = run_dir / "metrics.jsonl"
     _truncate_metrics(metrics_path, start)
@@ -292,15 +305,23 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                 record = {"step": done, "epoch": batches.position(step)[0],
                           **{name: total / count for name, total in sums.items()},
                           "images_per_s": count * config.batch_size / max(elapsed, 1e-9)}
+                if family == "gan" and done >= config.steps // 5:
+                    warning = detector.update(*collapse_evidence(model, train_data, record))
+                    if warning:
+                        record["warning"] = str(warning)
+                        log.warning("step %d: %s", done, warning)
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 for name, value in record.items():
-                    if name not in ("step", "epoch"):
+                    if name not in ("step", "epoch", "warning"):
                         writer.add_scalar(name, value, done)
                 if on_log:
                     on_log(record)
                 if bar:
-                    shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch"))
+                    shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items()
+                                      if k not in ("step", "epoch", "warning"))
+                    if "warning" in record:
+                        shown += f"  [red]{escape(record['warning'])}[/]"
                     bar.update(task, completed=done, terms=shown)
                 sums, count, window_start = {}, 0, time.perf_counter()
             if done % config.sample_every == 0 or done == config.steps:
@@ -311,7 +332,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                 meta = {"family": family, "model_config": to_json_dict(model_config),
                         "train_config": to_json_dict(config), "step": done,
                         "data_position": {"epoch": epoch, "batch": batch_index},
-                        "log_window": {"sums": sums, "count": count}}
+                        "log_window": {"sums": sums, "count": count}, "collapse_streaks": detector.streaks}
                 ckpt.save_checkpoint(last_checkpoint, meta=meta, model=model, optimizers=optimizers)
                 ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
     finally:
@@ -319,6 +340,36 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
         if bar:
             bar.stop()
     return last_checkpoint
+
+
+@torch.no_grad()
+def collapse_evidence(model, train_data: Dataset, record: dict) -> list:
+    """A GAN's collapse checks at a log step; adds what they measured to `record`.
+
+    2-D mixtures: mode coverage of NUM_SAMPLES samples. Images: the spread of 256 samples against 256
+    real images. Probability losses: whether D has won (its mean outputs, logits, through a sigmoid).
+    Samples come from their own generator, in eval mode, so checking never changes training.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(record["step"])
+    checks = []
+    if train_data.name in MIXTURES:
+        coverage = mixture_coverage(model.sample(NUM_SAMPLES, generator=generator).cpu(), train_data.name)
+        record.update(modes_covered=coverage.modes_covered, high_quality=coverage.high_quality_fraction,
+                      reverse_kl=coverage.reverse_kl)
+        checks.append(check_modes(coverage))
+    elif train_data.kind == "image":
+        fake = sample_diversity(model.sample(256, generator=generator).cpu())
+        real = sample_diversity(train_data.x[:256].cpu())
+        record["diversity_ratio"] = fake / real
+        checks.append(check_diversity(fake, real))
+    if model.config.loss in ("minimax", "non-saturating"):
+        checks.append(check_discriminator(torch.sigmoid(torch.tensor(record["d_real"])).item(),
+                                          torch.sigmoid(torch.tensor(record["d_fake"])).item()))
+    model.train(was_training)
+    return checks
 
 
 def _progress_bar(enabled: bool, family: str, data: str):
