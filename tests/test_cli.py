@@ -205,6 +205,11 @@ ERRORS = {
                                               "--set", "architecture=conv"),
                       "multiples of 4, but the images are 30x30"),
     "steps below 1 by --set": (lambda t, d, r: new_run(t, "vae", "--set", "steps=-1"), "steps must be at least 1"),
+    "unknown gan loss": (lambda t, d, r: new_run(t, "gan", "--data", "ring", "--set", "loss=wgan-xx"),
+                         "hinge, wgan, wgan-gp"),
+    "pack not dividing the batch": (lambda t, d, r: new_run(t, "gan", "--data", "ring", "--set", "pack=3"),
+                                    "batch_size 128 is not divisible by pack=3"),
+    "n_critic below 1": (lambda t, d, r: new_run(t, "gan", "--data", "ring", "--set", "n_critic=0"), "n_critic"),
     "no family, no resume": (lambda t, d, r: ["train", "--data", "digits"], "name a model family"),
     "resume with --set": (lambda t, d, r: ["train", "--resume", d, "--set", "lr=1"], "--resume continues a run"),
     "resume with family": (lambda t, d, r: ["train", "vae", "--resume", d], "--resume continues a run"),
@@ -334,3 +339,18 @@ def test_train_on_mnist_without_the_files_says_how_to_get_them(tmp_path):
                              "--run", tmp_path / "new-run", *TINY))
     assert "run `genlab data download mnist`" in line
     assert not (tmp_path / "new-run").exists()
+
+
+def test_gan_trains_samples_and_refuses_to_reconstruct(tmp_path):
+    run = tmp_path / "gan"
+    result = CliRunner().invoke(app, ["train", "gan", "--data", "ring", "--steps", "30", "--run", str(run),
+                                      "--set", "latent_dim=2", "--set", "hidden_dims=32,32", "--set", "log_every=10",
+                                      "--set", "checkpoint_every=10", "--set", "pack=2", "--set", "ema_decay=0.9"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [10, 20, 30]
+    out = tmp_path / "gan-samples.png"
+    result = CliRunner().invoke(app, ["sample", str(run), "--n", "200", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size[0] > 100
+    result = CliRunner().invoke(app, ["reconstruct", str(run)])
+    assert result.exit_code == 1 and "no encoder" in result.output

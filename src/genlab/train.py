@@ -155,6 +155,10 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
     _, config_class = family_classes(family)
     data = load_run_data(train_config, "train", data_dir)
     model_config = config_class(**{"data_shape": data.shape, **model_settings})
+    pack = getattr(model_config, "pack", 1)  # PacGAN's D judges `pack` samples at a time
+    if train_config.batch_size % pack:
+        raise ValueError(f"batch_size {train_config.batch_size} is not divisible by pack={pack}: "
+                         f"use a multiple of {pack}")
     config = {"family": family, "model": to_json_dict(model_config), "train": to_json_dict(train_config)}
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt.atomic_write_bytes(run_dir / "config.json", (json.dumps(config, indent=2) + "\n").encode())
