@@ -106,16 +106,17 @@ def gan_step(model, optimizers, x: torch.Tensor) -> dict[str, torch.Tensor]:
     config = model.config
     d_optimizer, g_optimizer = optimizers["discriminator"], optimizers["generator"]
     for real in x.chunk(config.n_critic):
-        # (1) Update D: tell real from fake. The fakes are detached, so no gradient reaches G here.
-        fake = model.generate(model.latents(len(real))).detach()
-        d_terms = model.discriminator_loss(real, fake)
+        # (1) Update D: tell real from fake. D sees the fakes detached, so no gradient reaches G here.
+        fake = model.generate(model.latents(len(real)))
+        d_terms = model.discriminator_loss(real, fake.detach())
         d_optimizer.zero_grad(set_to_none=True)
         d_terms["loss"].backward()
         d_optimizer.step()
         if config.loss == "wgan":
             model.clip_weights()  # keeps the critic K-Lipschitz for some K (Arjovsky et al. 2017)
-    # (2) Update G: make D call fresh fakes real. D's gradients from this pass are cleared before D's next step.
-    g_terms = model.generator_loss(model.generate(model.latents(len(real))))
+    # (2) Update G: make the updated D call the last fakes real (reusing them, as pytorch/examples' DCGAN
+    # does, saves a generator pass). D's gradients from this pass are cleared before D's next step.
+    g_terms = model.generator_loss(fake)
     g_optimizer.zero_grad(set_to_none=True)
     g_terms["loss"].backward()
     g_optimizer.step()
