@@ -115,10 +115,14 @@ def gan_step(model, optimizers, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if config.loss == "wgan":
             model.clip_weights()  # keeps the critic K-Lipschitz for some K (Arjovsky et al. 2017)
     # (2) Update G: make the updated D call the last fakes real (reusing them, as pytorch/examples' DCGAN
-    # does, saves a generator pass). D's gradients from this pass are cleared before D's next step.
-    g_terms = model.generator_loss(fake)
-    g_optimizer.zero_grad(set_to_none=True)
-    g_terms["loss"].backward()
+    # does, saves a generator pass). G needs gradients through D but not D's own: freezing D skips them.
+    model.discriminator.requires_grad_(False)
+    try:
+        g_terms = model.generator_loss(fake)
+        g_optimizer.zero_grad(set_to_none=True)
+        g_terms["loss"].backward()
+    finally:
+        model.discriminator.requires_grad_(True)
     g_optimizer.step()
     if model.ema_generator is not None:
         model.update_ema()

@@ -1,0 +1,153 @@
+"""DCGAN training speed: genlab's loop against a plain hand-written PyTorch loop, and the samples a
+fixed CPU budget buys.
+
+    python benchmarks/gan_throughput.py                      # 3 alternating rounds of 40 steps, then 600 CPU-s
+    python benchmarks/gan_throughput.py --rounds 5 --skip-budget --threads 1
+
+Both contenders train the same networks (genlab's DCGAN generator and discriminator for 28x28 MNIST,
+built once per round from the same seed) with the same batch (128), loss (non-saturating, i.e. BCE with
+the "real" label for G, as in pytorch/examples' dcgan) and optimizer (Adam 2e-4, betas 0.5/0.999):
+  plain   pytorch/examples' dcgan loop written out here, over DataLoader(TensorDataset(x), shuffle=True):
+          D on real, D on detached fakes, D step, then G through D on the same fakes, G step.
+  genlab  genlab.train.train on a fresh run; images/s is the one log record's, which times the loop.
+They alternate in one process (order flipped every round); the ratio is of medians. Target: >= 1.3x.
+Then genlab trains the DCGAN for --budget CPU seconds (time.process_time, step count from a pilot) and
+saves its samples to benchmarks/out/gan_budget_samples.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from genlab.checkpoint import load_model
+from genlab.data import load_dataset
+from genlab.explore import save_image_grid
+from genlab.models.gan import GAN, GANConfig
+from genlab.train import TrainConfig, create_run, train
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+OUT = Path(__file__).resolve().parent / "out"
+BATCH_SIZE, LR = 128, 2e-4
+MODEL = {"architecture": "conv", "loss": "non-saturating"}  # genlab's DCGAN defaults otherwise
+TARGET = 1.3
+
+
+def plain_loop(x: torch.Tensor, steps: int, seed: int) -> float:
+    """pytorch/examples' dcgan training loop; images/s over `steps` steps after one warm-up step."""
+    torch.manual_seed(seed)
+    gan = GAN(GANConfig(data_shape=tuple(x.shape[1:]), **MODEL))
+    net_g, net_d = gan.generator, gan.discriminator
+    optimizer_d = torch.optim.Adam(net_d.parameters(), lr=LR, betas=(0.5, 0.999))
+    optimizer_g = torch.optim.Adam(net_g.parameters(), lr=LR, betas=(0.5, 0.999))
+    loader = DataLoader(TensorDataset(x), batch_size=BATCH_SIZE, shuffle=True, drop_last=True)
+    done, start = 0, 0.0
+    for (real,) in loader:
+        if done == 1:
+            start = time.perf_counter()
+        # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
+        net_d.zero_grad()
+        output = net_d(real).view(-1)
+        error_real = F.binary_cross_entropy_with_logits(output, torch.ones_like(output))
+        error_real.backward()
+        fake = net_g(torch.randn(BATCH_SIZE, gan.config.latent_dim))
+        output = net_d(fake.detach()).view(-1)
+        error_fake = F.binary_cross_entropy_with_logits(output, torch.zeros_like(output))
+        error_fake.backward()
+        optimizer_d.step()
+        # (2) Update G network: maximize log(D(G(z)))
+        net_g.zero_grad()
+        output = net_d(fake).view(-1)
+        error_g = F.binary_cross_entropy_with_logits(output, torch.ones_like(output))
+        error_g.backward()
+        optimizer_g.step()
+        done += 1
+        if done == steps + 1:
+            break
+    return steps * BATCH_SIZE / (time.perf_counter() - start)
+
+
+def genlab_loop(data_dir: Path, steps: int, seed: int, folder: Path) -> float:
+    """genlab's train() on a fresh run; the images/s its single log record measured over the loop."""
+    records = []
+    run = create_run(folder / f"run-{time.monotonic_ns()}", "gan",
+                     TrainConfig(data="mnist", steps=steps, batch_size=BATCH_SIZE, lr=LR, seed=seed,
+                                 log_every=steps, sample_every=10**9, checkpoint_every=10**9),
+                     MODEL, data_dir=data_dir)
+    train(run, device="cpu", data_dir=data_dir, on_log=records.append)
+    return records[-1]["images_per_s"]
+
+
+def budget_samples(data_dir: Path, budget: float, folder: Path) -> tuple[int, float, Path]:
+    """Train genlab's DCGAN for `budget` CPU seconds (steps fixed from a pilot) and save 64 samples."""
+    cpu_start = time.process_time()
+    pilot_steps = 20
+    genlab_loop(data_dir, pilot_steps, 0, folder)
+    per_step = (time.process_time() - cpu_start) / pilot_steps
+    steps = max(1, int((budget - (time.process_time() - cpu_start)) * 0.95 / per_step))
+    run = create_run(folder / "budget", "gan",
+                     TrainConfig(data="mnist", steps=steps, batch_size=BATCH_SIZE, lr=LR, log_every=max(1, steps // 10),
+                                 sample_every=max(1, steps // 4), checkpoint_every=steps),
+                     {**MODEL, "ema_decay": 0.999}, data_dir=data_dir)
+    train(run, device="cpu", data_dir=data_dir)
+    spent = time.process_time() - cpu_start
+    model, _ = load_model(run)
+    OUT.mkdir(exist_ok=True)
+    picture = save_image_grid(model.sample(64, generator=torch.Generator().manual_seed(0)),
+                              OUT / "gan_budget_samples.png", nrow=8)
+    return steps, spent, picture
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=40, help="timed steps per contender per round")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--budget", type=float, default=600.0, help="CPU seconds for the samples run")
+    parser.add_argument("--skip-budget", action="store_true")
+    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
+    args = parser.parse_args()
+    if not (args.data_dir / "mnist").is_dir():
+        print(f"skipped: no MNIST at {args.data_dir / 'mnist'} (pass --data-dir)")
+        sys.exit(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    x = load_dataset("mnist", "train", data_dir=args.data_dir).x
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; DCGAN on MNIST 28x28, batch {BATCH_SIZE}")
+    folder = Path(tempfile.mkdtemp(prefix="gan_throughput-"))
+    try:
+        plain, ours = [], []
+        for round_index in range(args.rounds):
+            order = ("plain", "genlab") if round_index % 2 == 0 else ("genlab", "plain")
+            for name in order:
+                if name == "plain":
+                    plain.append(plain_loop(x, args.steps, round_index))
+                else:
+                    ours.append(genlab_loop(args.data_dir, args.steps + 1, round_index, folder))
+            print(f"round {round_index + 1}: plain {plain[-1]:.0f} img/s, genlab {ours[-1]:.0f} img/s, "
+                  f"ratio {ours[-1] / plain[-1]:.2f}", flush=True)
+        plain_median, ours_median = statistics.median(plain), statistics.median(ours)
+        ratio = ours_median / plain_median
+        print(f"median: plain {plain_median:.0f} img/s, genlab {ours_median:.0f} img/s, ratio {ratio:.2f} "
+              f"(target >= {TARGET})")
+        result = f"RESULT genlab_img_s={ours_median:.1f} plain_img_s={plain_median:.1f} ratio={ratio:.3f}"
+        if not args.skip_budget:
+            steps, spent, picture = budget_samples(args.data_dir, args.budget, folder)
+            print(f"budget run: {steps} steps in {spent:.0f} CPU-s -> {picture}")
+            result += f" budget_steps={steps} budget_cpu_s={spent:.0f}"
+        print(result)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
