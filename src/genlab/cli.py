@@ -218,10 +218,10 @@ def info(run: RunArg):
 
 @app.command()
 @user_errors
-def lesson(name: Annotated[str, typer.Argument(help="autoencoder or vae.")],
+def lesson(name: Annotated[str, typer.Argument(help="autoencoder, vae or gan.")],
            out: Annotated[Path, typer.Option(help="Folder for the lesson's pictures.")] = Path("runs/lessons"),
            data_dir: DataDirOpt = None):
-    """The lesson's examples, runnable: `autoencoder` squeezes 3x3 patterns into 3 numbers; `vae` walks a 2-D latent."""
+    """The lesson's examples: `autoencoder` (3x3 patterns in 3 numbers), `vae` (a 2-D latent), `gan` (the 1-D duel)."""
     from genlab import lessons
 
     if name not in lessons.LESSONS:
