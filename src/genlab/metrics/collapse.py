@@ -19,8 +19,9 @@ import torch
 from genlab.metrics.modes import ModeCoverage
 
 # The remedies named in the GAN literature for each failure, as `genlab train --set` overrides of GANConfig.
-# Spectral norm on D: Miyato et al. 2018; WGAN-GP: Gulrajani et al. 2017; packing m samples into D: PacGAN.
-FIX_COLLAPSE = "try --set spectral_norm=d, --set loss=wgan-gp or --set pack=2"
+# Minibatch stddev: Karras et al. 2018 (it fixed grid-25 coverage in benchmarks/mode_coverage.py); packing m samples
+# into D: PacGAN; spectral norm on D: Miyato et al. 2018; WGAN-GP: Gulrajani et al. 2017.
+FIX_COLLAPSE = "try --set minibatch_stddev=true, --set pack=2, --set spectral_norm=d or --set loss=wgan-gp"
 # A won discriminator: spectral norm and a slower D keep D from winning outright; the non-saturating loss
 # (Goodfellow et al. 2014, section 3) keeps G's gradient alive when D(G(z)) ~ 0, if the run uses minimax.
 FIX_DISCRIMINATOR = "try --set spectral_norm=d, a lower --set lr_d=..., or --set loss=non-saturating if on minimax"
