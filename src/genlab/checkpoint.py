@@ -21,6 +21,8 @@ import safetensors.torch
 import torch
 
 import genlab
+from genlab.config import from_json_dict
+from genlab.models import family_classes
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.safetensors$")
@@ -166,9 +168,6 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
 
 def load_model(run_or_file: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode, checkpoint meta) from a run folder (its latest checkpoint) or a checkpoint file."""
-    from genlab.config import from_json_dict
-    from genlab.models import family_classes
-
     path = resolve_checkpoint(run_or_file)
     checkpoint = load_checkpoint(path, device)
     model_class, config_class = family_classes(checkpoint.meta["family"])
