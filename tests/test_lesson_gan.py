@@ -112,6 +112,6 @@ def test_gan_lesson(tmp_path, monkeypatch):
         assert f"{model.name}: left peak {100 * left:.1f}%, right peak {100 * right:.1f}% -> {model.verdict}" in text
         verdicts[model.name] = model.verdict
     # The lesson's point, with its fixed seed (over seeds 0-9: vanilla lost a peak 9 times, spectral norm kept
-    # both 9 times, PacGAN 10 times).
+    # both 10 times, PacGAN 10 times).
     assert verdicts == {"vanilla GAN": "lost a peak (mode collapse)", "spectral norm (D)": "keeps both peaks",
                         "PacGAN (pack=4)": "keeps both peaks"}, text

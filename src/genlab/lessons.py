@@ -245,7 +245,7 @@ PEAKS_SAMPLES = 10_000
 # - PacGAN (Lin et al. 2018) packs 4 samples into each of D's inputs: packs that never split between the
 #   peaks, as real packs usually do, give a G on one peak away.
 # Measured over seeds 0-9 (a peak kept = at least 20% of the samples): the vanilla GAN lost a peak 9 times;
-# spectral norm kept both 9 times; PacGAN 10 times. WGAN-GP with lambda = 10 missed the peaks within 2000 steps.
+# spectral norm kept both 10 times; PacGAN 10 times. WGAN-GP with lambda = 10 missed the peaks within 2000 steps.
 PEAK_MODELS = {
     "vanilla GAN": {},
     "spectral norm (D)": {"spectral_norm": "d"},

@@ -18,6 +18,7 @@ from typing import Literal
 
 import torch
 from rich.markup import escape
+from torch.nn.utils import parametrize
 
 from genlab import checkpoint as ckpt
 from genlab.config import from_json_dict, to_json_dict
@@ -107,10 +108,12 @@ def gan_step(model, optimizers, x: torch.Tensor) -> dict[str, torch.Tensor]:
     d_optimizer, g_optimizer = optimizers["discriminator"], optimizers["generator"]
     for real in x.chunk(config.n_critic):
         # (1) Update D: tell real from fake. D sees the fakes detached, so no gradient reaches G here.
-        fake = model.generate(model.latents(len(real)))
-        d_terms = model.discriminator_loss(real, fake.detach())
-        d_optimizer.zero_grad(set_to_none=True)
-        d_terms["loss"].backward()
+        # cached(): spectral norm's weights are computed once for D's passes on real, fake and the GP points.
+        with parametrize.cached():
+            fake = model.generate(model.latents(len(real)))
+            d_terms = model.discriminator_loss(real, fake.detach())
+            d_optimizer.zero_grad(set_to_none=True)
+            d_terms["loss"].backward()
         d_optimizer.step()
         if config.loss == "wgan":
             model.clip_weights()  # keeps the critic K-Lipschitz for some K (Arjovsky et al. 2017)
