@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from genlab.data import toys
-from genlab.models.gan import GAN, GANConfig, MinibatchStddev, gan_optimizers
+from genlab.models.gan import GAN, GANConfig, MinibatchStddev
+from genlab.train import gan_optimizers
 
 
 def small(**settings) -> GANConfig:

@@ -18,8 +18,8 @@ from genlab.data import default_data_dir, load_dataset
 from genlab.data.images import MNIST_SHA256
 from genlab.data.toys import PATTERNS, gaussian1d
 from genlab.explore import _figure, _save_figure, decoded_latent_grid, save_image_grid, save_latent_map
-from genlab.models.gan import GAN, LOSSES, GANConfig, gan_optimizers
-from genlab.train import TrainConfig, create_run, gan_step, train
+from genlab.models.gan import GAN, LOSSES, GANConfig
+from genlab.train import TrainConfig, create_run, gan_optimizers, gan_step, train
 
 
 def _fresh_run(folder: Path, family: str, config: TrainConfig, model_settings: dict, data_dir) -> Path:

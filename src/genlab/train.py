@@ -35,7 +35,6 @@ from genlab.metrics import (
     sample_diversity,
 )
 from genlab.models import family_classes
-from genlab.models.gan import gan_optimizers
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +90,10 @@ def autoencoder_step(model, optimizers, x: torch.Tensor) -> dict[str, torch.Tens
     return terms
 
 
-def adam(parameters, lr: float) -> torch.optim.Adam:
+def adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
     """Adam with the fused kernel: one pass over all parameters instead of a handful of ops per tensor,
     which on CPU was a third of a small model's step (benchmarks/vae_throughput.py)."""
-    return torch.optim.Adam(parameters, lr=lr, fused=True)
+    return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
 
 
 def autoencoder_optimizers(model, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
@@ -132,12 +131,20 @@ def gan_step(model, optimizers, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"d_loss": d_terms.pop("loss"), "g_loss": g_terms.pop("loss"), **d_terms}
 
 
-def gan_optimizers_for(model, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    return gan_optimizers(model, config.lr)
+def gan_optimizers(model, lr: float) -> dict[str, torch.optim.Optimizer]:
+    """Adam for G (lr) and D (the model's lr_d, or lr), both with the model's betas."""
+    config = model.config
+    lr_d = config.lr_d if config.lr_d is not None else lr
+    return {"generator": adam(model.generator.parameters(), lr, config.betas),
+            "discriminator": adam(model.discriminator.parameters(), lr_d, config.betas)}
 
 
 STEPS = {"ae": autoencoder_step, "vae": autoencoder_step, "gan": gan_step}
-OPTIMIZERS = {"ae": autoencoder_optimizers, "vae": autoencoder_optimizers, "gan": gan_optimizers_for}
+OPTIMIZERS = {
+    "ae": autoencoder_optimizers,
+    "vae": autoencoder_optimizers,
+    "gan": lambda model, config: gan_optimizers(model, config.lr),
+}
 
 
 def real_batches_per_step(model_config) -> int:
@@ -167,10 +174,14 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
     if train_config.batch_size % pack:
         raise ValueError(f"batch_size {train_config.batch_size} is not divisible by pack={pack}: "
                          f"use a multiple of {pack}")
-    config = {"family": family, "model": to_json_dict(model_config), "train": to_json_dict(train_config)}
+    _write_run_config(run_dir, {"family": family, "model": to_json_dict(model_config),
+                                "train": to_json_dict(train_config)})
+    return run_dir
+
+
+def _write_run_config(run_dir: Path, config: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt.atomic_write_bytes(run_dir / "config.json", (json.dumps(config, indent=2) + "\n").encode())
-    return run_dir
 
 
 def read_run_config(run_dir: str | Path):
@@ -191,7 +202,7 @@ def set_run_steps(run_dir: str | Path, steps: int) -> None:
     config = json.loads(path.read_text())
     config["train"]["steps"] = steps
     TrainConfig(**config["train"])
-    ckpt.atomic_write_bytes(path, (json.dumps(config, indent=2) + "\n").encode())
+    _write_run_config(Path(run_dir), config)
 
 
 def default_device() -> str:
@@ -378,8 +389,10 @@ def collapse_evidence(model, train_data: Dataset, record: dict) -> list:
         record["diversity_ratio"] = fake / real
         checks.append(check_diversity(fake, real))
     if model.config.loss in ("minimax", "non-saturating"):
-        checks.append(check_discriminator(torch.sigmoid(torch.tensor(record["d_real"])).item(),
-                                          torch.sigmoid(torch.tensor(record["d_fake"])).item()))
+        def probability(logit: float) -> float:
+            return 1 / (1 + math.exp(-logit))
+
+        checks.append(check_discriminator(probability(record["d_real"]), probability(record["d_fake"])))
     model.train(was_training)
     return checks
 

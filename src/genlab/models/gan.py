@@ -344,13 +344,3 @@ class GAN(nn.Module):
             ema_p.lerp_(p, 1 - self.config.ema_decay)
         for ema_b, b in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
             ema_b.copy_(b)
-
-
-def gan_optimizers(model: GAN, lr: float) -> dict[str, torch.optim.Optimizer]:
-    """Adam for G (lr) and D (config.lr_d, or lr), with config.betas. fused=True as train.adam does
-    (one kernel over all parameters); built here because importing genlab.train would be circular."""
-    config = model.config
-    lr_d = config.lr_d if config.lr_d is not None else lr
-    return {"generator": torch.optim.Adam(model.generator.parameters(), lr=lr, betas=config.betas, fused=True),
-            "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=lr_d, betas=config.betas,
-                                              fused=True)}
