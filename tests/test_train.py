@@ -207,6 +207,40 @@ def test_nan_on_the_first_step_says_no_checkpoint_was_written(tmp_path, monkeypa
     assert ckpt.list_checkpoints(run) == []
 
 
+# ----------------------------------------------------------------------------- CPU budget
+
+
+@pytest.mark.parametrize("budget, expected_steps", [(25.0, 24), (1000.0, 40), (3.0, 5)])
+def test_cpu_budget_ends_the_run_at_the_steps_it_affords(tmp_path, monkeypatch, budget, expected_steps):
+    """A fake process clock that advances one CPU second per training step and not otherwise: 2% of the
+    budget is kept for the end, a budget never lengthens a run, and one already spent stops at the next
+    log step. The run still ends properly: last checkpoint, config.json and previews at that step."""
+    spent = {"cpu": 0.0}
+    real_step = genlab.train.STEPS["vae"]
+
+    def step_costing_one_second(*args):
+        spent["cpu"] += 1.0
+        return real_step(*args)
+
+    monkeypatch.setitem(genlab.train.STEPS, "vae", step_costing_one_second)
+    monkeypatch.setattr(genlab.train.time, "process_time", lambda: spent["cpu"])
+    run = make_run(tmp_path / "run", log_every=5, checkpoint_every=100, sample_every=100)
+    last = train(run, device="cpu", cpu_budget=budget)
+    assert last == ckpt.checkpoint_path(run, expected_steps)
+    assert read_run_config(run)[2].steps == expected_steps
+    assert (run / "samples" / f"step-{expected_steps:08d}-samples.png").exists()
+    assert metrics(run)[-1]["step"] == expected_steps
+
+
+def test_cli_budget_is_a_readable_duration(tmp_path):
+    result = CliRunner().invoke(app, ["train", "vae", "--data", "digits", "--budget", "ten minutes",
+                                      "--run", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "write e.g. 90s, 10m or 1h" in result.output
+    from genlab.cli import parse_duration
+
+    assert [parse_duration(text) for text in ("90", "90s", "10m", "1.5h")] == [90, 90, 600, 5400]
+
+
 # ----------------------------------------------------------------------------- run-folder bookkeeping
 
 

@@ -63,6 +63,8 @@ def train(
                                                        "repeat it. E.g. --set latent_dim=2 --set lr=3e-4")] = None,
     run: Annotated[Path | None, typer.Option(help="Run folder to create (default runs/FAMILY-DATA).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder from its latest checkpoint.")] = None,
+    budget: Annotated[str | None, typer.Option(help="CPU time to spend, e.g. 90s, 10m, 1h: the run ends at the "
+                                                     "step count it affords (at most --steps).")] = None,
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
 ):
@@ -88,9 +90,25 @@ def train(
         step_setting = {"steps": steps} if steps is not None else {}
         train_config = TrainConfig(**{"data": data, **step_setting, **train_settings})
         run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir)
+    cpu_budget = parse_duration(budget) if budget is not None else None
     console.print(f"run folder: {run_dir}", markup=False)
-    last = train_run(run_dir, device=device, data_dir=data_dir, progress=True)
+    last = train_run(run_dir, device=device, data_dir=data_dir, progress=True, cpu_budget=cpu_budget)
     console.print(f"done: {last}", markup=False)
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '10m' or '1.5h'."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in DURATION_UNITS else (text, "s")
+    try:
+        seconds = float(number) * DURATION_UNITS[unit]
+    except ValueError:
+        raise ValueError(f"cannot read the duration {text!r}: write e.g. 90s, 10m or 1h") from None
+    if not seconds > 0:
+        raise ValueError(f"the duration {text!r} must be positive")
+    return seconds
 
 
 def _load(run: Path, device: str | None):

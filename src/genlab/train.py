@@ -252,13 +252,19 @@ def save_previews(model, run_dir: Path, step: int, test: Dataset) -> None:
 
 
 def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Path | None = None,
-          progress: bool = False, stop_after: int | None = None,
+          progress: bool = False, stop_after: int | None = None, cpu_budget: float | None = None,
           on_log: Callable[[dict], None] | None = None) -> Path:
     """Train the run in `run_dir` from its latest checkpoint (or from scratch) up to config.steps.
 
     `stop_after` ends this call after that many steps, as an interruption would (the last
-    checkpoint is what survives). Returns the path of the last checkpoint written.
+    checkpoint is what survives). `cpu_budget` (seconds of this process's CPU time, setup included)
+    lowers config.steps to what the budget affords, re-planned at every log step from the cost measured
+    so far, so the run still ends properly: a final checkpoint, previews, a cosine schedule that reaches 0.
+    Returns the path of the last checkpoint written.
     """
+    cpu_start = time.process_time()
+    if cpu_budget is not None and not cpu_budget > 0:
+        raise ValueError(f"the CPU budget must be positive, got {cpu_budget} s")
     run_dir = Path(run_dir)
     family, model_config, config = read_run_config(run_dir)
     device = device or default_device()
@@ -302,6 +308,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
     bar = _progress_bar(progress, family, config.data)
     task = bar.add_task("train", total=config.steps, completed=start, terms="") if bar else None
     model.train()
+    budget = _CPUBudget(cpu_budget, cpu_start, start, config.steps) if cpu_budget is not None else None
     try:
         for step in range(start, end):
             x = batches.batch(step)
@@ -347,6 +354,11 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                         shown += f"  [red]{escape(record['warning'])}[/]"
                     bar.update(task, completed=done, terms=shown)
                 sums, count, window_start = {}, 0, time.perf_counter()
+                if budget is not None and done < config.steps:
+                    config.steps = budget.affordable_steps(done)
+                    end = min(end, config.steps)
+                    if bar:
+                        bar.update(task, total=config.steps)
             if done % config.sample_every == 0 or done == config.steps:
                 save_previews(model, run_dir, done, test_data)
             if done % config.checkpoint_every == 0 or done == config.steps:
@@ -358,11 +370,37 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                         "log_window": {"sums": sums, "count": count}, "collapse_streaks": detector.streaks}
                 ckpt.save_checkpoint(last_checkpoint, meta=meta, model=model, optimizers=optimizers)
                 ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
+                if budget is not None:  # a resumed run ends where the budget's latest plan ended it
+                    _write_run_config(run_dir, {"family": family, "model": to_json_dict(model_config),
+                                                "train": to_json_dict(config)})
+            if done >= end:  # the budget moved the end closer
+                break
     finally:
         writer.close()
         if bar:
             bar.stop()
     return last_checkpoint
+
+
+@dataclass
+class _CPUBudget:
+    """Plans how many steps a CPU-time budget affords, from the cost per step measured in this call."""
+
+    seconds: float
+    cpu_start: float  # process time when train() was called: loading data and building the model count
+    first_step: int
+    max_steps: int  # the run's own step count: a budget never lengthens a run
+    loop_start: float = -1.0
+
+    def __post_init__(self):
+        self.loop_start = time.process_time()
+
+    def affordable_steps(self, done: int) -> int:
+        now = time.process_time()
+        per_step = (now - self.loop_start) / max(done - self.first_step, 1)
+        # 2% is kept for the last checkpoint and previews; a budget already spent ends the run at this step
+        left = self.seconds * 0.98 - (now - self.cpu_start)
+        return max(done, min(self.max_steps, done + int(left / per_step)))
 
 
 @torch.no_grad()
