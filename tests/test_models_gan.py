@@ -54,7 +54,7 @@ HAND = {  # loss -> (D loss, G loss), from the papers' formulas in plain floats
 
 def doubling_gan(**settings) -> GAN:
     model = GAN(small(data_shape=(1,), **settings)).double()
-    model.discriminate = lambda x: 2 * x.flatten(1).sum(1)
+    model.discriminate = lambda x, groups=1: 2 * x.flatten(1).sum(1)
     return model
 
 
@@ -88,7 +88,7 @@ def test_minimax_generator_saturates_where_non_saturating_does_not():
     grads = {}
     for loss in ("minimax", "non-saturating"):
         model = GAN(small(data_shape=(1,), loss=loss))
-        model.discriminate = lambda x: x.flatten(1).sum(1)
+        model.discriminate = lambda x, groups=1: x.flatten(1).sum(1)
         fake = torch.full((4, 1), -8.0, requires_grad=True)
         model.generator_loss(fake)["loss"].backward()
         grads[loss] = fake.grad.abs().sum().item()  # mean over 4: the sum is the per-logit gradient
@@ -113,7 +113,7 @@ def test_wgan_gp_draws_one_eps_per_sample():
     model = GAN(small(data_shape=(2, 4, 4), architecture="mlp", loss="wgan-gp"))
     seen = []
     discriminate = model.discriminate
-    model.discriminate = lambda x: seen.append(x.detach().clone()) or discriminate(x)
+    model.discriminate = lambda x, groups=1: seen.append(x.detach().clone()) or discriminate(x, groups)
     real, fake = torch.rand(6, 2, 4, 4), torch.rand(6, 2, 4, 4)
     model.gradient_penalty(real, fake)
     (x_hat,) = seen
@@ -250,10 +250,15 @@ def test_minibatch_stddev_feature_by_hand_and_in_the_discriminator():
     x = torch.tensor([[0.0, 1.0], [2.0, 1.0], [4.0, 4.0]], dtype=torch.float64)
     std_0 = math.sqrt(mean([4.0, 0.0, 4.0]) + 1e-8)  # feature 0: mean 2, population variance 8/3
     std_1 = math.sqrt(mean([1.0, 1.0, 4.0]) + 1e-8)  # feature 1: mean 2, population variance 2
-    out = MinibatchStddev()(x)
-    assert out.shape == (3, 3)
-    assert torch.allclose(out[:, 2], torch.full((3,), (std_0 + std_1) / 2, dtype=torch.float64))
-    assert MinibatchStddev()(torch.rand(4, 3, 5, 5)).shape == (4, 4, 5, 5)
+    stddev = MinibatchStddev().double()
+    with torch.no_grad():
+        stddev.weight.fill_(2.0)  # D's last layer weighs the number
+    out = stddev(x)
+    assert torch.allclose(out, torch.full((3,), 2.0 * (std_0 + std_1) / 2, dtype=torch.float64))
+    # two groups (real, then fake) each get their own spread: here a varied one and a collapsed one
+    grouped = stddev(torch.cat([x, x[:1].expand(3, 2)]), groups=2)
+    assert torch.allclose(grouped, torch.tensor([out[0].item()] * 3 + [2.0 * 1e-4] * 3, dtype=torch.float64))
+    assert stddev(torch.rand(4, 3, 5, 5, dtype=torch.float64)).shape == (4,)
 
     torch.manual_seed(0)
     x = torch.randn(4, 2)
@@ -261,8 +266,28 @@ def test_minibatch_stddev_feature_by_hand_and_in_the_discriminator():
     y[3] = torch.tensor([5.0, -5.0])
     for on in (True, False):
         model = GAN(small(minibatch_stddev=on))
+        if on:
+            nn.init.ones_(model.discriminator.stddev.weight)  # zero at first: D starts as a plain D
         changed = (model.discriminate(x)[0] - model.discriminate(y)[0]).abs().item() > 1e-6
         assert changed == on  # example 0's score depends on example 3 only through the batch statistic
+
+
+@pytest.mark.parametrize("settings", [{"minibatch_stddev": True, "pack": 2}, {"architecture": "conv",
+                                      "data_shape": (1, 8, 8), "minibatch_stddev": True, "conv_channels": (4, 8)}])
+def test_discriminator_loss_scores_real_and_fake_as_two_separate_batches(settings):
+    """Without BatchNorm D scores real and fake in one pass of two groups; with it, in two passes. Either
+    way each score equals D on its own batch alone, minibatch statistics included."""
+    torch.manual_seed(0)
+    model = GAN(small(**settings)).double()
+    nn.init.ones_(model.discriminator.stddev.weight)
+    real = torch.rand(8, *model.config.data_shape, dtype=torch.float64)
+    fake = torch.rand(8, *model.config.data_shape, dtype=torch.float64)
+    terms = model.discriminator_loss(real, fake)
+    assert model.discriminator.batch_norm == (model.config.architecture == "conv")
+    assert terms["d_real"].item() == pytest.approx(model.discriminate(real).mean().item(), abs=1e-12)
+    assert terms["d_fake"].item() == pytest.approx(model.discriminate(fake).mean().item(), abs=1e-12)
+    with pytest.raises(ValueError, match="D compares equal batches: got 8 real and 6 fake"):
+        model.discriminator_loss(real, fake[:6])
 
 
 def test_ema_update_and_sampling_from_the_ema_generator():

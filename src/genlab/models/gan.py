@@ -142,13 +142,23 @@ class GANConfig:
 
 
 class MinibatchStddev(nn.Module):
-    """(B, C, ...) -> (B, C + 1, ...): appends one feature, the std over the batch of each feature
-    averaged over features (Karras et al. 2018, sec. 3, with one group = the whole batch). Real batches
-    are varied; a generator that collapsed to a few outputs makes this number small, and D sees it."""
+    """One number per sample for D's last layer: the spread of D's features over the sample's group of the
+    batch (all real or all fake), averaged over features (Karras et al. 2018, sec. 3). Real batches are
+    varied; a generator that collapsed to a few outputs makes it small, and D sees it.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        spread = (x.var(dim=0, unbiased=False) + 1e-8).sqrt().mean()  # scalar; 1e-8 keeps sqrt's gradient finite
-        return torch.cat([x, spread.expand(len(x), 1, *x.shape[2:])], dim=1)
+    Karras et al. append the number as a constant feature map before the last, linear layer; through a
+    linear layer that is exactly one learned weight times the number, which is what this returns, so D
+    adds it to its score instead of concatenating (the concatenation was a quarter of a 2-D GAN's step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))  # starts as a plain D; its gradient is nonzero at once
+
+    def forward(self, features: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        grouped = features.reshape(groups, len(features) // groups, -1)  # (groups, B/groups, F)
+        centred = grouped - grouped.mean(dim=1, keepdim=True)
+        spread = (centred.square().mean(dim=1) + 1e-8).sqrt().mean(dim=1)  # (groups,); 1e-8: finite gradient
+        return self.weight * spread.repeat_interleave(len(features) // groups)
 
 
 class Generator(nn.Module):
@@ -186,15 +196,15 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """(B/pack, pack * C, H, W) or (B/pack, pack, *data_shape) packed groups -> (B/pack,) raw scores.
 
-    mlp: flatten -> hidden_dims (LeakyReLU(0.2)) -> [minibatch stddev] -> linear to 1. conv (DCGAN):
-    Conv2d(4, 2, 1) + [BatchNorm] + LeakyReLU(0.2) halving H and W per entry of conv_channels ->
-    [minibatch stddev] -> linear to 1. BatchNorm follows DCGAN (none on the input layer); the caller
+    mlp: flatten -> hidden_dims (LeakyReLU(0.2)) -> linear to 1. conv (DCGAN): Conv2d(4, 2, 1) +
+    [BatchNorm] + LeakyReLU(0.2) halving H and W per entry of conv_channels -> linear to 1. Plus the
+    minibatch stddev term when it is on. BatchNorm follows DCGAN (none on the input layer); the caller
     turns it off where it would be wrong (see GAN.__init__).
     """
 
     def __init__(self, config: GANConfig, *, batch_norm: bool):
         super().__init__()
-        extra = 1 if config.minibatch_stddev else 0
+        self.batch_norm = batch_norm and config.architecture == "conv" and len(config.conv_channels) > 1
         if config.architecture == "conv":
             channels, height, width = config.data_shape
             channels *= config.pack  # packed samples arrive side by side as channels
@@ -206,20 +216,23 @@ class Discriminator(nn.Module):
                 layers.append(nn.LeakyReLU(0.2))
                 channels = c_out
             factor = 2 ** len(config.conv_channels)
-            head_in = (channels + extra) * (height // factor) * (width // factor)
+            head_in = channels * (height // factor) * (width // factor)
         else:
             layers = [nn.Flatten()]
             n_in = config.pack * math.prod(config.data_shape)  # packed samples arrive concatenated
             for hidden in config.hidden_dims:
                 layers += [nn.Linear(n_in, hidden), nn.LeakyReLU(0.2)]
                 n_in = hidden
-            head_in = n_in + extra
+            head_in = n_in
         self.features = nn.Sequential(*layers)
-        self.stddev = MinibatchStddev() if config.minibatch_stddev else nn.Identity()
+        self.stddev = MinibatchStddev() if config.minibatch_stddev else None
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(head_in, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stddev(self.features(x))).squeeze(1)
+    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        """`groups`: x is that many equal batches (say real, then fake) that batch statistics keep apart."""
+        features = self.features(x)
+        score = self.head(features).squeeze(1)
+        return score if self.stddev is None else score + self.stddev(features, groups)
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -272,20 +285,25 @@ class GAN(nn.Module):
         net = self.ema_generator if self.ema_generator is not None else self.generator
         return net(self.latents(n, generator))
 
-    def discriminate(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, *data_shape) -> (B/pack,) logits or critic values, one per group of `pack` consecutive samples."""
+    def discriminate(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        """(B, *data_shape) -> (B/pack,) logits or critic values, one per group of `pack` consecutive samples.
+        `groups`: x is that many equal batches whose minibatch statistics are kept apart."""
         pack = self.config.pack
-        if len(x) % pack:
-            raise ValueError(f"batch of {len(x)} is not divisible by pack={pack}: "
+        if (len(x) // groups) % pack:
+            raise ValueError(f"batch of {len(x) // groups} is not divisible by pack={pack}: "
                              f"use a batch size that is a multiple of {pack}")
         # (B, C, H, W) -> (B/pack, pack*C, H, W); (B, D) -> (B/pack, pack*D): a group's samples side by side
-        return self.discriminator(x.reshape(len(x) // pack, pack * x.shape[1], *x.shape[2:]))
+        return self.discriminator(x.reshape(len(x) // pack, pack * x.shape[1], *x.shape[2:]), groups)
 
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """D's loss on a real batch and a generated one (already detached), plus its terms for logging:
-        d_real, d_fake (mean raw outputs: logits or critic values) and the penalties that are on."""
-        # Two passes, as DCGAN does: BatchNorm and minibatch stddev see batches that are all real or all fake.
-        r, f = self.discriminate(real), self.discriminate(fake)
+        """D's loss on a real batch and a generated one (already detached, the same size), plus its terms for
+        logging: d_real, d_fake (mean raw outputs: logits or critic values) and the penalties that are on."""
+        if len(real) != len(fake):
+            raise ValueError(f"D compares equal batches: got {len(real)} real and {len(fake)} fake samples")
+        if self.discriminator.batch_norm:  # two passes, as DCGAN does: BatchNorm's statistics are all real or all fake
+            r, f = self.discriminate(real), self.discriminate(fake)
+        else:  # one pass over both, as two groups (minibatch stddev keeps them apart): half the calls of two passes
+            r, f = self.discriminate(torch.cat([real, fake]), groups=2).chunk(2)
         d_loss, _ = LOSSES[self.config.loss]
         terms = {"loss": d_loss(r, f), "d_real": r.mean().detach(), "d_fake": f.mean().detach()}
         if self.config.loss == "wgan-gp":
