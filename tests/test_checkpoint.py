@@ -23,9 +23,9 @@ def train_tiny(run_dir: Path, family: str, architecture: str, steps: int = 6):
     """Train a tiny digits model and return (run folder, the very model object train() ended with)."""
     models = []
 
-    def step(model, optimizers, x):
+    def step(model, optimizers, x, forward):
         models.append(model)
-        return genlab.train.autoencoder_step(model, optimizers, x)
+        return genlab.train.autoencoder_step(model, optimizers, x, forward)
 
     settings = {"hidden_dims": (16,), "conv_channels": (4, 8), "latent_dim": 3, "architecture": architecture}
     config = TrainConfig(data="digits", steps=steps, batch_size=16, checkpoint_every=3, log_every=3, sample_every=100)

@@ -235,8 +235,8 @@ def test_user_errors_are_one_line(case, tmp_path, digits_run, ring_run):
 
 
 def test_a_diverging_run_is_a_user_error(tmp_path, monkeypatch):
-    def nan_step(model, optimizers, x):
-        terms = genlab.train.autoencoder_step(model, optimizers, x)
+    def nan_step(model, optimizers, x, forward):
+        terms = genlab.train.autoencoder_step(model, optimizers, x, forward)
         return {**terms, "loss": torch.tensor(float("nan"))}
 
     monkeypatch.setitem(genlab.train.STEPS, "vae", nan_step)

@@ -4,6 +4,7 @@ checkpoint pruning, logging cadence, run-folder bookkeeping, and that a VAE actu
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -53,21 +54,24 @@ def assert_same_checkpoint(a: Path, b: Path) -> None:
 # ----------------------------------------------------------------------------- resume
 
 
-FAMILIES = {
-    "vae": ("vae", None),
-    "ae": ("ae", {"noise_std": 0.3}),  # a denoising AE draws noise from the global RNG at every step
+FAMILIES = {  # case -> (family, model settings, train settings)
+    "vae": ("vae", None, {}),
+    "ae": ("ae", {"noise_std": 0.3}, {}),  # a denoising AE draws noise from the global RNG at every step
     # both networks, both optimizers, the EMA copy, spectral norm's power-iteration vectors, two D steps per G
-    "gan": ("gan", {"loss": "wgan-gp", "n_critic": 2, "ema_decay": 0.9, "spectral_norm": "both"}),
+    "gan": ("gan", {"loss": "wgan-gp", "n_critic": 2, "ema_decay": 0.9, "spectral_norm": "both"}, {}),
     "dcgan": ("gan", {"architecture": "conv", "conv_channels": (8, 16), "minibatch_stddev": True,
-                      "ema_decay": 0.9}),
+                      "ema_decay": 0.9}, {}),
+    "dcgan-bf16": ("gan", {"architecture": "conv", "conv_channels": (8, 16)}, {"precision": "bf16-mixed"}),
 }
 
 
 @pytest.mark.parametrize("case", list(FAMILIES))
 def test_resume_is_bit_identical(tmp_path, case):
-    family, settings = FAMILIES[case]
-    straight = make_run(tmp_path / "straight", family, settings, binarize=True, lr_schedule="cosine")
-    interrupted = make_run(tmp_path / "interrupted", family, settings, binarize=True, lr_schedule="cosine")
+    family, settings, train_settings = FAMILIES[case]
+    straight = make_run(tmp_path / "straight", family, settings, binarize=True, lr_schedule="cosine",
+                        **train_settings)
+    interrupted = make_run(tmp_path / "interrupted", family, settings, binarize=True, lr_schedule="cosine",
+                           **train_settings)
     final = train(straight, device="cpu")
     assert final == ckpt.checkpoint_path(straight, 40)
 
@@ -172,8 +176,8 @@ def poisoned_step(after: int):
     """The real AE/VAE step, whose reported loss turns NaN from call number `after` on."""
     calls = []
 
-    def step(model, optimizers, x):
-        terms = genlab.train.autoencoder_step(model, optimizers, x)
+    def step(model, optimizers, x, forward):
+        terms = genlab.train.autoencoder_step(model, optimizers, x, forward)
         calls.append(1)
         if len(calls) >= after:
             terms["loss"] = torch.tensor(float("nan"))
@@ -230,6 +234,26 @@ def test_cpu_budget_ends_the_run_at_the_steps_it_affords(tmp_path, monkeypatch, 
     assert read_run_config(run)[2].steps == expected_steps
     assert (run / "samples" / f"step-{expected_steps:08d}-samples.png").exists()
     assert metrics(run)[-1]["step"] == expected_steps
+
+
+def test_bf16_mixed_runs_forward_passes_in_bfloat16_and_keeps_weights_float32(tmp_path, monkeypatch):
+    seen = []
+    linear = torch.nn.functional.linear
+
+    def recording_linear(*args, **kwargs):
+        out = linear(*args, **kwargs)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.functional, "linear", recording_linear)
+    run = make_run(tmp_path / "run", "vae", precision="bf16-mixed", steps=3, log_every=1)
+    train(run, device="cpu")
+    assert torch.bfloat16 in seen
+    model, _ = ckpt.load_model(run)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(math.isfinite(r["loss"]) for r in metrics(run))
+    with pytest.raises(ValueError, match="unknown precision 'fp16': choose fp32 or bf16-mixed"):
+        TrainConfig(precision="fp16")
 
 
 def test_cli_budget_is_a_readable_duration(tmp_path):
