@@ -358,7 +358,8 @@ class GAN(nn.Module):
         statistics, spectral norm's power-iteration vectors) are copied. The step calls it after each G update."""
         if self.ema_generator is None:
             raise ValueError("update_ema needs an EMA generator: set ema_decay > 0 (e.g. 0.999)")
-        for ema_p, p in zip(self.ema_generator.parameters(), self.generator.parameters(), strict=True):
-            ema_p.lerp_(p, 1 - self.config.ema_decay)
+        # one fused op over all parameters (a loop of lerp_ cost 4x as much on a small G)
+        torch._foreach_lerp_(list(self.ema_generator.parameters()), list(self.generator.parameters()),
+                             1 - self.config.ema_decay)
         for ema_b, b in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
             ema_b.copy_(b)
