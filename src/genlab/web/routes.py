@@ -1,0 +1,249 @@
+"""The lab's JSON API: one plain function per endpoint, each a thin call into the library.
+
+Bodies and queries are pydantic models with bounds, so a bad request is a 422 naming the field. Plain
+`def` endpoints run in FastAPI's thread pool: training a bench model on first use never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from genlab.checkpoint import load_model, resolve_checkpoint
+from genlab.data import load_dataset
+from genlab.explore import image_grid, save_points
+from genlab.models import FAMILIES
+from genlab.models.layers import interpolate_latents
+from genlab.web.runs import MAX_STEPS, RunRequest
+
+router = APIRouter(prefix="/api")
+MAX_GENERATE = 256  # samples in one generated picture
+LOADED_MODELS = 4  # trained models kept in memory for generate
+Cell = Annotated[float, Field(ge=0, le=1)]
+Code = Annotated[float, Field(ge=-1, le=1)]  # the lesson's tanh code
+Latent = Annotated[float, Field(ge=-10, le=10)]  # far beyond anything a prior N(0, I) puts mass on
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _lab(request: Request):
+    return request.app.state.lab
+
+
+def _pixels(images: torch.Tensor) -> list[list[float]]:
+    """(N, 1, H, W) in [0, 1] -> N flat lists rounded to 3 digits, drawn by the page on a canvas."""
+    return [[round(v, 3) for v in image.flatten().tolist()] for image in images.clamp(0, 1)]
+
+
+@functools.cache
+def digits_test():
+    return load_dataset("digits", "test")
+
+
+# --- training dashboard ------------------------------------------------------------------------------
+
+
+@router.get("/options")
+def options(request: Request):
+    return {"families": list(FAMILIES), "data": list(_lab(request).data_names()), "max_steps": MAX_STEPS}
+
+
+@router.get("/runs")
+def list_runs(request: Request):
+    lab = _lab(request)
+    return {"runs": lab.runs.list(), "active": [job.summary() for job in lab.runs.active()]}
+
+
+@router.post("/runs", status_code=201)
+def start_run(body: RunRequest, request: Request):
+    lab = _lab(request)
+    return lab.runs.start(body, lab.data_names()).summary()
+
+
+@router.get("/runs/{name}")
+def run_info(name: str, request: Request):
+    return _lab(request).runs.describe(name)
+
+
+@router.post("/runs/{name}/stop")
+def stop_run(name: str, request: Request):
+    return _lab(request).runs.stop(name).summary()
+
+
+@router.get("/runs/{name}/samples/{file}")
+def sample_picture(name: str, file: str, request: Request, download: bool = False):
+    path = _lab(request).runs.sample_file(name, file)
+    return FileResponse(path, media_type="image/png", filename=f"{name}-{file}" if download else None)
+
+
+def _trained_model(lab, name: str):
+    checkpoint = resolve_checkpoint(lab.runs.run_dir(name))  # FileNotFoundError when no checkpoint is written yet
+    key = (name, checkpoint.name)
+    with lab.loaded_lock:
+        if key not in lab.loaded:
+            lab.loaded[key] = load_model(checkpoint)
+            while len(lab.loaded) > LOADED_MODELS:
+                lab.loaded.popitem(last=False)
+        lab.loaded.move_to_end(key)
+        return lab.loaded[key]
+
+
+@router.get("/runs/{name}/generate.png")
+def generate(name: str, request: Request, n: Annotated[int, Query(ge=1, le=MAX_GENERATE)] = 64,
+             seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0, download: bool = False):
+    """Samples from the run's latest checkpoint (reconstructions of test examples for an autoencoder)."""
+    lab = _lab(request)
+    try:
+        model, meta = _trained_model(lab, name)
+    except FileNotFoundError:
+        raise LookupError(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if hasattr(model, "sample"):
+            out = model.sample(n, generator=generator)
+        else:
+            test = load_dataset(meta["train_config"]["data"], "test", data_dir=lab.data_dir)
+            x = test.x[:n]
+            out = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1) if test.kind == "image" else \
+                model.reconstruct(x)
+    if out.dim() == 4:
+        buffer = _png(image_grid(out, scale=max(1, 64 // out.shape[-1])))
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            buffer = save_points(out, Path(folder) / "points.png", title=f"{len(out)} from step {meta['step']}") \
+                .read_bytes()
+    headers = {"Content-Disposition": f'attachment; filename="{name}-step{meta["step"]}-seed{seed}.png"'} \
+        if download else {}
+    return Response(buffer, media_type="image/png", headers=headers)
+
+
+def _png(picture) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --- autoencoder bench -------------------------------------------------------------------------------
+
+
+class Cells(Strict):
+    cells: list[Cell] = Field(min_length=9, max_length=9)  # row by row
+
+
+class CodeBody(Strict):
+    code: list[Code] = Field(min_length=3, max_length=3)
+
+
+class DenoiseBody(Strict):
+    index: int = Field(ge=0, lt=297)  # the digits test split has 297 images
+    noise: float = Field(ge=0, le=1)  # std of the Gaussian noise added to pixels in [0, 1]
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+@router.get("/bench/patterns")
+def patterns(request: Request):
+    from genlab.data.toys import PATTERNS
+
+    model = _lab(request).models.get("patterns")
+    x = load_dataset("patterns").x
+    with torch.no_grad():
+        codes, reconstructions = model.encode(x), model.reconstruct(x)
+    return {"patterns": [{"name": name, "cells": cells, "code": [round(v, 3) for v in code], "reconstruction": rec}
+                         for name, cells, code, rec in zip(PATTERNS, _pixels(x), codes.tolist(),
+                                                           _pixels(reconstructions), strict=True)]}
+
+
+@router.post("/bench/encode")
+def encode_pattern(body: Cells, request: Request):
+    model = _lab(request).models.get("patterns")
+    x = torch.tensor(body.cells).view(1, 1, 3, 3)
+    with torch.no_grad():
+        code = model.encode(x)
+        return {"code": [round(v, 4) for v in code[0].tolist()], "reconstruction": _pixels(model.decode(code))[0]}
+
+
+@router.post("/bench/decode")
+def decode_pattern(body: CodeBody, request: Request):
+    model = _lab(request).models.get("patterns")
+    with torch.no_grad():
+        return {"pattern": _pixels(model.decode(torch.tensor([body.code])))[0]}
+
+
+@router.post("/bench/denoise")
+def denoise(body: DenoiseBody, request: Request):
+    model = _lab(request).models.get("denoiser")
+    test = digits_test()
+    clean = test.x[body.index:body.index + 1]
+    noisy = (clean + body.noise * torch.randn(clean.shape, generator=torch.Generator().manual_seed(body.seed)))
+    with torch.no_grad():
+        out = model.reconstruct(noisy)
+    return {"label": int(test.labels[body.index]), "clean": _pixels(clean)[0], "noisy": _pixels(noisy)[0],
+            "denoised": _pixels(out)[0]}
+
+
+# --- VAE latent explorer -----------------------------------------------------------------------------
+
+Explorable = Literal["vae", "ae"]
+
+
+def _codes(model, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        code = model.encode(x)
+    return code[0] if isinstance(code, tuple) else code  # the VAE's posterior means
+
+
+class DecodeBody(Strict):
+    model: Explorable = "vae"
+    z: list[Latent] = Field(min_length=2, max_length=2)  # the explorer's models have a 2-D latent
+
+
+class InterpolateBody(Strict):
+    model: Explorable = "vae"
+    a: int = Field(ge=0, lt=297)
+    b: int = Field(ge=0, lt=297)
+    steps: int = Field(8, ge=2, le=16)
+
+
+@router.get("/explorer/map")
+def latent_map(request: Request, model: Explorable = "vae"):
+    test = digits_test()
+    codes = _codes(_lab(request).models.get(model), test.x)
+    return {"codes": [[round(a, 3), round(b, 3)] for a, b in codes.tolist()], "labels": test.labels.tolist(),
+            "images": _pixels(test.x)}
+
+
+@router.post("/explorer/decode")
+def decode_latent(body: DecodeBody, request: Request):
+    with torch.no_grad():
+        return {"image": _pixels(_lab(request).models.get(body.model).decode(torch.tensor([body.z])))[0]}
+
+
+@router.post("/explorer/interpolate")
+def interpolate(body: InterpolateBody, request: Request):
+    model = _lab(request).models.get(body.model)
+    codes = _codes(model, digits_test().x[[body.a, body.b]])
+    with torch.no_grad():
+        return {method: _pixels(model.decode(interpolate_latents(codes[0], codes[1], body.steps, method)))
+                for method in ("lerp", "slerp")}
+
+
+@router.get("/explorer/holes")
+def holes(request: Request, size: Annotated[int, Query(ge=2, le=15)] = 9,
+          span: Annotated[float, Query(gt=0, le=10)] = 3.0):
+    """The same size x size grid of z over [-span, span]^2 decoded by the AE and by the VAE: the VAE's KL
+    term fills its prior's region with digits, while the AE decodes blurs wherever no training code fell."""
+    from genlab.explore import decoded_latent_grid
+
+    lab = _lab(request)
+    return {"span": span, "size": size,
+            **{name: _pixels(decoded_latent_grid(lab.models.get(name).decode, span, size)) for name in ("ae", "vae")}}
