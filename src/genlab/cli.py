@@ -246,6 +246,7 @@ def lab(port: Annotated[int, typer.Option(help="Port to listen on (0: any free p
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be between 0 and 65535, got {port}")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait out TIME_WAIT
     try:
         sock.bind((host, port))
     except OSError as error:

@@ -238,12 +238,20 @@ def interpolate(body: InterpolateBody, request: Request):
 
 
 @router.get("/explorer/holes")
-def holes(request: Request, size: Annotated[int, Query(ge=2, le=15)] = 9,
-          span: Annotated[float, Query(gt=0, le=10)] = 3.0):
-    """The same size x size grid of z over [-span, span]^2 decoded by the AE and by the VAE: the VAE's KL
-    term fills its prior's region with digits, while the AE decodes blurs wherever no training code fell."""
-    from genlab.explore import decoded_latent_grid
-
+def holes(request: Request, size: Annotated[int, Query(ge=2, le=15)] = 9):
+    """Each model decodes a size x size grid over the box that holds its own test codes (top row = highest
+    z[1]). The VAE's KL term packs its codes into the prior's disc, so the whole box decodes to digits; the
+    AE's codes spread into separate clusters, and much of the space between them decodes to blurred hybrids."""
     lab = _lab(request)
-    return {"span": span, "size": size,
-            **{name: _pixels(decoded_latent_grid(lab.models.get(name).decode, span, size)) for name in ("ae", "vae")}}
+    out = {"size": size}
+    for name in ("ae", "vae"):
+        model = lab.models.get(name)
+        codes = _codes(model, digits_test().x)
+        low, high = codes.min(0).values, codes.max(0).values
+        xs = torch.linspace(low[0].item(), high[0].item(), size)
+        ys = torch.linspace(high[1].item(), low[1].item(), size)
+        z = torch.stack([xs.repeat(size), ys.repeat_interleave(size)], dim=1)
+        with torch.no_grad():
+            out[name] = _pixels(model.decode(z))
+        out[f"{name}_box"] = [round(v, 2) for v in (low[0].item(), high[0].item(), low[1].item(), high[1].item())]
+    return out

@@ -9,6 +9,7 @@ already exist in that folder: no path from a client ever reaches the file system
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -46,6 +47,15 @@ def check_name(name: str) -> str:
     if not NAME.match(name):
         raise ValueError(f"{name[:40]!r} is not a run name: letters, digits, '_', '.' and '-' only")
     return name
+
+
+def finite(value):
+    """JSON-safe: metrics may hold inf (reverse KL with no high-quality sample), which JSON cannot carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(v) for key, v in value.items()}
+    return value
 
 
 def _text(value) -> str:
@@ -173,7 +183,7 @@ class RunManager:
         if metrics_path.exists():
             for line in metrics_path.read_text().splitlines():
                 try:
-                    records.append(json.loads(line))
+                    records.append(finite(json.loads(line)))
                 except json.JSONDecodeError:
                     continue  # a line being written right now
         job = self.jobs.get(name)
