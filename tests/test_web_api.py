@@ -205,6 +205,25 @@ def test_decode_and_interpolate_follow_the_model(client):
     assert r["lerp"][2] != pytest.approx(r["slerp"][2], abs=1e-3)
 
 
+def test_the_explorer_opens_vae_runs_on_digits(client):
+    name = client.post("/api/runs", json={"family": "vae", "data": "digits", "steps": 10,
+                                          "settings": {"latent_dim": 3, "hidden_dims": [16]}}).json()["name"]
+    wait_for(client, name)
+    assert f"run:{name}" in client.get("/api/explorer/models").json()["models"]
+    data = client.get(f"/api/explorer/map?model=run:{name}").json()
+    assert data["latent_dim"] == 3 and len(data["codes"][0]) == 3
+    image = client.post("/api/explorer/decode", json={"model": f"run:{name}", "z": [0, 0, 0]}).json()["image"]
+    assert len(image) == 64
+    wrong = client.post("/api/explorer/decode", json={"model": f"run:{name}", "z": [0, 0]})
+    assert wrong.status_code == 422 and "one per dimension" in wrong.json()["detail"]
+    gan = client.post("/api/runs", json={"family": "gan", "data": "ring", "steps": 5}).json()["name"]
+    wait_for(client, gan)
+    refused = client.get(f"/api/explorer/map?model=run:{gan}")
+    assert refused.status_code == 422 and "pick a vae or ae run on digits" in refused.json()["detail"]
+    assert client.get("/api/explorer/map?model=run:../../etc").status_code == 422
+    assert client.get("/api/explorer/map?model=run:nothing").status_code == 404
+
+
 def test_holes_decodes_a_grid_from_both_models(client):
     r = client.get("/api/explorer/holes?size=5").json()
     assert len(r["ae"]) == len(r["vae"]) == 25 and len(r["ae"][0]) == 64

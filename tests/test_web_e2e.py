@@ -45,11 +45,11 @@ def browser():
 
 @pytest.fixture
 def page(browser, request):
+    ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
-    ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / f"{request.node.name}.png"
     page.screenshot(path=str(shot), full_page=True)
     print(f"screenshot: {shot}")
@@ -142,7 +142,7 @@ def test_bench_cells_and_sliders(page, lab):
 
 def test_explorer_decodes_under_the_pointer(page, lab):
     page.goto(f"{lab}/explorer")
-    page.wait_for_function("document.getElementById('z-text').textContent.includes('0.00')", timeout=60_000)
+    page.wait_for_function("document.getElementById('z-text').textContent.includes('.')", timeout=60_000)
     box = page.locator("#map").bounding_box()
     page.mouse.move(box["x"] + 100, box["y"] + 100)
     page.wait_for_timeout(300)
@@ -182,3 +182,16 @@ def test_dashboard_starts_a_run_and_generates(page, lab):
     page.wait_for_function("document.getElementById('generated').naturalWidth > 0")
     assert "vae-digits" in page.inner_text("#runs")
     assert page.get_attribute("#download", "href").endswith("download=true")
+    # the explorer opens the new run: one slider per latent dimension (in a second tab, as a person would)
+    name = page.inner_text("#run-name")
+    explorer = page.context.browser.new_page()
+    errors = []
+    explorer.on("pageerror", lambda error: errors.append(str(error)))
+    explorer.goto(f"{lab}/explorer")
+    explorer.wait_for_function(f"[...document.getElementById('map-model').options].some(o => o.value === 'run:{name}')")
+    explorer.select_option("#map-model", f"run:{name}")
+    explorer.wait_for_function("document.querySelectorAll('#sliders input').length === 4")
+    explorer.wait_for_function("document.getElementById('z-text').textContent.split(',').length === 4")
+    explorer.screenshot(path=str(ARTIFACTS / "explorer_on_a_run.png"))
+    explorer.close()
+    assert not errors, errors

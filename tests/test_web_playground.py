@@ -194,3 +194,15 @@ def test_disconnect_stops_the_worker_and_frees_the_slot(client):
     assert not playground_threads()
     with client.websocket_connect("/ws/playground") as ws:
         receive_until(ws, "frame")
+
+
+def test_the_collapse_warning_fires_on_a_collapsed_generator(monkeypatch):
+    import genlab.web.playground as playground
+
+    monkeypatch.setattr(playground, "COLLAPSE_AFTER", 0)
+    monkeypatch.setattr(playground, "COVERAGE_EVERY", 5)
+    pg = small(data="grid")  # an untrained G covers a handful of the 25 modes at most
+    for _ in range(10):
+        pg.step()
+    assert pg.warning and "modes covered" in pg.warning
+    assert pg.frame()["warning"] == pg.warning

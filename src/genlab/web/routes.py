@@ -10,7 +10,7 @@ import functools
 import io
 import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import torch
 from fastapi import APIRouter, Query, Request
@@ -193,7 +193,10 @@ def denoise(body: DenoiseBody, request: Request):
 
 # --- VAE latent explorer -----------------------------------------------------------------------------
 
-Explorable = Literal["vae", "ae"]
+# A model is "vae" or "ae" (trained here on first use) or "run:NAME": a vae or ae run on digits in the runs folder.
+MODEL_KEY = r"^(vae|ae|run:[A-Za-z0-9][A-Za-z0-9_.-]{0,99})$"
+ModelKey = Annotated[str, Field(pattern=MODEL_KEY)]
+MAX_LATENT = 64  # sliders on one page
 
 
 def _codes(model, x: torch.Tensor) -> torch.Tensor:
@@ -202,35 +205,66 @@ def _codes(model, x: torch.Tensor) -> torch.Tensor:
     return code[0] if isinstance(code, tuple) else code  # the VAE's posterior means
 
 
+def _explorer_model(lab, key: str):
+    if not key.startswith("run:"):
+        return lab.models.get(key)
+    name = key.removeprefix("run:")
+    try:
+        model, meta = _trained_model(lab, name)
+    except FileNotFoundError:
+        raise LookupError(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
+    if meta["family"] not in ("vae", "ae") or meta["train_config"]["data"] != "digits":
+        raise ValueError(f"the explorer maps digits through an encoder: run {name!r} is a {meta['family']} "
+                         f"on {meta['train_config']['data']}; pick a vae or ae run on digits")
+    if model.config.latent_dim > MAX_LATENT:
+        raise ValueError(f"run {name!r} has {model.config.latent_dim} latent dimensions: the explorer shows "
+                         f"at most {MAX_LATENT}")
+    return model
+
+
 class DecodeBody(Strict):
-    model: Explorable = "vae"
-    z: list[Latent] = Field(min_length=2, max_length=2)  # the explorer's models have a 2-D latent
+    model: ModelKey = "vae"
+    z: list[Latent] = Field(min_length=1, max_length=MAX_LATENT)
 
 
 class InterpolateBody(Strict):
-    model: Explorable = "vae"
+    model: ModelKey = "vae"
     a: int = Field(ge=0, lt=297)
     b: int = Field(ge=0, lt=297)
     steps: int = Field(8, ge=2, le=16)
 
 
+@router.get("/explorer/models")
+def explorer_models(request: Request):
+    """The two models trained here, then every vae or ae run on digits with a checkpoint, newest first."""
+    runs = [f"run:{run['name']}" for run in _lab(request).runs.list()
+            if run["family"] in ("vae", "ae") and run["data"] == "digits" and run["checkpoints"]
+            and run["model"]["latent_dim"] <= MAX_LATENT]
+    return {"models": ["vae", "ae", *runs]}
+
+
 @router.get("/explorer/map")
-def latent_map(request: Request, model: Explorable = "vae"):
+def latent_map(request: Request, model: Annotated[str, Query(pattern=MODEL_KEY)] = "vae"):
+    """Every digits test image's code (the first two dimensions are the map), label and pixels."""
     test = digits_test()
-    codes = _codes(_lab(request).models.get(model), test.x)
-    return {"codes": [[round(a, 3), round(b, 3)] for a, b in codes.tolist()], "labels": test.labels.tolist(),
-            "images": _pixels(test.x)}
+    codes = _codes(_explorer_model(_lab(request), model), test.x)
+    return {"latent_dim": codes.shape[1], "codes": [[round(v, 3) for v in code] for code in codes.tolist()],
+            "labels": test.labels.tolist(), "images": _pixels(test.x)}
 
 
 @router.post("/explorer/decode")
 def decode_latent(body: DecodeBody, request: Request):
+    model = _explorer_model(_lab(request), body.model)
+    if len(body.z) != model.config.latent_dim:
+        raise ValueError(f"z has {len(body.z)} numbers but {body.model} has {model.config.latent_dim} "
+                         "latent dimensions: send one per dimension")
     with torch.no_grad():
-        return {"image": _pixels(_lab(request).models.get(body.model).decode(torch.tensor([body.z])))[0]}
+        return {"image": _pixels(model.decode(torch.tensor([body.z])))[0]}
 
 
 @router.post("/explorer/interpolate")
 def interpolate(body: InterpolateBody, request: Request):
-    model = _lab(request).models.get(body.model)
+    model = _explorer_model(_lab(request), body.model)
     codes = _codes(model, digits_test().x[[body.a, body.b]])
     with torch.no_grad():
         return {method: _pixels(model.decode(interpolate_latents(codes[0], codes[1], body.steps, method)))

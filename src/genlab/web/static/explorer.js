@@ -4,24 +4,30 @@
 const $ = id => document.getElementById(id);
 const map = $("map"), mctx = map.getContext("2d");
 let points = null, extent = null, model = "vae", picks = [0, 1];
+const sliders = () => [...document.querySelectorAll("#sliders input")];
+const sliderZ = () => sliders().map(s => Number(s.value));
 
 async function loadMap() {
   $("explorer-status").textContent = "(training on first use...)";
   model = $("map-model").value;
-  points = await lab.json(`/api/explorer/map?model=${model}`);
+  points = await lab.json(`/api/explorer/map?model=${encodeURIComponent(model)}`);
   $("explorer-status").textContent = "";
-  const xs = points.codes.map(c => c[0]), ys = points.codes.map(c => c[1]);
-  const pad = 0.15 * Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys));
-  const cx = (Math.max(...xs) + Math.min(...xs)) / 2, cy = (Math.max(...ys) + Math.min(...ys)) / 2;
-  const half = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys)) / 2 + pad;
+  // one range per latent dimension, each spanning that dimension's test codes with a margin
+  const ranges = [...Array(points.latent_dim).keys()].map(d => {
+    const values = points.codes.map(c => c[d]), lo = Math.min(...values), hi = Math.max(...values), pad = 0.15 * (hi - lo + 1e-6);
+    return [lo - pad, hi + pad];
+  });
+  const half = Math.max(ranges[0][1] - ranges[0][0], (ranges[1] || ranges[0])[1] - (ranges[1] || ranges[0])[0]) / 2;
+  const cx = (ranges[0][0] + ranges[0][1]) / 2, cy = ranges[1] ? (ranges[1][0] + ranges[1][1]) / 2 : 0;
   extent = [cx - half, cx + half, cy - half, cy + half];
-  for (const i of [0, 1]) {  // the sliders span the map
-    $("zs-" + i).min = extent[2 * i].toFixed(2); $("zs-" + i).max = extent[2 * i + 1].toFixed(2);
-  }
+  $("sliders").innerHTML = ranges.map(([lo, hi], d) => `<label>z[${d}] <input type="range" id="zs-${d}"
+    min="${lo.toFixed(2)}" max="${hi.toFixed(2)}" step="0.01" value="${((lo + hi) / 2).toFixed(2)}"></label>`).join("");
+  for (const s of sliders()) s.oninput = () => decodeAt(sliderZ());
   drawMap();
   drawPick(0); drawPick(1);
+  decodeAt(sliderZ());
 }
-const toPixel = ([x, y]) => [(x - extent[0]) / (extent[1] - extent[0]) * map.width, map.height - (y - extent[2]) / (extent[3] - extent[2]) * map.height];
+const toPixel = ([x, y]) => [(x - extent[0]) / (extent[1] - extent[0]) * map.width, map.height - ((y ?? 0) - extent[2]) / (extent[3] - extent[2]) * map.height];
 const toLatent = (px, py) => [extent[0] + px / map.width * (extent[1] - extent[0]), extent[2] + (map.height - py) / map.height * (extent[3] - extent[2])];
 
 function drawMap(cursor) {
@@ -40,7 +46,7 @@ function drawMap(cursor) {
 
 let busy = false, queued = null;  // one decode in flight; the newest pending z wins
 async function decodeAt(z) {
-  $("z-text").textContent = `z = (${z[0].toFixed(2)}, ${z[1].toFixed(2)})`;
+  $("z-text").textContent = `z = (${z.map(v => v.toFixed(2)).join(", ")})`;
   if (busy) { queued = z; return; }
   busy = true;
   try { lab.drawPixels($("decoded"), (await lab.json("/api/explorer/decode", { model, z })).image, 8); }
@@ -48,21 +54,22 @@ async function decodeAt(z) {
 }
 
 const clamp = v => Math.max(-10, Math.min(10, v));
+// the pointer sets the first two dimensions; the others stay where their sliders are
+const pointerZ = (px, py) => { const z = sliderZ(), [a, b] = toLatent(px, py); z[0] = clamp(a); if (z.length > 1) z[1] = clamp(b); return z; };
 map.addEventListener("mousemove", e => {
   if (!points) return;
   const r = map.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
   drawMap([px, py]);
-  decodeAt(toLatent(px, py).map(clamp));
+  decodeAt(pointerZ(px, py));
 });
 map.addEventListener("click", e => {
   const r = map.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
   let best = 0, bestD = Infinity;
   points.codes.forEach((c, i) => { const [x, y] = toPixel(c), d = (x - px) ** 2 + (y - py) ** 2; if (d < bestD) { best = i; bestD = d; } });
   picks[e.shiftKey ? 1 : 0] = best; drawPick(e.shiftKey ? 1 : 0); drawMap([px, py]);
-  const z = toLatent(px, py); $("zs-0").value = z[0]; $("zs-1").value = z[1];
+  pointerZ(px, py).forEach((v, d) => { sliders()[d].value = v; });
 });
 function drawPick(k) { lab.drawPixels($(k ? "pick-b" : "pick-a"), points.images[picks[k]], 8); }
-for (const i of [0, 1]) $("zs-" + i).oninput = () => decodeAt([Number($("zs-0").value), Number($("zs-1").value)]);
 $("map-model").onchange = loadMap;
 
 $("interpolate").onclick = async () => {
@@ -85,4 +92,7 @@ $("holes").onclick = async () => {
   mosaic($("holes-ae"), r.ae, r.size); mosaic($("holes-vae"), r.vae, r.size);
   $("box-ae").textContent = box(r.ae_box); $("box-vae").textContent = box(r.vae_box);
 };
-loadMap().then(() => decodeAt([0, 0]));
+lab.json("/api/explorer/models").then(({ models }) => {
+  $("map-model").innerHTML = models.map(m => `<option value="${m}">${m === "vae" ? "VAE" : m === "ae" ? "autoencoder" : m.slice(4)}</option>`).join("");
+  loadMap();
+});
