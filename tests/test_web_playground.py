@@ -109,6 +109,10 @@ def test_drawn_points_are_checked():
             check_points(bad)
     with pytest.raises(ValueError, match="draw some points"):
         small(data="drawn")
+    pg = small()
+    with pytest.raises(ValueError, match="draw some points"):
+        pg.change(pg.settings.model_copy(update={"data": "drawn"}))
+    assert pg.settings.data == "ring"  # nothing changed
 
 
 # --- over the WebSocket ------------------------------------------------------------------------------

@@ -153,15 +153,18 @@ def parse_command(message, settings: PlaygroundSettings) -> dict:
 async def _send_frames(websocket: WebSocket, worker: PlaygroundWorker) -> None:
     """Forward the worker's messages and its newest frame; the worker makes a new frame only once this one
     has gone, so frames follow what the client can take."""
-    while True:
-        await worker.wake.wait()
-        worker.wake.clear()
-        while not worker.outbox.empty():
-            await websocket.send_text(json.dumps(worker.outbox.get_nowait()))
-        if worker.latest_frame is not None:
-            frame, worker.latest_frame = worker.latest_frame, None
-            await websocket.send_text(json.dumps(frame))
-            worker.frame_taken.set()
+    try:
+        while True:
+            await worker.wake.wait()
+            worker.wake.clear()
+            while not worker.outbox.empty():
+                await websocket.send_text(json.dumps(worker.outbox.get_nowait()))
+            if worker.latest_frame is not None:
+                frame, worker.latest_frame = worker.latest_frame, None
+                await websocket.send_text(json.dumps(frame))
+                worker.frame_taken.set()
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        worker.stop()  # the client went away mid-send; the receiving side ends the session
 
 
 async def playground_socket(websocket: WebSocket):

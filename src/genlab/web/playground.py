@@ -152,6 +152,8 @@ class Playground:
 
     def change(self, new: PlaygroundSettings) -> str:
         """Apply new settings; returns what happened: 'live', 'rebuilt D' or 'reset'."""
+        if new.data == "drawn" and self.drawn is None:  # checked before anything changes
+            raise ValueError("draw some points on the canvas first, then choose 'drawn'")
         changed = {k for k in PlaygroundSettings.model_fields if getattr(new, k) != getattr(self.settings, k)}
         self.settings = new
         if not changed or changed <= LIVE:

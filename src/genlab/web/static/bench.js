@@ -19,6 +19,7 @@ async function decode() {
   const code = [0, 1, 2].map(i => Number($("z" + i).value));
   $("z-values").textContent = code.map(v => v.toFixed(2)).join("  ");
   try { lab.drawPixels($("decoded"), (await lab.json("/api/bench/decode", { code })).pattern, 3); }
+  catch { /* lab.json has shown the message */ }
   finally { decoding = false; if (again) { again = false; decode(); } }
 }
 

@@ -9,8 +9,9 @@ const sliderZ = () => sliders().map(s => Number(s.value));
 
 async function loadMap() {
   $("explorer-status").textContent = "(training on first use...)";
-  model = $("map-model").value;
-  points = await lab.json(`/api/explorer/map?model=${encodeURIComponent(model)}`);
+  const chosen = $("map-model").value;
+  const loaded = await lab.json(`/api/explorer/map?model=${encodeURIComponent(chosen)}`);
+  points = loaded; model = chosen; queued = null;  // switch only once the new map is here
   $("explorer-status").textContent = "";
   // one range per latent dimension, each spanning that dimension's test codes with a margin
   const ranges = [...Array(points.latent_dim).keys()].map(d => {
@@ -46,10 +47,12 @@ function drawMap(cursor) {
 
 let busy = false, queued = null;  // one decode in flight; the newest pending z wins
 async function decodeAt(z) {
+  if (z.length !== points.latent_dim) return;  // a stale request from the model shown before
   $("z-text").textContent = `z = (${z.map(v => v.toFixed(2)).join(", ")})`;
   if (busy) { queued = z; return; }
   busy = true;
   try { lab.drawPixels($("decoded"), (await lab.json("/api/explorer/decode", { model, z })).image, 8); }
+  catch { /* lab.json has shown the message */ }
   finally { busy = false; if (queued) { const next = queued; queued = null; decodeAt(next); } }
 }
 
