@@ -391,7 +391,15 @@ class PlaygroundWorker:
             self._send({"type": "changed", "how": how, "settings": pg.settings.model_dump()})
 
     def _run(self) -> None:
-        torch.set_num_threads(1)  # the playground's nets are tiny: one thread is fastest and leaves a core free
+        # torch's thread count is the app's (create_app sets 1: these nets are tiny, one thread is fastest)
+        try:
+            self._loop()
+        except Exception as error:  # a bug, not a user error: say so on the page instead of going quiet
+            self._send({"type": "error", "message": f"the playground stopped ({type(error).__name__}: {error}): "
+                        "reload the page"})
+            raise
+
+    def _loop(self) -> None:
         pg = self.playground
         self._send(pg.data_message())
         dirty = True  # the screen is behind the model
