@@ -150,6 +150,9 @@ def test_socket_steps_and_reports(client):
         ws.send_json({"type": "pause"})
         ws.send_json({"type": "views", "views": {"heatmap": False}})
         frame = receive_until(ws, "frame", lambda m: not m["playing"] and "heatmap" not in m)
+        ws.send_json({"type": "reset"})
+        data = receive_until(ws, "data")
+        assert receive_until(ws, "frame")["step"] == 0
         ws.send_json({"type": "points", "points": [[0.5, 0.5], [-0.5, -0.5]] * 10})
         data = receive_until(ws, "data")
         assert data["data"] == "drawn" and data["settings"]["data"] == "drawn"
