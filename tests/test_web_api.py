@@ -70,6 +70,8 @@ def test_options_list_every_family(client):
     ({"family": "ae", "data": "digits", "settings": {"warp": 9}}, "unknown setting"),
     ({"family": "ae", "data": "digits", "settings": {"lr": "fast"}}, "is not a number"),
     ({"family": "ae", "data": "digits", "run_dir": "/tmp/x"}, "Extra inputs"),
+    ({"family": "ae", "data": "digits", "settings": {"loss": "x" * 10_000}}, "at most 200 characters"),
+    ({"family": "ae", "data": "digits", "settings": {"lr": "inf"}}, "not a finite number"),
 ])
 def test_bad_run_requests_are_422_with_a_message(client, body, message):
     response = client.post("/api/runs", json=body)

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,13 +35,17 @@ WIDTH_LIMITS = {"hidden_dims": (4, 1024), "conv_channels": (3, 256)}  # (most la
 REFUSED = {"data", "steps", "image_size", "channels"}  # chosen by their own fields, or only for image folders
 
 
+SettingName = Annotated[str, Field(max_length=40)]
+SettingValue = Annotated[str, Field(max_length=200)] | int | float | bool | Annotated[list[int], Field(max_length=8)]
+
+
 class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     family: str
     data: str = "digits"
     steps: int = Field(300, ge=1, le=MAX_STEPS)
-    settings: dict[str, str | int | float | bool | list[int]] = Field(default_factory=dict, max_length=30)
+    settings: dict[SettingName, SettingValue] = Field(default_factory=dict, max_length=30)
 
 
 def check_name(name: str) -> str:
@@ -75,6 +80,8 @@ def parse_request(request: RunRequest, data_names: tuple[str, ...]) -> tuple[Tra
     pairs = [f"{key}={_text(value)}" for key, value in request.settings.items()]
     train_settings, model_settings = parse_overrides(pairs, [TrainConfig, config_class])
     for key, value in {**train_settings, **model_settings}.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key}={value} is not a finite number")
         if key in LIMITS and isinstance(value, int) and value > LIMITS[key]:
             raise ValueError(f"{key}={value} is too large for the lab: at most {LIMITS[key]}")
         if key in WIDTH_LIMITS:
