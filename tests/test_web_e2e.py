@@ -70,6 +70,16 @@ def number(page, selector: str) -> int:
     return int(page.inner_text(selector))
 
 
+def test_the_index_links_every_page(page, lab):
+    page.goto(lab)
+    for heading, path in (("GAN playground", "/playground"), ("Training dashboard", "/dashboard"),
+                          ("Autoencoder bench", "/bench"), ("Latent explorer", "/explorer")):
+        assert page.locator(f".cards a[href='{path}']").inner_text().startswith(heading)
+    page.click(".cards a[href='/bench']")
+    page.wait_for_url(f"{lab}/bench")
+    page.go_back()
+
+
 def test_playground_trains_when_play_is_pressed(page, lab):
     page.goto(f"{lab}/playground")
     page.wait_for_function("document.getElementById('coverage').textContent.includes('modes')")
