@@ -230,3 +230,9 @@ def test_holes_decodes_a_grid_from_both_models(client):
     r = client.get("/api/explorer/holes?size=5").json()
     assert len(r["ae"]) == len(r["vae"]) == 25 and len(r["ae"][0]) == 64
     assert client.get("/api/explorer/holes?size=500").status_code == 422
+    same = client.get("/api/explorer/holes?size=3&span=2").json()
+    assert same["ae_box"] == same["vae_box"] == [-2, 2, -2, 2]
+    vae = client.app.state.lab.models.get("vae")
+    with torch.no_grad():  # the middle of a 3 x 3 grid over [-2, 2]^2 is z = 0
+        torch.testing.assert_close(torch.tensor(same["vae"][4]), vae.decode(torch.zeros(1, 2)).flatten(), atol=1e-3,
+                                   rtol=0)

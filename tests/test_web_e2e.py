@@ -173,7 +173,12 @@ def test_explorer_decodes_under_the_pointer(page, lab):
     blank = pixels(page, "#holes-vae")
     page.click("#holes")
     page.wait_for_function("document.getElementById('box-vae').textContent.length > 0")
-    assert pixels(page, "#holes-vae") != blank and pixels(page, "#holes-ae") != blank
+    own_boxes = pixels(page, "#holes-ae")
+    assert pixels(page, "#holes-vae") != blank and own_boxes != blank
+    page.select_option("#holes-grid", "3")  # the same z for both models
+    page.click("#holes")
+    page.wait_for_function("document.getElementById('box-ae').textContent.includes('-3')")
+    assert pixels(page, "#holes-ae") != own_boxes
 
 
 def test_dashboard_starts_a_run_and_generates(page, lab):

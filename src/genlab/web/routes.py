@@ -272,20 +272,24 @@ def interpolate(body: InterpolateBody, request: Request):
 
 
 @router.get("/explorer/holes")
-def holes(request: Request, size: Annotated[int, Query(ge=2, le=15)] = 9):
-    """Each model decodes a size x size grid over the box that holds its own test codes (top row = highest
-    z[1]). The VAE's KL term packs its codes into the prior's disc, so the whole box decodes to digits; the
-    AE's codes spread into separate clusters, and much of the space between them decodes to blurred hybrids."""
+def holes(request: Request, size: Annotated[int, Query(ge=2, le=15)] = 9,
+          span: Annotated[float | None, Query(gt=0, le=20)] = None):
+    """The AE and the VAE decode a size x size grid of z (top row = highest z[1]): with `span`, the same z for
+    both, over [-span, span]^2; without, each over the box that holds its own test codes. The VAE's KL term
+    packs its codes into the prior's disc, so its whole box decodes to digits; the AE's codes spread into
+    separate clusters, and much of the space between them decodes to blurred hybrids."""
     lab = _lab(request)
     out = {"size": size}
     for name in ("ae", "vae"):
         model = lab.models.get(name)
-        codes = _codes(model, digits_test().x)
-        low, high = codes.min(0).values, codes.max(0).values
-        xs = torch.linspace(low[0].item(), high[0].item(), size)
-        ys = torch.linspace(high[1].item(), low[1].item(), size)
+        if span is None:
+            codes = _codes(model, digits_test().x)
+            (x0, y0), (x1, y1) = codes.min(0).values.tolist(), codes.max(0).values.tolist()
+        else:
+            x0, y0, x1, y1 = -span, -span, span, span
+        xs, ys = torch.linspace(x0, x1, size), torch.linspace(y1, y0, size)
         z = torch.stack([xs.repeat(size), ys.repeat_interleave(size)], dim=1)
         with torch.no_grad():
             out[name] = _pixels(model.decode(z))
-        out[f"{name}_box"] = [round(v, 2) for v in (low[0].item(), high[0].item(), low[1].item(), high[1].item())]
+        out[f"{name}_box"] = [round(v, 2) for v in (x0, x1, y0, y1)]
     return out

@@ -91,7 +91,8 @@ function mosaic(canvas, images, size) {  // size x size 8x8 images on one canvas
 }
 const box = b => `z[0] in [${b[0]}, ${b[1]}], z[1] in [${b[2]}, ${b[3]}]`;
 $("holes").onclick = async () => {
-  const r = await lab.json("/api/explorer/holes?size=9");
+  const span = $("holes-grid").value;  // "": each model's own box; a number: the same z for both
+  const r = await lab.json(`/api/explorer/holes?size=9${span ? "&span=" + span : ""}`);
   mosaic($("holes-ae"), r.ae, r.size); mosaic($("holes-vae"), r.vae, r.size);
   $("box-ae").textContent = box(r.ae_box); $("box-vae").textContent = box(r.vae_box);
 };
