@@ -36,7 +36,7 @@ from genlab.web.playground import (
     describe,
 )
 from genlab.web.routes import router
-from genlab.web.runs import BUNDLED_DATA, RunManager
+from genlab.web.runs import BUNDLED_DATA, Busy, NotFound, RunManager
 
 STATIC = Path(__file__).parent / "static"
 PAGES = ("playground", "dashboard", "bench", "explorer")
@@ -98,12 +98,12 @@ def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = N
     async def value_error(request: Request, error: ValueError):
         return JSONResponse({"detail": describe(error)}, status_code=422)
 
-    @app.exception_handler(LookupError)
-    async def not_found(request: Request, error: LookupError):
-        return JSONResponse({"detail": str(error).strip("'\"")}, status_code=404)
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, error: NotFound):
+        return JSONResponse({"detail": str(error)}, status_code=404)
 
-    @app.exception_handler(RuntimeError)
-    async def busy(request: Request, error: RuntimeError):
+    @app.exception_handler(Busy)
+    async def busy(request: Request, error: Busy):
         return JSONResponse({"detail": str(error)}, status_code=409)
 
     @app.get("/", include_in_schema=False)
@@ -224,8 +224,8 @@ async def run_socket(websocket: WebSocket, name: str):
     try:
         try:
             lab.runs.run_dir(name)
-        except (LookupError, ValueError) as error:
-            await websocket.send_text(json.dumps({"type": "error", "message": str(error).strip("'\"")}))
+        except (NotFound, ValueError) as error:
+            await websocket.send_text(json.dumps({"type": "error", "message": str(error)}))
             await websocket.close(code=1008)
             return
         sent = 0

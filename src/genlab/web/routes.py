@@ -22,7 +22,7 @@ from genlab.data import load_dataset
 from genlab.explore import image_grid, save_points
 from genlab.models import FAMILIES
 from genlab.models.layers import interpolate_latents
-from genlab.web.runs import MAX_STEPS, RunRequest
+from genlab.web.runs import MAX_STEPS, NotFound, RunRequest
 
 router = APIRouter(prefix="/api")
 MAX_GENERATE = 256  # samples in one generated picture
@@ -106,7 +106,7 @@ def generate(name: str, request: Request, n: Annotated[int, Query(ge=1, le=MAX_G
     try:
         model, meta = _trained_model(lab, name)
     except FileNotFoundError:
-        raise LookupError(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
+        raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         if hasattr(model, "sample"):
@@ -212,7 +212,7 @@ def _explorer_model(lab, key: str):
     try:
         model, meta = _trained_model(lab, name)
     except FileNotFoundError:
-        raise LookupError(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
+        raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
     if meta["family"] not in ("vae", "ae") or meta["train_config"]["data"] != "digits":
         raise ValueError(f"the explorer maps digits through an encoder: run {name!r} is a {meta['family']} "
                          f"on {meta['train_config']['data']}; pick a vae or ae run on digits")

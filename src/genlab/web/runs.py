@@ -95,6 +95,14 @@ def parse_request(request: RunRequest, data_names: tuple[str, ...]) -> tuple[Tra
     return train_config, model_settings
 
 
+class NotFound(LookupError):
+    """A run (or a file of one) the client named does not exist: a 404."""
+
+
+class Busy(Exception):
+    """The lab already trains as many runs as it may: a 409."""
+
+
 class StopRequested(Exception):
     """Raised from train()'s on_log callback to end a run at a log step, as an interruption would."""
 
@@ -135,7 +143,7 @@ class RunManager:
         with self._lock:
             if len(self.active()) >= self.max_active:
                 running = ", ".join(job.name for job in self.active())
-                raise RuntimeError(f"{running} is training: stop it first (the lab trains one run at a time)")
+                raise Busy(f"{running} is training: stop it first (the lab trains one run at a time)")
             stem = f"{request.family}-{request.data}-{time.strftime('%Y%m%d-%H%M%S')}"
             name, n = stem, 2
             while (self.runs_dir / name).exists() or name in self.jobs:
@@ -164,7 +172,7 @@ class RunManager:
     def stop(self, name: str) -> Job:
         job = self.jobs.get(check_name(name))
         if job is None or job not in self.active():
-            raise LookupError(f"run {name!r} is not training here")
+            raise NotFound(f"run {name!r} is not training here")
         job.stop_requested.set()
         job.status = "stopping"
         return job
@@ -176,10 +184,10 @@ class RunManager:
     # --- past runs -----------------------------------------------------------------------------------
 
     def run_dir(self, name: str) -> Path:
-        """The folder of an existing run, by name; LookupError when there is none."""
+        """The folder of an existing run, by name; NotFound when there is none."""
         folder = self.runs_dir / check_name(name)
         if not (folder / "config.json").is_file():
-            raise LookupError(f"no run named {name!r} in the runs folder")
+            raise NotFound(f"no run named {name!r} in the runs folder")
         return folder
 
     def describe(self, name: str) -> dict:
@@ -224,5 +232,5 @@ class RunManager:
             raise ValueError(f"{file[:40]!r} is not a sample picture name (step-NNNNNNNN-samples.png)")
         path = self.run_dir(name) / "samples" / file
         if not path.is_file():
-            raise LookupError(f"run {name!r} has no {file}")
+            raise NotFound(f"run {name!r} has no {file}")
         return path
