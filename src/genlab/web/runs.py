@@ -4,6 +4,9 @@ A run started here is an ordinary run folder (genlab.train.create_run + train), 
 `genlab sample` and `genlab train --resume` work on it afterwards. Runs live in one folder chosen when the
 server starts; the client names a run by its folder name only, which is checked against NAME and must
 already exist in that folder: no path from a client ever reaches the file system.
+
+Runs here share the process's global torch RNG with any playground that plays at the same time, so such a
+run is not bit-reproducible; train from the command line when that matters.
 """
 
 from __future__ import annotations
