@@ -247,6 +247,35 @@ def lesson(name: Annotated[str, typer.Argument(help="autoencoder, vae or gan.")]
     lessons.LESSONS[name](out, console, data_dir=data_dir)
 
 
+@app.command()
+@user_errors
+def lab(port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+        host: Annotated[str, typer.Option(help="Address to bind; other machines reach the lab only if you "
+                                               "change it from 127.0.0.1.")] = "127.0.0.1",
+        runs: Annotated[Path, typer.Option(help="Folder the dashboard lists and starts runs in.")] = Path("runs"),
+        data_dir: DataDirOpt = None):
+    """Start the live web lab: GAN playground, training dashboard, autoencoder bench, latent explorer."""
+    import socket
+
+    import uvicorn
+
+    from genlab.web.app import create_app
+
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535, got {port}")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait out TIME_WAIT
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}): pick another --port") from None
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"genlab lab on http://{shown}:{sock.getsockname()[1]}/  (runs in {runs}; Ctrl-C stops it)",
+                  markup=False)
+    config = uvicorn.Config(create_app(runs, data_dir=data_dir, warm_up=True), log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 @data_app.command("download")
 @user_errors
 def download(name: Annotated[str, typer.Argument(help="mnist")], data_dir: DataDirOpt = None):

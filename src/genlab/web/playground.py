@@ -1,0 +1,448 @@
+"""The GAN playground: a small MLP GAN on 1-D or 2-D toy data, trained step by step in a worker thread,
+with everything a person watches computed as one JSON frame.
+
+`Playground` owns the model, its optimizers and the data; it steps (D only, G only, or both through
+genlab.train.gan_step) and draws frames. `PlaygroundWorker` runs one Playground in its own thread for one
+WebSocket: commands come in through a queue, frames go out through a one-slot mailbox (the newest frame
+wins, so a slow client never makes the trainer wait or pile up frames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import math
+import queue
+import threading
+import time
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch.nn.utils import parametrize
+
+from genlab.data import toys
+from genlab.metrics import MIXTURES, NUM_SAMPLES, CollapseDetector, check_discriminator, check_modes, mixture_coverage
+from genlab.models import GAN, GANConfig
+from genlab.train import gan_optimizers, gan_step
+
+# data name -> (x0, x1, y0, y1) of the view; 1-D data uses only x0, x1
+BOUNDS = {
+    "ring": (-1.5, 1.5, -1.5, 1.5),
+    "grid": (-5.5, 5.5, -5.5, 5.5),
+    "moons": (-1.25, 2.25, -1.5, 2.0),
+    "drawn": (-1.5, 1.5, -1.5, 1.5),
+    "gaussian1d": (-2.0, 10.0, 0.0, 1.0),
+}
+MAX_DRAWN_POINTS = 2000  # a person clicks or drags; more than this is not drawing
+MIN_DRAWN_POINTS = 8
+DRAWN_JITTER = 0.03  # real data = a drawn point plus this much Gaussian noise, so D cannot memorise points
+FRAME_INTERVAL = 1 / 30  # s: frames are computed at most this often while playing (a screen needs no more)
+COVERAGE_EVERY = 100  # steps between mode-coverage measurements (2,500 samples each, as VEEGAN/PacGAN)
+COLLAPSE_AFTER = 1000  # steps before the collapse detector speaks: a GAN that has barely started covers nothing yet
+VIEW_SAMPLES = 480  # fakes drawn in each frame, from fixed z; 480 is divisible by every allowed pack
+HEATMAP_SIZE = 40  # D's decision is drawn on a HEATMAP_SIZE x HEATMAP_SIZE lattice
+NOISE_GRID = 17  # G's warped noise grid: NOISE_GRID x NOISE_GRID points of z in [-2.5, 2.5]^2
+ARROWS = 120  # fakes that carry an arrow of G's gradient
+PROBABILITY_LOSSES = ("minimax", "non-saturating")  # D's output is a logit: sigmoid gives D(x) in [0, 1]
+
+
+class PlaygroundSettings(BaseModel):
+    """Everything a person can change; bounded so that no message can make the server slow or huge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: Literal["ring", "grid", "moons", "gaussian1d", "drawn"] = "ring"
+    loss: Literal["minimax", "non-saturating", "least-squares", "hinge", "wgan-gp"] = "non-saturating"
+    spectral_norm: bool = False  # on D, Miyato et al.'s fix; changing it rebuilds D (G keeps its weights)
+    pack: int = Field(1, ge=1, le=4)  # PacGAN; changing it rebuilds D
+    minibatch_stddev: bool = False  # changing it rebuilds D
+    lr_g: float = Field(1e-3, gt=0, le=0.1)
+    lr_d: float = Field(1e-3, gt=0, le=0.1)
+    n_critic: int = Field(1, ge=1, le=10)  # D steps per G step
+    depth: int = Field(2, ge=1, le=4)  # hidden layers of G and of D; changing depth or width starts over
+    width: int = Field(64, ge=8, le=256)  # 2 x 64: ~800 steps/s on one idle CPU thread (2 x 128: ~540)
+    batch_size: int = Field(256, ge=16, le=1024)
+    steps_per_s: float = Field(0, ge=0, le=5000)  # 0: as fast as the CPU goes; 1-5: slow motion
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _batch_fits_pack(self):
+        if self.batch_size % self.pack:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of pack {self.pack}: change one")
+        return self
+
+
+LIVE = {"loss", "lr_g", "lr_d", "n_critic", "batch_size", "steps_per_s"}  # applied to the running model
+REBUILD_D = {"spectral_norm", "pack", "minibatch_stddev"}  # a new D, the same G
+# everything else (data, depth, width, seed) starts over
+
+
+def check_points(points) -> torch.Tensor:
+    """Drawn points -> (N, 2) tensor; ValueError with what to change when they are not usable."""
+    if not isinstance(points, list) or not MIN_DRAWN_POINTS <= len(points) <= MAX_DRAWN_POINTS:
+        count = len(points) if isinstance(points, list) else "no list of"
+        raise ValueError(f"draw between {MIN_DRAWN_POINTS} and {MAX_DRAWN_POINTS} points, got {count} points")
+    lo, hi = BOUNDS["drawn"][0], BOUNDS["drawn"][1]
+    for point in points:
+        if (not isinstance(point, list) or len(point) != 2
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi for v in point)):
+            raise ValueError(f"each point must be [x, y] with both in [{lo}, {hi}], got {str(point)[:40]}")
+    return torch.tensor(points, dtype=torch.float32)
+
+
+def real_data(name: str, seed: int, drawn: torch.Tensor | None) -> torch.Tensor:
+    """(N, 1) or (N, 2) samples of the chosen distribution."""
+    if name == "drawn":
+        if drawn is None:
+            raise ValueError("draw some points on the canvas first, then choose 'drawn'")
+        generator = torch.Generator().manual_seed(seed)
+        picks = drawn[torch.randint(len(drawn), (20_000,), generator=generator)]
+        return picks + DRAWN_JITTER * torch.randn(picks.shape, generator=generator)
+    functions = {"ring": toys.ring, "grid": toys.grid, "moons": toys.moons, "gaussian1d": toys.gaussian1d}
+    return functions[name](seed=seed)[0]
+
+
+def _flat(t: torch.Tensor, digits: int = 3) -> list[float]:
+    return np.round(t.detach().cpu().numpy().astype(np.float64), digits).ravel().tolist()
+
+
+def _bytes(values: torch.Tensor) -> str:
+    """Values in [0, 1] as base64 bytes 0..255: a heatmap in 1.6 KB instead of 1,600 JSON numbers."""
+    return base64.b64encode((values.clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes()).decode()
+
+
+class Playground:
+    def __init__(self, settings: PlaygroundSettings, drawn: torch.Tensor | None = None):
+        self.settings = settings
+        self.drawn = drawn
+        self.views = {"heatmap": True, "arrows": True, "grid": True, "coverage": True}
+        self.reset()
+
+    # --- building ------------------------------------------------------------------------------------
+
+    def _config(self) -> GANConfig:
+        s = self.settings
+        return GANConfig(data_shape=(self.dim,), architecture="mlp", latent_dim=self.dim,
+                         hidden_dims=(s.width,) * s.depth, loss=s.loss,
+                         spectral_norm="d" if s.spectral_norm else "none",
+                         pack=s.pack, minibatch_stddev=s.minibatch_stddev, n_critic=s.n_critic, lr_d=s.lr_d)
+
+    def reset(self) -> None:
+        """Fresh data, model and history from the settings' seed: a reset with the same settings replays the run."""
+        s = self.settings
+        self.data = real_data(s.data, s.seed, self.drawn)
+        self.dim = self.data.shape[1]
+        torch.manual_seed(s.seed)
+        self.model = GAN(self._config())
+        self.optimizers = gan_optimizers(self.model, s.lr_g)
+        self.rng = torch.Generator().manual_seed(s.seed)
+        view_rng = torch.Generator().manual_seed(s.seed + 1)
+        # fixed noise for the views, so a person watches the same fakes move
+        self.view_z = torch.randn(VIEW_SAMPLES if self.dim == 2 else 4000, self.dim, generator=view_rng)
+        self.coverage_z = torch.randn(NUM_SAMPLES, self.dim, generator=view_rng)
+        self.step_count = self.d_steps = self.g_steps = 0
+        self.losses: dict[str, float] = {}
+        self.detector = CollapseDetector()
+        self.warning: str | None = None
+        self.coverage: dict | None = None
+        self.measure()
+
+    def change(self, new: PlaygroundSettings) -> str:
+        """Apply new settings; returns what happened: 'live', 'rebuilt D' or 'reset'."""
+        if new.data == "drawn" and self.drawn is None:  # checked before anything changes
+            raise ValueError("draw some points on the canvas first, then choose 'drawn'")
+        changed = {k for k in PlaygroundSettings.model_fields if getattr(new, k) != getattr(self.settings, k)}
+        self.settings = new
+        if not changed or changed <= LIVE:
+            self.model.config = dataclasses.replace(self.model.config, loss=new.loss, n_critic=new.n_critic,
+                                                    lr_d=new.lr_d)
+            for group in self.optimizers["generator"].param_groups:
+                group["lr"] = new.lr_g
+            for group in self.optimizers["discriminator"].param_groups:
+                group["lr"] = new.lr_d
+            if "loss" in changed:
+                self.detector = CollapseDetector()
+            return "live"
+        if changed <= LIVE | REBUILD_D:
+            fresh = GAN(self._config())
+            fresh.generator.load_state_dict(self.model.generator.state_dict())
+            optimizers = gan_optimizers(fresh, new.lr_g)
+            optimizers["generator"].load_state_dict(self.optimizers["generator"].state_dict())
+            for group in optimizers["generator"].param_groups:
+                group["lr"] = new.lr_g
+            self.model, self.optimizers, self.detector = fresh, optimizers, CollapseDetector()
+            return "rebuilt D"
+        self.reset()
+        return "reset"
+
+    # --- stepping ------------------------------------------------------------------------------------
+
+    def _real(self, n: int) -> torch.Tensor:
+        return self.data[torch.randint(len(self.data), (n,), generator=self.rng)]
+
+    def step(self, which: Literal["d", "g", "both"] = "both") -> None:
+        """One update: 'both' is genlab.train.gan_step (n_critic D steps, then one G step); 'd' and 'g'
+        are its two phases on their own, so a person can watch each player move alone."""
+        s, model = self.settings, self.model
+        if which == "both":
+            terms = gan_step(model, self.optimizers, self._real(s.batch_size * s.n_critic))
+            self.d_steps += s.n_critic
+            self.g_steps += 1
+        elif which == "d":
+            with parametrize.cached():  # as in gan_step: spectral norm computed once for all of D's passes
+                fake = model.generate(model.latents(s.batch_size)).detach()
+                d_terms = model.discriminator_loss(self._real(s.batch_size), fake)
+                self.optimizers["discriminator"].zero_grad(set_to_none=True)
+                d_terms["loss"].backward()
+            self.optimizers["discriminator"].step()
+            terms = {"d_loss": d_terms["loss"], "d_real": d_terms["d_real"], "d_fake": d_terms["d_fake"]}
+            self.d_steps += 1
+        else:
+            model.discriminator.requires_grad_(False)  # G's update through a frozen D, as in gan_step
+            try:
+                g_terms = model.generator_loss(model.generate(model.latents(s.batch_size)))
+                self.optimizers["generator"].zero_grad(set_to_none=True)
+                g_terms["loss"].backward()
+            finally:
+                model.discriminator.requires_grad_(True)
+            self.optimizers["generator"].step()
+            terms = {"g_loss": g_terms["loss"], "d_fake": g_terms["d_fake"]}
+            self.g_steps += 1
+        self.losses.update({name: value.item() for name, value in terms.items()})
+        self.step_count += 1
+        if self.step_count % COVERAGE_EVERY == 0:
+            self.measure()
+
+    def diverged(self) -> bool:
+        return not all(math.isfinite(v) for v in self.losses.values())
+
+    @torch.no_grad()
+    def measure(self) -> None:
+        """Mode coverage (ring, grid) and the collapse detector's round of checks."""
+        checks = []
+        self.coverage = None
+        if self.settings.data in MIXTURES:
+            coverage = mixture_coverage(self.model.generate(self.coverage_z), self.settings.data)
+            self.coverage = {"step": self.step_count, "modes": coverage.modes_covered, "of": coverage.num_modes,
+                             "high_quality": round(coverage.high_quality_fraction, 4),
+                             "reverse_kl": round(coverage.reverse_kl, 4) if math.isfinite(coverage.reverse_kl)
+                             else None}
+            if self.step_count >= COLLAPSE_AFTER:
+                checks.append(check_modes(coverage))
+        if self.settings.loss in PROBABILITY_LOSSES and "d_real" in self.losses and self.step_count >= COLLAPSE_AFTER:
+            def probability(logit: float) -> float:
+                return 1 / (1 + math.exp(-max(-50.0, min(50.0, logit))))
+
+            checks.append(check_discriminator(probability(self.losses["d_real"]), probability(self.losses["d_fake"])))
+        warning = self.detector.update(*checks) if checks else None
+        self.warning = str(warning) if warning else None
+
+    # --- what a person sees --------------------------------------------------------------------------
+
+    def data_message(self) -> dict:
+        """The real data and the view, sent once per reset."""
+        x0, x1, y0, y1 = BOUNDS[self.settings.data]
+        message = {"type": "data", "data": self.settings.data, "dim": self.dim, "bounds": [x0, x1, y0, y1],
+                   "settings": self.settings.model_dump()}
+        if self.dim == 2:
+            message["real"] = _flat(self.data[:1000])
+        else:
+            message["real_hist"] = _flat(self._histogram(self.data[:, 0]), 4)
+        return message
+
+    def _histogram(self, values: torch.Tensor) -> torch.Tensor:
+        x0, x1 = BOUNDS[self.settings.data][:2]
+        counts = torch.histc(values.float(), bins=60, min=x0, max=x1)
+        return counts / (counts.sum().clamp(min=1) * (x1 - x0) / 60)  # a density
+
+    def _decision(self, x: torch.Tensor) -> torch.Tensor:
+        """D's verdict in [0, 1] at points x (N, dim): sigmoid of the logit for the probability losses,
+        the score itself for least squares (targets 0 and 1), min-max scaled critic values otherwise."""
+        pack = self.settings.pack
+        scores = self.model.discriminate(x.repeat_interleave(pack, dim=0))  # a group of `pack` copies of each point
+        if self.settings.loss in PROBABILITY_LOSSES:
+            return torch.sigmoid(scores)
+        if self.settings.loss == "least-squares":
+            return scores.clamp(0, 1)
+        return (scores - scores.min()) / (scores.max() - scores.min()).clamp(min=1e-8)
+
+    def frame(self) -> dict:
+        model, dim = self.model, self.dim
+        x0, x1, y0, y1 = BOUNDS[self.settings.data]
+        frame = {"type": "frame", "step": self.step_count, "d_steps": self.d_steps, "g_steps": self.g_steps,
+                 "losses": {k: round(v, 5) for k, v in self.losses.items() if math.isfinite(v)},
+                 "warning": self.warning}
+        if self.coverage is not None and self.views["coverage"]:
+            frame["coverage"] = self.coverage
+        with torch.no_grad():
+            fake = model.generate(self.view_z)
+            if self.views["heatmap"]:
+                if dim == 2:
+                    xs = torch.linspace(x0, x1, HEATMAP_SIZE)
+                    ys = torch.linspace(y1, y0, HEATMAP_SIZE)  # top row first, as the canvas draws
+                    lattice = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
+                    frame["heatmap"] = _bytes(self._decision(lattice))
+                else:
+                    frame["d_curve"] = _flat(self._decision(torch.linspace(x0, x1, 200)[:, None]))
+            if self.views["grid"]:
+                if dim == 2:
+                    axis = torch.linspace(-2.5, 2.5, NOISE_GRID)
+                    z = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2)
+                    frame["noise_grid"] = _flat(model.generate(z))
+                else:
+                    frame["g_map"] = _flat(model.generate(torch.linspace(-3, 3, 41)[:, None]))
+        if dim == 2:
+            frame["fake"] = _flat(fake)
+        else:
+            frame["fake_hist"] = _flat(self._histogram(fake[:, 0]), 4)
+            frame["fake_stats"] = {"mean": round(fake.mean().item(), 3), "std": round(fake.std().item(), 3)}
+        if self.views["arrows"]:
+            # Where G's update pushes each fake: minus the gradient of G's loss with respect to the sample
+            # (what G's weights follow through the chain rule).
+            points = fake[:ARROWS].detach().requires_grad_(True)
+            model.discriminator.requires_grad_(False)
+            try:
+                (grad,) = torch.autograd.grad(model.generator_loss(points)["loss"], points)
+            finally:
+                model.discriminator.requires_grad_(True)
+            frame["arrows"] = {"at": _flat(points), "push": _flat(-grad * len(points), 4)}
+        return frame
+
+
+class PlaygroundWorker:
+    """One Playground in its own thread. `command` is called from the event loop; frames and messages
+    come back through `outbox` (an asyncio.Queue) and the one-slot frame mailbox, woken by `wake`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, playground: Playground):
+        self.loop = loop
+        self.playground = playground
+        self.commands: queue.Queue = queue.Queue(maxsize=256)
+        self.outbox: asyncio.Queue = asyncio.Queue()
+        self.wake = asyncio.Event()
+        self.latest_frame: dict | None = None
+        self.frame_taken = threading.Event()  # the sender has taken the last frame: making another is worth it
+        self.frame_taken.set()
+        self.stopped = threading.Event()
+        self.playing = False
+        self.rate = 0.0  # steps/s over the last second
+        self.thread = threading.Thread(target=self._run, name="genlab-playground", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def command(self, message: dict) -> None:
+        """Queue a validated command; a client that floods commands gets an error instead of a backlog."""
+        try:
+            self.commands.put_nowait(message)
+        except queue.Full:
+            raise ValueError("too many commands at once: wait for the frames to catch up") from None
+
+    # --- worker thread -------------------------------------------------------------------------------
+
+    def _send(self, message: dict) -> None:
+        self.loop.call_soon_threadsafe(self._deliver, message)
+
+    def _deliver(self, message: dict) -> None:  # runs on the event loop
+        if message["type"] == "frame":
+            self.latest_frame = message
+        else:
+            self.outbox.put_nowait(message)
+        self.wake.set()
+
+    def _post_frame(self) -> None:
+        self.frame_taken.clear()
+        frame = self.playground.frame()
+        frame["playing"] = self.playing
+        frame["steps_per_s"] = round(self.rate, 1)
+        self._send(frame)
+
+    def _apply(self, message: dict) -> None:
+        kind = message["type"]
+        pg = self.playground
+        if kind == "play":
+            self.playing = True
+        elif kind == "pause":
+            self.playing = False
+        elif kind == "step":
+            self.playing = False
+            pg.step(message["which"])
+        elif kind == "reset":
+            pg.reset()
+            self._send(pg.data_message())
+        elif kind == "views":
+            pg.views.update(message["views"])
+        elif kind == "points":
+            pg.drawn = message["points"]
+            pg.settings = pg.settings.model_copy(update={"data": "drawn"})
+            pg.reset()
+            self._send(pg.data_message())
+        elif kind == "settings":
+            # merged onto the settings as they are now, so quick successive changes all land
+            new = PlaygroundSettings.model_validate({**pg.settings.model_dump(), **message["settings"]})
+            how = pg.change(new)
+            if how == "reset":
+                self._send(pg.data_message())
+            self._send({"type": "changed", "how": how, "settings": pg.settings.model_dump()})
+
+    def _run(self) -> None:
+        # torch's thread count is the app's (create_app sets 1: these nets are tiny, one thread is fastest)
+        try:
+            self._loop()
+        except Exception as error:  # a bug, not a user error: say so on the page instead of going quiet
+            self._send({"type": "error", "message": f"the playground stopped ({type(error).__name__}: {error}): "
+                        "reload the page"})
+            raise
+
+    def _loop(self) -> None:
+        pg = self.playground
+        self._send(pg.data_message())
+        dirty = True  # the screen is behind the model
+        last_frame = next_step = rate_start = time.perf_counter()
+        rate_steps = 0
+        while not self.stopped.is_set():
+            pace = pg.settings.steps_per_s
+            now = time.perf_counter()
+            if self.playing:
+                timeout = max(0.0, next_step - now) if pace else 0.0
+            else:
+                timeout = 0.01 if dirty else 0.1  # paused: wait for a command (or for the sender to take a frame)
+            try:
+                message = self.commands.get(timeout=timeout) if timeout > 0 else self.commands.get_nowait()
+            except queue.Empty:
+                message = None
+            if message is not None:
+                try:
+                    self._apply(message)
+                except ValueError as error:
+                    self._send({"type": "error", "message": describe(error)})
+                dirty = True
+            elif self.playing and (not pace or time.perf_counter() >= next_step):
+                pg.step("both")
+                rate_steps += 1
+                if pace:  # after a pause, start counting from now instead of catching up in a burst
+                    next_step = max(next_step, time.perf_counter() - 0.25) + 1 / pace
+                dirty = True
+            if pg.diverged():
+                self.playing = False
+                pg.losses = {}
+                self._send({"type": "error", "message": "training diverged (a loss is NaN or infinite): "
+                            "lower the learning rates and press reset"})
+            now = time.perf_counter()
+            if now - rate_start >= 1.0:
+                self.rate, rate_start, rate_steps = rate_steps / (now - rate_start), now, 0
+            if dirty and self.frame_taken.is_set() and (not self.playing or now - last_frame >= FRAME_INTERVAL):
+                self._post_frame()
+                dirty, last_frame = False, now
+
+
+def describe(error: ValueError) -> str:
+    """One line from a ValueError, or from pydantic's ValidationError (a ValueError with a list of errors)."""
+    if hasattr(error, "errors"):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+    return str(error)

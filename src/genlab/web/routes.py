@@ -1,0 +1,295 @@
+"""The lab's JSON API: one plain function per endpoint, each a thin call into the library.
+
+Bodies and queries are pydantic models with bounds, so a bad request is a 422 naming the field. Plain
+`def` endpoints run in FastAPI's thread pool: training a bench model on first use never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import torch
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from genlab.checkpoint import load_model, resolve_checkpoint
+from genlab.data import load_dataset
+from genlab.explore import image_grid, save_points
+from genlab.models import FAMILIES
+from genlab.models.layers import interpolate_latents
+from genlab.web.runs import MAX_STEPS, NotFound, RunRequest
+
+router = APIRouter(prefix="/api")
+MAX_GENERATE = 256  # samples in one generated picture
+LOADED_MODELS = 4  # trained models kept in memory for generate
+Cell = Annotated[float, Field(ge=0, le=1)]
+Code = Annotated[float, Field(ge=-1, le=1)]  # the lesson's tanh code
+Latent = Annotated[float, Field(ge=-10, le=10)]  # far beyond anything a prior N(0, I) puts mass on
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _lab(request: Request):
+    return request.app.state.lab
+
+
+def _pixels(images: torch.Tensor) -> list[list[float]]:
+    """(N, 1, H, W) in [0, 1] -> N flat lists rounded to 3 digits, drawn by the page on a canvas."""
+    return [[round(v, 3) for v in image.flatten().tolist()] for image in images.clamp(0, 1)]
+
+
+@functools.cache
+def digits_test():
+    return load_dataset("digits", "test")
+
+
+# --- training dashboard ------------------------------------------------------------------------------
+
+
+@router.get("/options")
+def options(request: Request):
+    return {"families": list(FAMILIES), "data": list(_lab(request).data_names()), "max_steps": MAX_STEPS}
+
+
+@router.get("/runs")
+def list_runs(request: Request):
+    lab = _lab(request)
+    return {"runs": lab.runs.list(), "active": [job.summary() for job in lab.runs.active()]}
+
+
+@router.post("/runs", status_code=201)
+def start_run(body: RunRequest, request: Request):
+    lab = _lab(request)
+    return lab.runs.start(body, lab.data_names()).summary()
+
+
+@router.get("/runs/{name}")
+def run_info(name: str, request: Request):
+    return _lab(request).runs.describe(name)
+
+
+@router.post("/runs/{name}/stop")
+def stop_run(name: str, request: Request):
+    return _lab(request).runs.stop(name).summary()
+
+
+@router.get("/runs/{name}/samples/{file}")
+def sample_picture(name: str, file: str, request: Request, download: bool = False):
+    path = _lab(request).runs.sample_file(name, file)
+    return FileResponse(path, media_type="image/png", filename=f"{name}-{file}" if download else None)
+
+
+def _trained_model(lab, name: str):
+    checkpoint = resolve_checkpoint(lab.runs.run_dir(name))  # FileNotFoundError when no checkpoint is written yet
+    key = (name, checkpoint.name)
+    with lab.loaded_lock:
+        if key not in lab.loaded:
+            lab.loaded[key] = load_model(checkpoint)
+            while len(lab.loaded) > LOADED_MODELS:
+                lab.loaded.popitem(last=False)
+        lab.loaded.move_to_end(key)
+        return lab.loaded[key]
+
+
+@router.get("/runs/{name}/generate.png")
+def generate(name: str, request: Request, n: Annotated[int, Query(ge=1, le=MAX_GENERATE)] = 64,
+             seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0, download: bool = False):
+    """Samples from the run's latest checkpoint (reconstructions of test examples for an autoencoder)."""
+    lab = _lab(request)
+    try:
+        model, meta = _trained_model(lab, name)
+    except FileNotFoundError:
+        raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if hasattr(model, "sample"):
+            out = model.sample(n, generator=generator)
+        else:
+            test = load_dataset(meta["train_config"]["data"], "test", data_dir=lab.data_dir)
+            x = test.x[:n]
+            out = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1) if test.kind == "image" else \
+                model.reconstruct(x)
+    if out.dim() == 4:
+        buffer = _png(image_grid(out, scale=max(1, 64 // out.shape[-1])))
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            buffer = save_points(out, Path(folder) / "points.png", title=f"{len(out)} from step {meta['step']}") \
+                .read_bytes()
+    headers = {"Content-Disposition": f'attachment; filename="{name}-step{meta["step"]}-seed{seed}.png"'} \
+        if download else {}
+    return Response(buffer, media_type="image/png", headers=headers)
+
+
+def _png(picture) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --- autoencoder bench -------------------------------------------------------------------------------
+
+
+class Cells(Strict):
+    cells: list[Cell] = Field(min_length=9, max_length=9)  # row by row
+
+
+class CodeBody(Strict):
+    code: list[Code] = Field(min_length=3, max_length=3)
+
+
+class DenoiseBody(Strict):
+    index: int = Field(ge=0, lt=297)  # the digits test split has 297 images
+    noise: float = Field(ge=0, le=1)  # std of the Gaussian noise added to pixels in [0, 1]
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+@router.get("/bench/patterns")
+def patterns(request: Request):
+    from genlab.data.toys import PATTERNS
+
+    model = _lab(request).models.get("patterns")
+    x = load_dataset("patterns").x
+    with torch.no_grad():
+        codes, reconstructions = model.encode(x), model.reconstruct(x)
+    return {"patterns": [{"name": name, "cells": cells, "code": [round(v, 3) for v in code], "reconstruction": rec}
+                         for name, cells, code, rec in zip(PATTERNS, _pixels(x), codes.tolist(),
+                                                           _pixels(reconstructions), strict=True)]}
+
+
+@router.post("/bench/encode")
+def encode_pattern(body: Cells, request: Request):
+    model = _lab(request).models.get("patterns")
+    x = torch.tensor(body.cells).view(1, 1, 3, 3)
+    with torch.no_grad():
+        code = model.encode(x)
+        return {"code": [round(v, 4) for v in code[0].tolist()], "reconstruction": _pixels(model.decode(code))[0]}
+
+
+@router.post("/bench/decode")
+def decode_pattern(body: CodeBody, request: Request):
+    model = _lab(request).models.get("patterns")
+    with torch.no_grad():
+        return {"pattern": _pixels(model.decode(torch.tensor([body.code])))[0]}
+
+
+@router.post("/bench/denoise")
+def denoise(body: DenoiseBody, request: Request):
+    model = _lab(request).models.get("denoiser")
+    test = digits_test()
+    clean = test.x[body.index:body.index + 1]
+    noisy = (clean + body.noise * torch.randn(clean.shape, generator=torch.Generator().manual_seed(body.seed)))
+    with torch.no_grad():
+        out = model.reconstruct(noisy)
+    return {"label": int(test.labels[body.index]), "clean": _pixels(clean)[0], "noisy": _pixels(noisy)[0],
+            "denoised": _pixels(out)[0]}
+
+
+# --- VAE latent explorer -----------------------------------------------------------------------------
+
+# A model is "vae" or "ae" (trained here on first use) or "run:NAME": a vae or ae run on digits in the runs folder.
+MODEL_KEY = r"^(vae|ae|run:[A-Za-z0-9][A-Za-z0-9_.-]{0,99})$"
+ModelKey = Annotated[str, Field(pattern=MODEL_KEY)]
+MAX_LATENT = 64  # sliders on one page
+
+
+def _codes(model, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        code = model.encode(x)
+    return code[0] if isinstance(code, tuple) else code  # the VAE's posterior means
+
+
+def _explorer_model(lab, key: str):
+    if not key.startswith("run:"):
+        return lab.models.get(key)
+    name = key.removeprefix("run:")
+    try:
+        model, meta = _trained_model(lab, name)
+    except FileNotFoundError:
+        raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
+    if meta["family"] not in ("vae", "ae") or meta["train_config"]["data"] != "digits":
+        raise ValueError(f"the explorer maps digits through an encoder: run {name!r} is a {meta['family']} "
+                         f"on {meta['train_config']['data']}; pick a vae or ae run on digits")
+    if model.config.latent_dim > MAX_LATENT:
+        raise ValueError(f"run {name!r} has {model.config.latent_dim} latent dimensions: the explorer shows "
+                         f"at most {MAX_LATENT}")
+    return model
+
+
+class DecodeBody(Strict):
+    model: ModelKey = "vae"
+    z: list[Latent] = Field(min_length=1, max_length=MAX_LATENT)
+
+
+class InterpolateBody(Strict):
+    model: ModelKey = "vae"
+    a: int = Field(ge=0, lt=297)
+    b: int = Field(ge=0, lt=297)
+    steps: int = Field(8, ge=2, le=16)
+
+
+@router.get("/explorer/models")
+def explorer_models(request: Request):
+    """The two models trained here, then every vae or ae run on digits with a checkpoint, newest first."""
+    runs = [f"run:{run['name']}" for run in _lab(request).runs.list()
+            if run["family"] in ("vae", "ae") and run["data"] == "digits" and run["checkpoints"]
+            and run["model"]["latent_dim"] <= MAX_LATENT]
+    return {"models": ["vae", "ae", *runs]}
+
+
+@router.get("/explorer/map")
+def latent_map(request: Request, model: Annotated[str, Query(pattern=MODEL_KEY)] = "vae"):
+    """Every digits test image's code (the first two dimensions are the map), label and pixels."""
+    test = digits_test()
+    codes = _codes(_explorer_model(_lab(request), model), test.x)
+    return {"latent_dim": codes.shape[1], "codes": [[round(v, 3) for v in code] for code in codes.tolist()],
+            "labels": test.labels.tolist(), "images": _pixels(test.x)}
+
+
+@router.post("/explorer/decode")
+def decode_latent(body: DecodeBody, request: Request):
+    model = _explorer_model(_lab(request), body.model)
+    if len(body.z) != model.config.latent_dim:
+        raise ValueError(f"z has {len(body.z)} numbers but {body.model} has {model.config.latent_dim} "
+                         "latent dimensions: send one per dimension")
+    with torch.no_grad():
+        return {"image": _pixels(model.decode(torch.tensor([body.z])))[0]}
+
+
+@router.post("/explorer/interpolate")
+def interpolate(body: InterpolateBody, request: Request):
+    model = _explorer_model(_lab(request), body.model)
+    codes = _codes(model, digits_test().x[[body.a, body.b]])
+    with torch.no_grad():
+        return {method: _pixels(model.decode(interpolate_latents(codes[0], codes[1], body.steps, method)))
+                for method in ("lerp", "slerp")}
+
+
+@router.get("/explorer/holes")
+def holes(request: Request, size: Annotated[int, Query(ge=2, le=15)] = 9,
+          span: Annotated[float | None, Query(gt=0, le=20)] = None):
+    """The AE and the VAE decode a size x size grid of z (top row = highest z[1]): with `span`, the same z for
+    both, over [-span, span]^2; without, each over the box that holds its own test codes. The VAE's KL term
+    packs its codes into the prior's disc, so its whole box decodes to digits; the AE's codes spread into
+    separate clusters, and much of the space between them decodes to blurred hybrids."""
+    lab = _lab(request)
+    out = {"size": size}
+    for name in ("ae", "vae"):
+        model = lab.models.get(name)
+        if span is None:
+            codes = _codes(model, digits_test().x)
+            (x0, y0), (x1, y1) = codes.min(0).values.tolist(), codes.max(0).values.tolist()
+        else:
+            x0, y0, x1, y1 = -span, -span, span, span
+        xs, ys = torch.linspace(x0, x1, size), torch.linspace(y1, y0, size)
+        z = torch.stack([xs.repeat(size), ys.repeat_interleave(size)], dim=1)
+        with torch.no_grad():
+            out[name] = _pixels(model.decode(z))
+        out[f"{name}_box"] = [round(v, 2) for v in (x0, x1, y0, y1)]
+    return out

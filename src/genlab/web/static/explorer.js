@@ -1,0 +1,102 @@
+"use strict";
+// Latent explorer: a 2-D latent map of the digits test set; decode under the pointer, sliders,
+// lerp vs slerp, and the same grid decoded by an AE and a VAE.
+const $ = id => document.getElementById(id);
+const map = $("map"), mctx = map.getContext("2d");
+let points = null, extent = null, model = "vae", picks = [0, 1];
+const sliders = () => [...document.querySelectorAll("#sliders input")];
+const sliderZ = () => sliders().map(s => Number(s.value));
+
+async function loadMap() {
+  $("explorer-status").textContent = "(training on first use...)";
+  const chosen = $("map-model").value;
+  const loaded = await lab.json(`/api/explorer/map?model=${encodeURIComponent(chosen)}`);
+  points = loaded; model = chosen; queued = null;  // switch only once the new map is here
+  $("explorer-status").textContent = "";
+  // one range per latent dimension, each spanning that dimension's test codes with a margin
+  const ranges = [...Array(points.latent_dim).keys()].map(d => {
+    const values = points.codes.map(c => c[d]), lo = Math.min(...values), hi = Math.max(...values), pad = 0.15 * (hi - lo + 1e-6);
+    return [lo - pad, hi + pad];
+  });
+  const half = Math.max(ranges[0][1] - ranges[0][0], (ranges[1] || ranges[0])[1] - (ranges[1] || ranges[0])[0]) / 2;
+  const cx = (ranges[0][0] + ranges[0][1]) / 2, cy = ranges[1] ? (ranges[1][0] + ranges[1][1]) / 2 : 0;
+  extent = [cx - half, cx + half, cy - half, cy + half];
+  $("sliders").innerHTML = ranges.map(([lo, hi], d) => `<label>z[${d}] <input type="range" id="zs-${d}"
+    min="${lo.toFixed(2)}" max="${hi.toFixed(2)}" step="0.01" value="${((lo + hi) / 2).toFixed(2)}"></label>`).join("");
+  for (const s of sliders()) s.oninput = () => decodeAt(sliderZ());
+  drawMap();
+  drawPick(0); drawPick(1);
+  decodeAt(sliderZ());
+}
+const toPixel = ([x, y]) => [(x - extent[0]) / (extent[1] - extent[0]) * map.width, map.height - ((y ?? 0) - extent[2]) / (extent[3] - extent[2]) * map.height];
+const toLatent = (px, py) => [extent[0] + px / map.width * (extent[1] - extent[0]), extent[2] + (map.height - py) / map.height * (extent[3] - extent[2])];
+
+function drawMap(cursor) {
+  mctx.fillStyle = "#fff"; mctx.fillRect(0, 0, map.width, map.height);
+  mctx.strokeStyle = "#eef0f4";
+  const [ox, oy] = toPixel([0, 0]); mctx.beginPath(); mctx.moveTo(ox, 0); mctx.lineTo(ox, map.height); mctx.moveTo(0, oy); mctx.lineTo(map.width, oy); mctx.stroke();
+  points.codes.forEach((c, i) => {
+    const [x, y] = toPixel(c); mctx.fillStyle = lab.TAB10[points.labels[i]];
+    mctx.beginPath(); mctx.arc(x, y, 3, 0, 2 * Math.PI); mctx.fill();
+  });
+  picks.forEach((index, k) => { const [x, y] = toPixel(points.codes[index]);
+    mctx.strokeStyle = "#000"; mctx.lineWidth = 2; mctx.strokeRect(x - 6, y - 6, 12, 12); mctx.fillStyle = "#000"; mctx.fillText(k ? "B" : "A", x + 8, y - 6); });
+  if (cursor) { mctx.strokeStyle = "#000"; mctx.lineWidth = 1; mctx.beginPath(); mctx.arc(cursor[0], cursor[1], 7, 0, 2 * Math.PI); mctx.stroke(); }
+  $("legend").innerHTML = lab.TAB10.map((c, d) => `<span><i class="dot" style="background:${c}"></i>${d}</span>`).join("");
+}
+
+let busy = false, queued = null;  // one decode in flight; the newest pending z wins
+async function decodeAt(z) {
+  if (z.length !== points.latent_dim) return;  // a stale request from the model shown before
+  $("z-text").textContent = `z = (${z.map(v => v.toFixed(2)).join(", ")})`;
+  if (busy) { queued = z; return; }
+  busy = true;
+  try { lab.drawPixels($("decoded"), (await lab.json("/api/explorer/decode", { model, z })).image, 8); }
+  catch { /* lab.json has shown the message */ }
+  finally { busy = false; if (queued) { const next = queued; queued = null; decodeAt(next); } }
+}
+
+const clamp = v => Math.max(-10, Math.min(10, v));
+// the pointer sets the first two dimensions; the others stay where their sliders are
+const pointerZ = (px, py) => { const z = sliderZ(), [a, b] = toLatent(px, py); z[0] = clamp(a); if (z.length > 1) z[1] = clamp(b); return z; };
+map.addEventListener("mousemove", e => {
+  if (!points) return;
+  const r = map.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
+  drawMap([px, py]);
+  decodeAt(pointerZ(px, py));
+});
+map.addEventListener("click", e => {
+  const r = map.getBoundingClientRect(), px = e.clientX - r.left, py = e.clientY - r.top;
+  let best = 0, bestD = Infinity;
+  points.codes.forEach((c, i) => { const [x, y] = toPixel(c), d = (x - px) ** 2 + (y - py) ** 2; if (d < bestD) { best = i; bestD = d; } });
+  picks[e.shiftKey ? 1 : 0] = best; drawPick(e.shiftKey ? 1 : 0); drawMap([px, py]);
+  pointerZ(px, py).forEach((v, d) => { sliders()[d].value = v; });
+});
+function drawPick(k) { lab.drawPixels($(k ? "pick-b" : "pick-a"), points.images[picks[k]], 8); }
+$("map-model").onchange = loadMap;
+
+$("interpolate").onclick = async () => {
+  const r = await lab.json("/api/explorer/interpolate", { model, a: picks[0], b: picks[1], steps: 8 });
+  for (const method of ["lerp", "slerp"]) {
+    $(method).innerHTML = "";
+    for (const image of r[method]) { const c = lab.canvas(40, 40); lab.drawPixels(c, image, 8); $(method).append(c); }
+  }
+};
+
+function mosaic(canvas, images, size) {  // size x size 8x8 images on one canvas, a gap between them
+  const ctx = canvas.getContext("2d"), cell = Math.floor(canvas.width / size), tile = document.createElement("canvas");
+  tile.width = tile.height = cell - 4;
+  ctx.fillStyle = "#d9dde5"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  images.forEach((image, i) => { lab.drawPixels(tile, image, 8); ctx.drawImage(tile, (i % size) * cell + 2, Math.floor(i / size) * cell + 2); });
+}
+const box = b => `z[0] in [${b[0]}, ${b[1]}], z[1] in [${b[2]}, ${b[3]}]`;
+$("holes").onclick = async () => {
+  const span = $("holes-grid").value;  // "": each model's own box; a number: the same z for both
+  const r = await lab.json(`/api/explorer/holes?size=9${span ? "&span=" + span : ""}`);
+  mosaic($("holes-ae"), r.ae, r.size); mosaic($("holes-vae"), r.vae, r.size);
+  $("box-ae").textContent = box(r.ae_box); $("box-vae").textContent = box(r.vae_box);
+};
+lab.json("/api/explorer/models").then(({ models }) => {
+  $("map-model").innerHTML = models.map(m => `<option value="${m}">${m === "vae" ? "VAE" : m === "ae" ? "autoencoder" : m.slice(4)}</option>`).join("");
+  loadMap();
+});

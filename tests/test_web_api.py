@@ -1,0 +1,238 @@
+"""The lab's HTTP API with FastAPI's TestClient: pages, the training dashboard, the autoencoder bench and the
+latent explorer; every bad request is a 4xx with a message, and no client input becomes a path."""
+
+import dataclasses
+import io
+import time
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from genlab.data import load_dataset
+from genlab.models import FAMILIES
+from genlab.web import benches
+from genlab.web.app import create_app
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    # the digits models train for fewer steps than the lab's (they only need to be models, not good ones)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("denoiser", "vae", "ae"):
+            patch.setitem(benches.RECIPES, name, dataclasses.replace(benches.RECIPES[name], steps=300))
+        with TestClient(create_app(tmp_path_factory.mktemp("runs"))) as client:
+            yield client
+
+
+def wait_for(client, name, statuses=("finished", "stopped", "failed"), timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = client.get(f"/api/runs/{name}").json()
+        if info["status"] in statuses:
+            return info
+        time.sleep(0.1)
+    raise AssertionError(f"run {name} still {info['status']}")
+
+
+def png(response) -> Image.Image:
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(response.content))
+
+
+@pytest.mark.parametrize("path", ["/", "/playground", "/dashboard", "/bench", "/explorer"])
+def test_pages_are_served(client, path):
+    response = client.get(path)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "genlab lab" in response.text
+
+
+def test_page_assets_are_local(client):
+    for page in ("playground", "dashboard", "bench", "explorer"):
+        html = client.get(f"/{page}").text
+        assert "http://" not in html and "https://" not in html  # nothing from a CDN: the lab works offline
+        assert client.get(f"/static/{page}.js").status_code == 200
+
+
+def test_options_list_every_family(client):
+    options = client.get("/api/options").json()
+    assert options["families"] == list(FAMILIES) and "digits" in options["data"] and "ring" in options["data"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"family": "flow", "data": "digits"}, "unknown model family"),
+    ({"family": "ae", "data": "folder:/etc"}, "unknown data"),
+    ({"family": "ae", "data": "digits", "steps": 10**6}, "less than or equal to 20000"),
+    ({"family": "ae", "data": "digits", "settings": {"latent_dim": 100_000}}, "too large"),
+    ({"family": "ae", "data": "digits", "settings": {"hidden_dims": [4096]}}, "hidden_dims takes"),
+    ({"family": "ae", "data": "digits", "settings": {"data": "mnist"}}, "cannot be set here"),
+    ({"family": "ae", "data": "digits", "settings": {"warp": 9}}, "unknown setting"),
+    ({"family": "ae", "data": "digits", "settings": {"lr": "fast"}}, "is not a number"),
+    ({"family": "ae", "data": "digits", "run_dir": "/tmp/x"}, "Extra inputs"),
+    ({"family": "ae", "data": "digits", "settings": {"loss": "x" * 10_000}}, "at most 200 characters"),
+    ({"family": "ae", "data": "digits", "settings": {"lr": "inf"}}, "not a finite number"),
+])
+def test_bad_run_requests_are_422_with_a_message(client, body, message):
+    response = client.post("/api/runs", json=body)
+    assert response.status_code == 422
+    assert message in str(response.json()["detail"])
+
+
+@pytest.mark.parametrize("path", ["/api/runs/..%2F..%2Fetc", "/api/runs/.hidden", "/api/runs/nope",
+                                  "/api/runs/nope/samples/step-00000001-samples.png",
+                                  "/api/runs/nope/generate.png"])
+def test_unknown_or_malformed_run_names_are_4xx(client, path):
+    assert client.get(path).status_code in (404, 422)
+
+
+def test_cross_origin_posts_are_refused(client):
+    response = client.post("/api/bench/decode", json={"code": [0, 0, 0]}, headers={"origin": "http://evil.example"})
+    assert response.status_code == 403 and "cross-origin" in response.json()["detail"]
+
+
+@pytest.mark.slow
+def test_a_run_trains_streams_and_generates(client):
+    response = client.post("/api/runs", json={"family": "gan", "data": "ring", "steps": 40,
+                                              "settings": {"latent_dim": 2, "hidden_dims": [16, 16]}})
+    assert response.status_code == 201, response.text
+    name = response.json()["name"]
+    busy = client.post("/api/runs", json={"family": "ae", "data": "digits"})
+    if client.get(f"/api/runs/{name}").json()["status"] in ("starting", "running"):
+        assert busy.status_code == 409 and "one run at a time" in busy.json()["detail"]
+    info = wait_for(client, name)
+    assert info["status"] == "finished" and info["step"] == 40 and info["family"] == "gan"
+    assert info["records"] and "d_loss" in info["records"][-1] and info["checkpoints"]
+    with client.websocket_connect(f"/ws/runs/{name}") as ws:  # a finished run streams its history and ends
+        message = ws.receive_json()
+        assert message["status"] == "finished" and len(message["records"]) == len(info["records"])
+    assert name in [run["name"] for run in client.get("/api/runs").json()["runs"]]
+    sample = info["samples"][-1]
+    assert png(client.get(f"/api/runs/{name}/samples/{sample}")).size[0] > 100
+    download = client.get(f"/api/runs/{name}/samples/{sample}?download=true")
+    assert "attachment" in download.headers["content-disposition"]
+    assert png(client.get(f"/api/runs/{name}/generate.png?n=16&seed=1")).size[0] > 100
+    assert client.get(f"/api/runs/{name}/generate.png?n=100000").status_code == 422
+    assert client.get(f"/api/runs/{name}/samples/..%2Fconfig.json").status_code in (404, 422)
+    assert client.get(f"/api/runs/{name}/samples/config.json").status_code == 422
+
+
+def test_a_run_stops_when_asked(client):
+    response = client.post("/api/runs", json={"family": "ae", "data": "digits", "steps": 20_000,
+                                              "settings": {"log_every": 5, "hidden_dims": [16]}})
+    name = response.json()["name"]
+    wait_for(client, name, statuses=("running",))
+    assert client.post(f"/api/runs/{name}/stop").json()["status"] == "stopping"
+    info = wait_for(client, name)
+    assert info["status"] == "stopped" and info["step"] < 20_000
+    assert client.post(f"/api/runs/{name}/stop").status_code == 404  # no longer training
+
+
+def test_generate_from_an_autoencoder_shows_reconstructions(client):
+    name = client.post("/api/runs", json={"family": "ae", "data": "digits", "steps": 10}).json()["name"]
+    wait_for(client, name)
+    picture = png(client.get(f"/api/runs/{name}/generate.png?n=4"))
+    assert picture.size[0] > 8  # 4 test digits beside their reconstructions
+
+
+# --- autoencoder bench -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_lesson_autoencoder_brings_every_pattern_back(client):
+    patterns = client.get("/api/bench/patterns").json()["patterns"]
+    assert len(patterns) == 15
+    for p in patterns:
+        assert [round(v) for v in p["reconstruction"]] == p["cells"]
+        assert all(-1 <= v <= 1 for v in p["code"])  # the tanh code (rounded to 3 digits)
+
+
+def test_encode_then_decode_is_the_reconstruction(client):
+    cells = [0, 1, 0, 1, 1, 1, 0, 1, 0]
+    encoded = client.post("/api/bench/encode", json={"cells": cells}).json()
+    decoded = client.post("/api/bench/decode", json={"code": encoded["code"]}).json()
+    assert len(encoded["code"]) == 3
+    assert decoded["pattern"] == pytest.approx(encoded["reconstruction"], abs=2e-3)
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/bench/encode", {"cells": [0] * 8}), ("/api/bench/encode", {"cells": [2] + [0] * 8}),
+    ("/api/bench/decode", {"code": [0, 0, 1.5]}), ("/api/bench/decode", {"code": [0, 0]}),
+    ("/api/bench/denoise", {"index": 297, "noise": 0.1}), ("/api/bench/denoise", {"index": 0, "noise": 3}),
+    ("/api/explorer/decode", {"z": [0, 0, 0]}), ("/api/explorer/decode", {"z": [0, 1e9]}),
+    ("/api/explorer/decode", {"model": "gan", "z": [0, 0]}),
+    ("/api/explorer/interpolate", {"a": 0, "b": 1, "steps": 1000}),
+])
+def test_bad_bench_requests_are_422(client, path, body):
+    response = client.post(path, json=body)
+    assert response.status_code == 422 and response.json()["detail"]
+
+
+def test_denoising_brings_noisy_digits_closer_to_the_clean_ones(client):
+    errors = []
+    for index in range(8):
+        r = client.post("/api/bench/denoise", json={"index": index, "noise": 0.5, "seed": index}).json()
+        clean, noisy, denoised = (torch.tensor(r[k]) for k in ("clean", "noisy", "denoised"))
+        errors.append(((denoised - clean).pow(2).mean() < (noisy - clean).pow(2).mean()).item())
+    assert sum(errors) >= 7
+    r = client.post("/api/bench/denoise", json={"index": 3, "noise": 0.0}).json()
+    assert r["noisy"] == r["clean"] and r["label"] == int(load_dataset("digits", "test").labels[3])
+
+
+# --- latent explorer ---------------------------------------------------------------------------------
+
+
+def test_the_map_is_the_vaes_posterior_means(client):
+    lab = client.app.state.lab
+    data = client.get("/api/explorer/map").json()
+    test = load_dataset("digits", "test")
+    assert len(data["codes"]) == len(test) == len(data["labels"]) and data["labels"] == test.labels.tolist()
+    with torch.no_grad():
+        mu, _ = lab.models.get("vae").encode(test.x)
+    torch.testing.assert_close(torch.tensor(data["codes"]), mu, atol=1e-3, rtol=0)
+
+
+def test_decode_and_interpolate_follow_the_model(client):
+    lab = client.app.state.lab
+    vae = lab.models.get("vae")
+    image = client.post("/api/explorer/decode", json={"model": "vae", "z": [0.5, -1.0]}).json()["image"]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.tensor(image), vae.decode(torch.tensor([[0.5, -1.0]])).flatten(), atol=1e-3,
+                                   rtol=0)
+    r = client.post("/api/explorer/interpolate", json={"model": "vae", "a": 0, "b": 5, "steps": 6}).json()
+    assert len(r["lerp"]) == len(r["slerp"]) == 6
+    # both paths start at A's code and end at B's
+    assert r["lerp"][0] == pytest.approx(r["slerp"][0], abs=1e-3)
+    assert r["lerp"][-1] == pytest.approx(r["slerp"][-1], abs=1e-3)
+    assert r["lerp"][2] != pytest.approx(r["slerp"][2], abs=1e-3)
+
+
+def test_the_explorer_opens_vae_runs_on_digits(client):
+    name = client.post("/api/runs", json={"family": "vae", "data": "digits", "steps": 10,
+                                          "settings": {"latent_dim": 3, "hidden_dims": [16]}}).json()["name"]
+    wait_for(client, name)
+    assert f"run:{name}" in client.get("/api/explorer/models").json()["models"]
+    data = client.get(f"/api/explorer/map?model=run:{name}").json()
+    assert data["latent_dim"] == 3 and len(data["codes"][0]) == 3
+    image = client.post("/api/explorer/decode", json={"model": f"run:{name}", "z": [0, 0, 0]}).json()["image"]
+    assert len(image) == 64
+    wrong = client.post("/api/explorer/decode", json={"model": f"run:{name}", "z": [0, 0]})
+    assert wrong.status_code == 422 and "one per dimension" in wrong.json()["detail"]
+    gan = client.post("/api/runs", json={"family": "gan", "data": "ring", "steps": 5}).json()["name"]
+    wait_for(client, gan)
+    refused = client.get(f"/api/explorer/map?model=run:{gan}")
+    assert refused.status_code == 422 and "pick a vae or ae run on digits" in refused.json()["detail"]
+    assert client.get("/api/explorer/map?model=run:../../etc").status_code == 422
+    assert client.get("/api/explorer/map?model=run:nothing").status_code == 404
+
+
+def test_holes_decodes_a_grid_from_both_models(client):
+    r = client.get("/api/explorer/holes?size=5").json()
+    assert len(r["ae"]) == len(r["vae"]) == 25 and len(r["ae"][0]) == 64
+    assert client.get("/api/explorer/holes?size=500").status_code == 422
+    same = client.get("/api/explorer/holes?size=3&span=2").json()
+    assert same["ae_box"] == same["vae_box"] == [-2, 2, -2, 2]
+    vae = client.app.state.lab.models.get("vae")
+    with torch.no_grad():  # the middle of a 3 x 3 grid over [-2, 2]^2 is z = 0
+        torch.testing.assert_close(torch.tensor(same["vae"][4]), vae.decode(torch.zeros(1, 2)).flatten(), atol=1e-3,
+                                   rtol=0)

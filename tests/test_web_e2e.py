@@ -1,0 +1,212 @@
+"""The lab in a real browser: headless Debian Chromium driven by Playwright against a uvicorn server.
+
+Each test does what a person would (press play, click cells, hover the map, move a slider, start a run) and
+checks what they would see change: canvas pixels, numbers, images. Screenshots of every page go to
+tests/artifacts/ (git-ignored). Skipped when /usr/bin/chromium or the playwright package is missing.
+"""
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from genlab.web import benches
+from genlab.web.app import create_app
+from web_server import running_server
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+# --disable-background-networking and friends: Chromium must not try to reach Google on this closed network
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+if not shutil.which(CHROMIUM):
+    pytest.skip(f"reason: no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("denoiser", "vae", "ae"):  # models, not good ones: fewer steps than the lab trains
+            patch.setitem(benches.RECIPES, name, dataclasses.replace(benches.RECIPES[name], steps=300))
+        with running_server(create_app(tmp_path_factory.mktemp("runs"))) as address:
+            yield f"http://{address}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    shot = ARTIFACTS / f"{request.node.name}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
+    page.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def pixels(page, selector: str) -> str:
+    """The canvas as a PNG data URL: equal strings mean the same picture."""
+    return page.eval_on_selector(selector, "c => c.toDataURL()")
+
+
+def pixel(page, selector: str, x: int, y: int) -> list[int]:
+    return page.eval_on_selector(selector, f"c => Array.from(c.getContext('2d').getImageData({x}, {y}, 1, 1).data)")
+
+
+def number(page, selector: str) -> int:
+    return int(page.inner_text(selector))
+
+
+def test_the_index_links_every_page(page, lab):
+    page.goto(lab)
+    for heading, path in (("GAN playground", "/playground"), ("Training dashboard", "/dashboard"),
+                          ("Autoencoder bench", "/bench"), ("Latent explorer", "/explorer")):
+        assert page.locator(f".cards a[href='{path}']").inner_text().startswith(heading)
+    page.click(".cards a[href='/bench']")
+    page.wait_for_url(f"{lab}/bench")
+    page.go_back()
+
+
+def test_playground_trains_when_play_is_pressed(page, lab):
+    page.goto(f"{lab}/playground")
+    page.wait_for_function("document.getElementById('coverage').textContent.includes('modes')")
+    before = pixels(page, "#view")
+    page.click("#play")
+    page.wait_for_function("Number(document.getElementById('step').textContent) > 100")
+    assert page.inner_text("#play") == "Pause"
+    page.click("#play")
+    page.wait_for_function("document.getElementById('play').textContent === 'Play'")
+    assert pixels(page, "#view") != before  # the fakes moved and D's colours changed
+    assert float(page.inner_text("#d-loss")) > 0
+    # step D only: D's count goes up by one, G's stays
+    d, g = number(page, "#d-steps"), number(page, "#g-steps")
+    page.click("#step-d")
+    page.wait_for_function(f"Number(document.getElementById('d-steps').textContent) === {d + 1}")
+    assert number(page, "#g-steps") == g
+    page.click("#step-g")
+    page.wait_for_function(f"Number(document.getElementById('g-steps').textContent) === {g + 1}")
+    # hiding D's decision leaves the background white
+    assert pixel(page, "#view", 3, 3)[:3] != [255, 255, 255]
+    page.uncheck("#show-heatmap")
+    page.wait_for_function("document.getElementById('view').getContext('2d').getImageData(3, 3, 1, 1).data[1] === 255")
+    assert pixel(page, "#view", 3, 3)[:3] == [255, 255, 255]
+    page.check("#show-heatmap")
+    # a live setting: the loss changes without a reset, a structural one rebuilds D
+    steps = number(page, "#step")
+    page.select_option("#loss", "hinge")
+    page.check("#spectral_norm")
+    page.wait_for_function("document.getElementById('changed').textContent.includes('rebuilt D')")
+    assert number(page, "#step") == steps
+
+
+def test_playground_trains_on_drawn_points(page, lab):
+    page.goto(f"{lab}/playground")
+    page.wait_for_function("document.getElementById('coverage').textContent.includes('modes')")
+    page.click("#draw")
+    box = page.locator("#view").bounding_box()
+    for i in range(12):  # a short stroke
+        page.mouse.click(box["x"] + 150 + 15 * i, box["y"] + 200 + 5 * i)
+    page.click("#use-drawing")
+    page.wait_for_function("document.getElementById('data').value === 'drawn'")
+    page.click("#play")
+    page.wait_for_function("Number(document.getElementById('step').textContent) > 30")
+    page.click("#play")
+
+
+def test_bench_cells_and_sliders(page, lab):
+    page.goto(f"{lab}/bench")
+    page.wait_for_function("document.querySelectorAll('#gallery .panel').length === 15", timeout=60_000)
+    page.wait_for_function("document.getElementById('code').textContent.includes('.')")
+    code, reconstruction = page.inner_text("#code"), pixels(page, "#reconstruction")
+    box = page.locator("#pattern").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # the centre cell
+    page.wait_for_function(f"document.getElementById('code').textContent !== {code!r}")
+    assert pixels(page, "#reconstruction") != reconstruction
+    assert pixel(page, "#pattern", 75, 75)[:3] == [0, 0, 0]  # the clicked cell is now ink
+    decoded = pixels(page, "#decoded")
+    slider = page.locator("#z0").bounding_box()
+    page.mouse.click(slider["x"] + 0.1 * slider["width"], slider["y"] + slider["height"] / 2)  # drag z[0] low
+    page.wait_for_function("document.getElementById('z-values').textContent.startsWith('-0.')")
+    page.wait_for_timeout(300)
+    assert pixels(page, "#decoded") != decoded
+    noisy = pixels(page, "#noisy")
+    slider = page.locator("#noise").bounding_box()
+    page.mouse.click(slider["x"] + 0.9 * slider["width"], slider["y"] + slider["height"] / 2)
+    page.wait_for_function("document.getElementById('noise-value').textContent.startsWith('0.9')")
+    page.wait_for_timeout(300)
+    assert pixels(page, "#noisy") != noisy
+
+
+def test_explorer_decodes_under_the_pointer(page, lab):
+    page.goto(f"{lab}/explorer")
+    page.wait_for_function("document.getElementById('z-text').textContent.includes('.')", timeout=60_000)
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + 100, box["y"] + 100)
+    page.wait_for_timeout(300)
+    first, first_z = pixels(page, "#decoded"), page.inner_text("#z-text")
+    page.mouse.move(box["x"] + 340, box["y"] + 330)
+    page.wait_for_function(f"document.getElementById('z-text').textContent !== {first_z!r}")
+    page.wait_for_timeout(300)
+    assert pixels(page, "#decoded") != first
+    decoded = pixels(page, "#decoded")
+    slider = page.locator("#zs-1").bounding_box()
+    page.mouse.click(slider["x"] + 0.15 * slider["width"], slider["y"] + slider["height"] / 2)
+    page.wait_for_timeout(400)
+    assert pixels(page, "#decoded") != decoded
+    page.mouse.click(box["x"] + 220, box["y"] + 220)  # pick A
+    page.click("#interpolate")
+    page.wait_for_function("document.querySelectorAll('#lerp canvas').length === 8")
+    assert page.locator("#slerp canvas").count() == 8
+    blank = pixels(page, "#holes-vae")
+    page.click("#holes")
+    page.wait_for_function("document.getElementById('box-vae').textContent.length > 0")
+    own_boxes = pixels(page, "#holes-ae")
+    assert pixels(page, "#holes-vae") != blank and own_boxes != blank
+    page.select_option("#holes-grid", "3")  # the same z for both models
+    page.click("#holes")
+    page.wait_for_function("document.getElementById('box-ae').textContent.includes('-3')")
+    assert pixels(page, "#holes-ae") != own_boxes
+
+
+def test_dashboard_starts_a_run_and_generates(page, lab):
+    page.goto(f"{lab}/dashboard")
+    page.wait_for_function("document.getElementById('family').options.length > 0")
+    page.select_option("#family", "vae")
+    page.select_option("#data", "digits")
+    page.fill("#steps", "40")
+    page.fill("#settings", "hidden_dims=32\nlatent_dim=4")
+    page.click("#start")
+    page.wait_for_function("document.getElementById('run-status').textContent === 'finished'", timeout=60_000)
+    assert page.inner_text("#run-step") == "40 / 40"
+    assert int(page.inner_text("#images-per-s")) > 0
+    page.wait_for_function("document.getElementById('run-sample').naturalWidth > 0")
+    page.click("#generate")
+    page.wait_for_function("document.getElementById('generated').naturalWidth > 0")
+    assert "vae-digits" in page.inner_text("#runs")
+    assert page.get_attribute("#download", "href").endswith("download=true")
+    # the explorer opens the new run: one slider per latent dimension (in a second tab, as a person would)
+    name = page.inner_text("#run-name")
+    explorer = page.context.browser.new_page()
+    errors = []
+    explorer.on("pageerror", lambda error: errors.append(str(error)))
+    explorer.goto(f"{lab}/explorer")
+    explorer.wait_for_function(f"[...document.getElementById('map-model').options].some(o => o.value === 'run:{name}')")
+    explorer.select_option("#map-model", f"run:{name}")
+    explorer.wait_for_function("document.querySelectorAll('#sliders input').length === 4")
+    explorer.wait_for_function("document.getElementById('z-text').textContent.split(',').length === 4")
+    explorer.screenshot(path=str(ARTIFACTS / "explorer_on_a_run.png"))
+    explorer.close()
+    assert not errors, errors

@@ -1,0 +1,215 @@
+"""The GAN playground: its steps against genlab.train.gan_step, its views against the model's own math,
+live setting changes, and the WebSocket protocol (validation, Origin, disconnect)."""
+
+import base64
+import copy
+import threading
+import time
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from genlab.train import gan_step
+from genlab.web.app import create_app
+from genlab.web.playground import MAX_DRAWN_POINTS, Playground, PlaygroundSettings, check_points
+
+
+def small(**changes) -> Playground:
+    return Playground(PlaygroundSettings(**{"width": 16, "batch_size": 32, **changes}))
+
+
+def test_step_both_is_gan_step_on_the_same_batch():
+    pg = small()
+    model, optimizers = copy.deepcopy((pg.model, pg.optimizers))  # one copy: the optimizers hold its parameters
+    rng_state = pg.rng.get_state()
+    torch.manual_seed(5)
+    pg.step("both")
+    real = pg.data[torch.randint(len(pg.data), (32,), generator=torch.Generator().set_state(rng_state))]
+    torch.manual_seed(5)
+    gan_step(model, optimizers, real)
+    for a, b in zip(pg.model.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert (pg.step_count, pg.d_steps, pg.g_steps) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("which, moved, still",
+                         [("d", "discriminator", "generator"), ("g", "generator", "discriminator")])
+def test_step_d_or_g_moves_only_that_player(which, moved, still):
+    pg = small()
+    before = copy.deepcopy(pg.model)
+    pg.step(which)
+    changed = lambda name: any(not torch.equal(a, b) for a, b in zip(  # noqa: E731
+        getattr(pg.model, name).parameters(), getattr(before, name).parameters(), strict=True))
+    assert changed(moved) and not changed(still)
+    assert all(p.requires_grad for p in pg.model.discriminator.parameters())  # D unfrozen after G's step
+
+
+def test_views_are_the_models_own_numbers():
+    pg = small(data="ring")
+    for _ in range(3):
+        pg.step()
+    frame = pg.frame()
+    assert len(frame["fake"]) == 2 * 480 and len(frame["noise_grid"]) == 2 * 17 * 17
+    # the heatmap is sigmoid(D(x)) on a 40 x 40 lattice, top row first: its top-left cell is (x0, y1)
+    top_left = torch.tensor([[-1.5, 1.5]])
+    expected = torch.sigmoid(pg.model.discriminate(top_left)).item()
+    assert abs(base64.b64decode(frame["heatmap"])[0] / 255 - expected) <= 1 / 255
+    # an arrow is minus the gradient of G's loss with respect to that fake (times the number of arrows)
+    x = pg.model.generate(pg.view_z[:120]).detach().requires_grad_(True)  # the fakes the arrows start from
+    torch.testing.assert_close(torch.tensor(frame["arrows"]["at"]).view(-1, 2), x.detach(), atol=6e-4, rtol=0)
+    (grad,) = torch.autograd.grad(pg.model.generator_loss(x)["loss"], x)
+    torch.testing.assert_close(torch.tensor(frame["arrows"]["push"]).view(-1, 2), -grad * len(x), atol=6e-5, rtol=1e-3)
+
+
+def test_gaussian1d_frames_have_histograms_and_curves():
+    pg = small(data="gaussian1d")
+    frame = pg.frame()
+    assert pg.dim == 1 and len(frame["d_curve"]) == 200 and len(frame["g_map"]) == 41 and len(frame["fake_hist"]) == 60
+    message = pg.data_message()
+    bin_width = 12 / 60
+    assert abs(sum(message["real_hist"]) * bin_width - 1) < 0.01  # a density over the view
+
+
+def test_coverage_is_measured_on_mixtures():
+    pg = small(data="grid")
+    assert pg.coverage["of"] == 25 and pg.coverage["step"] == 0
+    assert small(data="moons").coverage is None
+
+
+def test_live_changes_keep_weights_and_structural_ones_rebuild():
+    pg = small()
+    g_before = copy.deepcopy(pg.model.generator.state_dict())
+    assert pg.change(pg.settings.model_copy(update={"loss": "hinge", "lr_d": 0.004})) == "live"
+    assert pg.model.config.loss == "hinge" and pg.optimizers["discriminator"].param_groups[0]["lr"] == 0.004
+    d = pg.model.discriminator
+    assert pg.change(pg.settings.model_copy(update={"pack": 2, "spectral_norm": True})) == "rebuilt D"
+    assert pg.model.discriminator is not d and pg.model.config.pack == 2
+    for name, value in pg.model.generator.state_dict().items():
+        torch.testing.assert_close(value, g_before[name])
+    pg.step()  # a packed, spectrally normalised D trains
+    assert pg.change(pg.settings.model_copy(update={"width": 32})) == "reset"
+    assert pg.step_count == 0 and pg.model.config.hidden_dims == (32, 32)
+
+
+def test_settings_are_bounded():
+    with pytest.raises(ValueError, match="multiple of pack"):
+        PlaygroundSettings(pack=3, batch_size=256)
+    for bad in ({"width": 100_000}, {"lr_g": 5.0}, {"loss": "wgan"}, {"steps_per_s": -1}, {"surprise": 1}):
+        with pytest.raises(ValueError):
+            PlaygroundSettings(**bad)
+
+
+def test_drawn_points_are_checked():
+    assert check_points([[0.1, 0.2]] * 8).shape == (8, 2)
+    for bad, message in (([[0, 0]] * 3, "between 8"), ([[0, 0]] * (MAX_DRAWN_POINTS + 1), "between 8"),
+                         ([[0, 0]] * 7 + [[9, 0]], r"in \[-1.5, 1.5\]"), ([[0, 0]] * 7 + [[0]], "each point")):
+        with pytest.raises(ValueError, match=message):
+            check_points(bad)
+    with pytest.raises(ValueError, match="draw some points"):
+        small(data="drawn")
+    pg = small()
+    with pytest.raises(ValueError, match="draw some points"):
+        pg.change(pg.settings.model_copy(update={"data": "drawn"}))
+    assert pg.settings.data == "ring"  # nothing changed
+
+
+# --- over the WebSocket ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def client(tmp_path):
+    with TestClient(create_app(tmp_path, max_playgrounds=1)) as client:
+        yield client
+
+
+def receive_until(ws, kind, predicate=lambda m: True, limit=200):
+    for _ in range(limit):
+        message = ws.receive_json()
+        if message["type"] == kind and predicate(message):
+            return message
+    raise AssertionError(f"no {kind} message")
+
+
+def playground_threads():
+    return [t for t in threading.enumerate() if t.name == "genlab-playground" and t.is_alive()]
+
+
+def test_socket_steps_and_reports(client):
+    with client.websocket_connect("/ws/playground") as ws:
+        data = receive_until(ws, "data")
+        assert data["dim"] == 2 and len(data["real"]) == 2000 and data["settings"]["data"] == "ring"
+        ws.send_json({"type": "settings", "settings": {"width": 16, "batch_size": 32}})
+        receive_until(ws, "changed")
+        ws.send_json({"type": "step", "which": "d"})
+        frame = receive_until(ws, "frame", lambda m: m["d_steps"] == 1)
+        assert frame["g_steps"] == 0 and "d_loss" in frame["losses"]
+        ws.send_json({"type": "play"})
+        receive_until(ws, "frame", lambda m: m["step"] >= 20)
+        ws.send_json({"type": "pause"})
+        ws.send_json({"type": "views", "views": {"heatmap": False}})
+        frame = receive_until(ws, "frame", lambda m: not m["playing"] and "heatmap" not in m)
+        ws.send_json({"type": "reset"})
+        data = receive_until(ws, "data")
+        assert receive_until(ws, "frame")["step"] == 0
+        ws.send_json({"type": "points", "points": [[0.5, 0.5], [-0.5, -0.5]] * 10})
+        data = receive_until(ws, "data")
+        assert data["data"] == "drawn" and data["settings"]["data"] == "drawn"
+
+
+@pytest.mark.parametrize("message, error", [
+    ({"type": "fly"}, "a message is"),
+    ({"type": "step", "which": "x"}, "step needs"),
+    ({"type": "settings", "settings": {"pack": 3}}, "multiple of pack"),
+    ({"type": "settings", "settings": {"width": 10_000}}, "width"),
+    ({"type": "views", "views": {"heatmap": "yes"}}, "views needs"),
+    ({"type": "points", "points": [[0, 0]] * 3}, "between 8"),
+])
+def test_socket_rejects_bad_messages_with_a_message(client, message, error):
+    with client.websocket_connect("/ws/playground") as ws:
+        ws.send_json(message)
+        assert error in receive_until(ws, "error")["message"]
+
+
+def test_socket_rejects_non_json_and_huge_messages(client):
+    with client.websocket_connect("/ws/playground") as ws:
+        ws.send_text("{not json")
+        assert "JSON" in receive_until(ws, "error")["message"]
+        ws.send_text("x" * 200_000)
+        assert "at most" in receive_until(ws, "error")["message"]
+
+
+def test_socket_refuses_other_origins(client):
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with client.websocket_connect("/ws/playground", headers={"origin": "http://evil.example"}) as ws:
+            ws.receive_json()
+    assert refused.value.code == 1008
+
+
+def test_disconnect_stops_the_worker_and_frees_the_slot(client):
+    with client.websocket_connect("/ws/playground") as ws:
+        receive_until(ws, "frame")
+        ws.send_json({"type": "play"})
+        receive_until(ws, "frame", lambda m: m["playing"])
+        # max_playgrounds=1: a second page is told to close one
+        with client.websocket_connect("/ws/playground") as second:
+            assert "the most this server runs at once" in receive_until(second, "error")["message"]
+    deadline = time.time() + 5
+    while playground_threads() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not playground_threads()
+    with client.websocket_connect("/ws/playground") as ws:
+        receive_until(ws, "frame")
+
+
+def test_the_collapse_warning_fires_on_a_collapsed_generator(monkeypatch):
+    import genlab.web.playground as playground
+
+    monkeypatch.setattr(playground, "COLLAPSE_AFTER", 0)
+    monkeypatch.setattr(playground, "COVERAGE_EVERY", 5)
+    pg = small(data="grid")  # an untrained G covers a handful of the 25 modes at most
+    for _ in range(10):
+        pg.step()
+    assert pg.warning and "modes covered" in pg.warning
+    assert pg.frame()["warning"] == pg.warning
