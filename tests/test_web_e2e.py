@@ -62,6 +62,13 @@ def pixels(page, selector: str) -> str:
     return page.eval_on_selector(selector, "c => c.toDataURL()")
 
 
+def wait_for_new_pixels(page, selector: str, before: str) -> None:
+    """Wait (up to Playwright's 30 s) until the canvas shows another picture than `before`: a busy machine
+    may take a while to fetch and draw, and a fixed pause would make the test flaky."""
+    page.wait_for_function("([selector, before]) => document.querySelector(selector).toDataURL() !== before",
+                           arg=[selector, before])
+
+
 def pixel(page, selector: str, x: int, y: int) -> list[int]:
     return page.eval_on_selector(selector, f"c => Array.from(c.getContext('2d').getImageData({x}, {y}, 1, 1).data)")
 
@@ -140,14 +147,12 @@ def test_bench_cells_and_sliders(page, lab):
     slider = page.locator("#z0").bounding_box()
     page.mouse.click(slider["x"] + 0.1 * slider["width"], slider["y"] + slider["height"] / 2)  # drag z[0] low
     page.wait_for_function("document.getElementById('z-values').textContent.startsWith('-0.')")
-    page.wait_for_timeout(300)
-    assert pixels(page, "#decoded") != decoded
+    wait_for_new_pixels(page, "#decoded", decoded)
     noisy = pixels(page, "#noisy")
     slider = page.locator("#noise").bounding_box()
     page.mouse.click(slider["x"] + 0.9 * slider["width"], slider["y"] + slider["height"] / 2)
     page.wait_for_function("document.getElementById('noise-value').textContent.startsWith('0.9')")
-    page.wait_for_timeout(300)
-    assert pixels(page, "#noisy") != noisy
+    wait_for_new_pixels(page, "#noisy", noisy)
 
 
 def test_explorer_decodes_under_the_pointer(page, lab):
@@ -159,13 +164,11 @@ def test_explorer_decodes_under_the_pointer(page, lab):
     first, first_z = pixels(page, "#decoded"), page.inner_text("#z-text")
     page.mouse.move(box["x"] + 340, box["y"] + 330)
     page.wait_for_function(f"document.getElementById('z-text').textContent !== {first_z!r}")
-    page.wait_for_timeout(300)
-    assert pixels(page, "#decoded") != first
+    wait_for_new_pixels(page, "#decoded", first)
     decoded = pixels(page, "#decoded")
     slider = page.locator("#zs-1").bounding_box()
     page.mouse.click(slider["x"] + 0.15 * slider["width"], slider["y"] + slider["height"] / 2)
-    page.wait_for_timeout(400)
-    assert pixels(page, "#decoded") != decoded
+    wait_for_new_pixels(page, "#decoded", decoded)
     page.mouse.click(box["x"] + 220, box["y"] + 220)  # pick A
     page.click("#interpolate")
     page.wait_for_function("document.querySelectorAll('#lerp canvas').length === 8")

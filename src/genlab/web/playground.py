@@ -346,7 +346,10 @@ class PlaygroundWorker:
     # --- worker thread -------------------------------------------------------------------------------
 
     def _send(self, message: dict) -> None:
-        self.loop.call_soon_threadsafe(self._deliver, message)
+        try:
+            self.loop.call_soon_threadsafe(self._deliver, message)
+        except RuntimeError:  # the event loop has closed (the server is shutting down): nobody is left to see it
+            self.stopped.set()
 
     def _deliver(self, message: dict) -> None:  # runs on the event loop
         if message["type"] == "frame":
