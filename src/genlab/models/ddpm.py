@@ -36,7 +36,7 @@ class DDPMConfig:
     schedule: Literal["linear", "cosine"] = "linear"  # linear: Ho et al.; cosine: Nichol & Dhariwal, gentler near t=0
     architecture: Literal["auto", "mlp", "unet"] = "auto"  # auto: unet for images it can halve, else mlp
     hidden_dims: tuple[int, ...] = (128, 128, 128)  # mlp widths; the toys need no more
-    unet_channels: tuple[int, ...] = (32, 64, 64)  # one level per entry, halving between: 28 -> 14 -> 7, 8 -> 4 -> 2
+    unet_channels: tuple[int, ...] = (16, 32, 32)  # one level per entry, halved between: 28 -> 14 -> 7; CPU-sized
     ema_decay: float = 0.999  # sample() uses an EMA of the weights (Ho et al. used 0.9999 over 800k steps); 0: off
     sampler: Literal["ddpm", "ddim"] = "ddpm"  # default for sample(): ancestral DDPM, or deterministic DDIM
     sampling_steps: int | None = None  # default for sample(); None: all num_timesteps (DDIM needs ~50-100)
