@@ -150,9 +150,10 @@ class DDPM(nn.Module):
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1  # -1: this step lands on x_0
             eps = network(x, torch.full((n,), t, device=device))  # predict the noise in x_t ...
-            # ... then step: one fresh draw per step that adds noise, so DDPM and DDIM(eta=1) consume the same draws
-            noise = torch.randn(x.shape, generator=generator, device=device) if t_prev >= 0 and (
-                sampler == "ddpm" or eta > 0) else None
+            # ... then step. A fresh draw for each step that adds noise (not the last, nor any of DDIM with eta = 0),
+            # so DDPM and DDIM with eta = 1 consume the same draws from the generator.
+            adds_noise = t_prev >= 0 and (sampler == "ddpm" or eta > 0)
+            noise = torch.randn(x.shape, generator=generator, device=device) if adds_noise else None
             if sampler == "ddpm":
                 x = self.schedule.ddpm_step(eps, x, t, t_prev, noise=noise, clip=clip)
             else:
