@@ -55,7 +55,7 @@ def _new_run_dir(family: str, data: str) -> Path:
 @app.command()
 @user_errors
 def train(
-    family: Annotated[str | None, typer.Argument(help="ae, vae or gan (not needed with --resume).")] = None,
+    family: Annotated[str | None, typer.Argument(help="ae, vae, gan or ddpm (not needed with --resume).")] = None,
     data: Annotated[str, typer.Option(help="digits, mnist, patterns, gaussian1d, ring, grid, moons, swissroll, "
                                            "or folder:PATH.")] = "digits",
     steps: Annotated[int | None, typer.Option(help="Total training steps (default 3000).")] = None,
@@ -126,6 +126,8 @@ def _output_folder(run: Path) -> Path:
 @user_errors
 def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")] = 64,
            seed: int = 0, out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
+           steps: Annotated[int | None, typer.Option(help="ddpm: timesteps to visit (default: the model's).")] = None,
+           sampler: Annotated[str | None, typer.Option(help="ddpm: ddpm (ancestral) or ddim (deterministic).")] = None,
            device: DeviceOpt = None):
     """Draw samples from a trained model and save them as a PNG grid (or a scatter plot for points)."""
     import torch
@@ -137,8 +139,11 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     model, meta = _load(run, device)
     if not hasattr(model, "sample"):
         raise ValueError(f"a {meta['family']} model does not sample: try `genlab reconstruct` or train a vae")
+    diffusion_options = {name: value for name, value in (("steps", steps), ("sampler", sampler)) if value is not None}
+    if diffusion_options and meta["family"] != "ddpm":
+        raise ValueError(f"--{' and --'.join(diffusion_options)} only apply to ddpm models; this is a {meta['family']}")
     generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
-    samples = model.sample(n, generator=generator)
+    samples = model.sample(n, generator=generator, **diffusion_options)
     out = out or _output_folder(run) / f"sample-step{meta['step']}-seed{seed}.png"
     if samples.dim() == 4:
         save_image_grid(samples, out)

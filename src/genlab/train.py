@@ -162,11 +162,30 @@ def gan_optimizers(model, lr: float) -> dict[str, torch.optim.Optimizer]:
             "discriminator": adam(model.discriminator.parameters(), lr_d, config.betas)}
 
 
-STEPS = {"ae": autoencoder_step, "vae": autoencoder_step, "gan": gan_step}
+def ddpm_step(model, optimizers, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Diffusion: one gradient step on model.loss(x) (the noise-prediction MSE at a random timestep per
+    example, Ho et al. alg. 1), then the EMA copy moves towards the new weights."""
+    terms = model.loss(x)
+    optimizer = optimizers["model"]
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimizer.step()
+    if model.ema_network is not None:
+        model.update_ema()
+    return terms
+
+
+def ddpm_optimizers(model, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """Adam on the network being trained; the EMA copy and the schedule have nothing to optimise."""
+    return {"model": adam(model.network.parameters(), config.lr)}
+
+
+STEPS = {"ae": autoencoder_step, "vae": autoencoder_step, "gan": gan_step, "ddpm": ddpm_step}
 OPTIMIZERS = {
     "ae": autoencoder_optimizers,
     "vae": autoencoder_optimizers,
     "gan": lambda model, config: gan_optimizers(model, config.lr),
+    "ddpm": ddpm_optimizers,
 }
 
 

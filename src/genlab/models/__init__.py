@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
+from genlab.models.ddpm import DDPM, DDPMConfig
 from genlab.models.gan import GAN, GANConfig
 from genlab.models.vae import VAE, VAEConfig
 
@@ -10,6 +11,7 @@ FAMILIES = {
     "ae": (Autoencoder, AutoencoderConfig),
     "vae": (VAE, VAEConfig),
     "gan": (GAN, GANConfig),
+    "ddpm": (DDPM, DDPMConfig),
 }
 
 
@@ -20,4 +22,5 @@ def family_classes(family: str):
     return FAMILIES[family]
 
 
-__all__ = ["FAMILIES", "family_classes", "Autoencoder", "AutoencoderConfig", "VAE", "VAEConfig", "GAN", "GANConfig"]
+__all__ = ["FAMILIES", "family_classes", "Autoencoder", "AutoencoderConfig", "VAE", "VAEConfig", "GAN", "GANConfig",
+           "DDPM", "DDPMConfig"]
