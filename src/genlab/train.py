@@ -162,14 +162,10 @@ def gan_optimizers(model, lr: float) -> dict[str, torch.optim.Optimizer]:
             "discriminator": adam(model.discriminator.parameters(), lr_d, config.betas)}
 
 
-def ddpm_step(model, optimizers, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Diffusion: one gradient step on model.loss(x) (the noise-prediction MSE at a random timestep per
+def ddpm_step(model, optimizers, x: torch.Tensor, forward=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """Diffusion: the same gradient step on model.loss(x) (the noise-prediction MSE at a random timestep per
     example, Ho et al. alg. 1), then the EMA copy moves towards the new weights."""
-    terms = model.loss(x)
-    optimizer = optimizers["model"]
-    optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
-    optimizer.step()
+    terms = autoencoder_step(model, optimizers, x, forward)
     if model.ema_network is not None:
         model.update_ema()
     return terms
