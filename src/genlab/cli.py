@@ -216,8 +216,8 @@ def info(run: RunArg):
                                                          for k, v in last.items() if k != "warning"), markup=False)
 
 
-SamplesOpt = Annotated[int | None, typer.Option(help="Generated samples, and test examples used "
-                                                   "(default 10000; 2500 for ring/grid mode coverage).")]
+SamplesOpt = Annotated[int | None, typer.Option(help="Generated samples, and test examples used (default 10000; "
+                                                   "ring/grid mode coverage always draws 2500).")]
 FeaturesOpt = Annotated[Path | None, typer.Option(help="Feature network (.safetensors FeatureCNN) for images "
                                                        "other than MNIST and digits.")]
 

@@ -8,8 +8,10 @@ average pool, like Inception's pool3 in FID); `classify(x)` gives digit labels, 
 mode counts.
 
 Inputs are (N, 1, 28, 28) in [0, 1]. scikit-learn's 8x8 digits are put in MNIST's framing first: MNIST
-digits were size-normalised into a 20x20 box and centred in 28x28, so an 8x8 digit is scaled to 20x20
-(bilinear) and padded by 4 pixels each side. Other sizes are rejected.
+digits were size-normalised into a 20x20 box and centred in 28x28, so an 8x8 digit is scaled up (bicubic,
+clamped to [0, 1]) and centred on a blank 28x28 field. Its box is 18 pixels, not 20: the 8x8 digits' strokes
+are thick, and at 18 they come closest to MNIST's, by the classifier's accuracy on all 1,797 digits (95.6%;
+20 pixels 91.7%, 16 pixels 93.7%; bilinear at 20 pixels 77.1%). Other sizes are rejected.
 
 Other data (RGB folders) need a network trained on them: pass a .safetensors file of `FeatureCNN` (its
 architecture in the file's "genlab_feature_net" metadata, written by `save_feature_cnn`). Inception from
@@ -36,7 +38,7 @@ MNIST_WEIGHTS = Path(__file__).with_name("mnist_features.safetensors")
 MNIST_RECORD = MNIST_WEIGHTS.with_suffix(".json")  # how the weights were made, and their SHA-256
 METADATA_KEY = "genlab_feature_net"
 MNIST_SIZE = 28
-DIGIT_BOX = 20  # MNIST's digits fill a 20x20 box centred in the 28x28 image (LeCun et al.'s description)
+DIGIT_BOX = 18  # where an 8x8 digit goes in 28x28 (MNIST's own box is 20x20; see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,8 @@ class FeatureNetwork:
                                  f"{' (MNIST) or 8x8 (digits)' if mnist_like else ''} images, got "
                                  f"{x.shape[2]}x{x.shape[3]}: pass a feature network trained on this data")
             margin = (MNIST_SIZE - DIGIT_BOX) // 2
-            x = F.pad(F.interpolate(x, size=(DIGIT_BOX, DIGIT_BOX), mode="bilinear", align_corners=False), [margin] * 4)
+            digit = F.interpolate(x, size=(DIGIT_BOX, DIGIT_BOX), mode="bicubic", align_corners=False)
+            x = F.pad(digit.clamp(0, 1), [margin] * 4)  # bicubic overshoots a little at edges
         return x
 
     @torch.no_grad()

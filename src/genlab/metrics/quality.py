@@ -166,12 +166,13 @@ def sample_quality(real: torch.Tensor, fake: torch.Tensor, *, reference: str, fe
     The KID subset size is KID_SUBSET_SIZE, or the smaller set's size when that is smaller (KID is
     unbiased at any size; the protocol records the one used).
     """
+    fid = frechet_distance(real, fake)  # first: it needs the most samples, so too few fail before any work
     subset_size = min(KID_SUBSET_SIZE, len(real), len(fake))
     kid, kid_std = kernel_distance(real, fake, subset_size=subset_size, seed=seed)
     precision, recall = precision_recall(real, fake)
     density, coverage = density_coverage(real, fake)
-    values = {"fid": frechet_distance(real, fake), "kid": kid, "kid_std": kid_std, "precision": precision,
-              "recall": recall, "density": density, "coverage": coverage}
+    values = {"fid": fid, "kid": kid, "kid_std": kid_std, "precision": precision, "recall": recall,
+              "density": density, "coverage": coverage}
     settings = {"feature_dim": real.shape[1], "kid_subset_size": subset_size, "kid_subsets": KID_SUBSETS,
                 "kid_kernel": "(x.y/d + 1)^3", "pr_k": PR_K, "dc_k": DC_K}
     return Scores(values, Protocol(reference, len(real), len(fake), feature_network, feature_network_sha256,
