@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 
 from genlab.data import load_dataset
@@ -116,3 +117,17 @@ def test_a_user_network_round_trips(tmp_path):
     assert torch.equal(network.features(x), net.features(x))
     with pytest.raises(ValueError, match="takes 16x16 images, got 28x28"):
         network.features(torch.rand(1, 3, 28, 28))
+
+
+def test_user_files_that_are_not_feature_cnns_are_refused(tmp_path):
+    plain = tmp_path / "plain.safetensors"
+    safetensors.torch.save_file({"w": torch.zeros(2)}, str(plain))
+    with pytest.raises(ValueError, match="no 'genlab_feature_net' metadata"):
+        load_feature_network(plain)
+    mismatched = tmp_path / "mismatched.safetensors"
+    net = FeatureCNN(FeatureCNNConfig(widths=(8, 8, 16)))
+    tensors = {k: v.contiguous() for k, v in net.state_dict().items()}
+    config = json.dumps({"widths": [8, 8, 32]})  # says 32 where the tensors have 16
+    safetensors.torch.save_file(tensors, str(mismatched), metadata={"genlab_feature_net": config})
+    with pytest.raises(ValueError, match="does not hold a FeatureCNN this genlab can build"):
+        load_feature_network(mismatched)

@@ -89,13 +89,10 @@ class FeatureCNN(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
-def save_feature_cnn(net: FeatureCNN, path: Path) -> bytes:
-    """The safetensors bytes of `net` with its architecture in the metadata; also written to `path`."""
-    config = asdict(net.config)
+def save_feature_cnn(net: FeatureCNN, path: Path) -> None:
+    """Write `net` as safetensors with its architecture in the metadata, for `load_feature_network(path)`."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    data = safetensors.torch.save(tensors, metadata={METADATA_KEY: json.dumps(config)})
-    Path(path).write_bytes(data)
-    return data
+    safetensors.torch.save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(asdict(net.config))})
 
 
 def sha256_file(path: Path) -> str:
@@ -184,9 +181,13 @@ def load_feature_network(path: str | Path | None = None, *, record: str | Path |
     except Exception as error:  # safetensors raises its own error types for every kind of damage
         raise ValueError(f"{path} is not a readable safetensors file ({error})") from None
     if METADATA_KEY not in metadata:
-        raise ValueError(f"{path} has no {METADATA_KEY!r} metadata: write it with genlab.metrics.save_feature_cnn")
-    net = FeatureCNN(FeatureCNNConfig(**json.loads(metadata[METADATA_KEY])))
-    net.load_state_dict(tensors, strict=True)
+        raise ValueError(f"{path} has no {METADATA_KEY!r} metadata: write it with "
+                         "genlab.metrics.features.save_feature_cnn")
+    try:
+        net = FeatureCNN(FeatureCNNConfig(**json.loads(metadata[METADATA_KEY])))
+        net.load_state_dict(tensors, strict=True)
+    except (TypeError, RuntimeError, json.JSONDecodeError) as error:  # unknown keys, mismatched tensors
+        raise ValueError(f"{path} does not hold a FeatureCNN this genlab can build ({error})") from None
     return FeatureNetwork(name=name, sha256=digest, net=net.eval())
 
 
