@@ -59,6 +59,20 @@ def test_eval_writes_every_vae_score_with_its_protocol(vae_digits):
     assert nll["scores"]["bits_per_dim"] == pytest.approx(nll["scores"]["nll"] / (64 * math.log(2)))
 
 
+def test_binarized_runs_are_scored_on_binarized_test_images(vae_digits):
+    from genlab.checkpoint import load_model
+    from genlab.data import load_dataset
+    from genlab.evaluate import _nll
+
+    model, _ = load_model(vae_digits)
+    test = load_dataset("digits", "test")
+    grey = _nll(model, test, "digits", 50, k=2, seed=0, binarize=False)
+    binary = _nll(model, test, "digits", 50, k=2, seed=0, binarize=True)
+    assert binary["protocol"]["binarized"] and not grey["protocol"]["binarized"]
+    assert binary["scores"]["nll"] != grey["scores"]["nll"]
+    assert _nll(model, test, "digits", 50, k=2, seed=0, binarize=True) == binary  # one fixed binarisation
+
+
 def test_eval_is_reproducible_with_its_seed(vae_digits, tmp_path):
     first = evaluate_run(vae_digits, samples=150, seed=3, nll_k=2)
     again = evaluate_run(vae_digits, samples=150, seed=3, nll_k=2)

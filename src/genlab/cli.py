@@ -236,7 +236,7 @@ def evaluate(run: RunArg, samples: SamplesOpt = None, seed: int = 0,
     report = evaluate_run(run, samples=samples, seed=seed, nll_k=nll_k, features=features, data_dir=data_dir,
                           device=device or default_device())
     table = Table(title=f"{report['family']} on {report['data']}, step {report['step']}")
-    for column in ("group", "metric", "value"):
+    for column in ("group", "metric", "value", "protocol"):
         table.add_column(column)
     for row in rows(report):
         table.add_row(*row)
