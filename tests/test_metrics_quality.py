@@ -197,6 +197,14 @@ def test_reconstruction_scores_against_hand_values():
     assert reconstruction_scores(x, 1 - x)["ssim"] < 0.1
 
 
+def test_reconstruction_scores_do_not_depend_on_the_batch_size():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(10, 1, 12, 12, generator=generator)
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    whole, batched = reconstruction_scores(x, noisy, batch_size=10), reconstruction_scores(x, noisy, batch_size=3)
+    assert batched == pytest.approx(whole, rel=1e-12)
+
+
 def test_reconstruction_of_points_is_mse_only():
     x = torch.zeros(10, 2)
     assert reconstruction_scores(x, x + 2) == {"mse": 4.0}

@@ -189,20 +189,25 @@ def ssim_window(image_size: int) -> int:
 
 
 @torch.no_grad()
-def reconstruction_scores(x: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, float]:
+def reconstruction_scores(x: torch.Tensor, reconstruction: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
     """MSE per element; for images in [0, 1] also PSNR (dB, from the MSE over the whole set) and SSIM
-    (mean over images, Gaussian window of 11 pixels, or the largest odd size that fits smaller images)."""
+    (mean over images, Gaussian window of 11 pixels, or the largest odd size that fits smaller images).
+    SSIM and PSNR run `batch_size` images at a time: torchmetrics' SSIM holds several float64 copies of
+    its input, tens of GB for all of MNIST's test split at once."""
     if x.shape != reconstruction.shape:
         raise ValueError(f"originals {tuple(x.shape)} and reconstructions {tuple(reconstruction.shape)} differ")
     x, reconstruction = x.detach().cpu().double(), reconstruction.detach().cpu().double()
     scores = {"mse": torch.mean((x - reconstruction) ** 2).item()}
     if x.dim() == 4:
         psnr = PeakSignalNoiseRatio(data_range=1.0)
-        scores["psnr"] = float(psnr(reconstruction, x))
         window = ssim_window(min(x.shape[-2:]))
         # sigma 1.5 for the standard 11-pixel window (Wang et al. 2004), scaled down with smaller windows
         ssim = StructuralSimilarityIndexMeasure(data_range=1.0, kernel_size=window, sigma=1.5 * window / 11)
-        scores["ssim"] = float(ssim(reconstruction, x))
+        for original, reconstructed in zip(x.split(batch_size), reconstruction.split(batch_size), strict=True):
+            psnr.update(reconstructed, original)
+            ssim.update(reconstructed, original)
+        scores["psnr"] = float(psnr.compute())
+        scores["ssim"] = float(ssim.compute())
     return scores
 
 
