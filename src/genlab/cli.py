@@ -239,6 +239,34 @@ def info(run: RunArg):
                                                          for k, v in last.items() if k != "warning"), markup=False)
 
 
+SamplesOpt = Annotated[int | None, typer.Option(help="Generated samples, and test examples used (default 10000; "
+                                                   "ring/grid mode coverage always draws 2500).")]
+FeaturesOpt = Annotated[Path | None, typer.Option(help="Feature network (.safetensors FeatureCNN) for images "
+                                                       "other than MNIST and digits.")]
+
+
+@app.command("eval")
+@user_errors
+def evaluate(run: RunArg, samples: SamplesOpt = None, seed: int = 0,
+             nll_k: Annotated[int, typer.Option(help="Importance samples per example for the VAE's NLL.")] = 100,
+             features: FeaturesOpt = None, device: DeviceOpt = None, data_dir: DataDirOpt = None):
+    """Measure a run (reconstruction, NLL, FID/KID/precision/recall/density/coverage, modes); writes eval.json."""
+    from rich.table import Table
+
+    from genlab.evaluate import EVAL_FILE, evaluate_run, rows
+    from genlab.train import default_device
+
+    report = evaluate_run(run, samples=samples, seed=seed, nll_k=nll_k, features=features, data_dir=data_dir,
+                          device=device or default_device())
+    table = Table(title=f"{report['family']} on {report['data']}, step {report['step']}")
+    for column in ("group", "metric", "value", "protocol"):
+        table.add_column(column)
+    for row in rows(report):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"wrote {_output_folder(run) / EVAL_FILE} (scores with their protocols)", markup=False)
+
+
 @app.command()
 @user_errors
 def lesson(name: Annotated[str, typer.Argument(help="autoencoder, vae or gan.")],

@@ -1,6 +1,8 @@
 """Measures of generative models: mode coverage of the 2-D toy mixtures and GAN collapse checks.
 
-Sample-quality metrics for images (FID, KID, precision/recall) will live here too.
+Sample quality (FID, KID, precision/recall, density/coverage) and reconstruction scores are in
+genlab.metrics.quality, the shipped MNIST feature network and digit classifier in genlab.metrics.features;
+import them from there (they load torchmetrics, which training does not need).
 """
 
 from __future__ import annotations
