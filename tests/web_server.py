@@ -16,11 +16,12 @@ def running_server(app):
     """Yield the base URL of `app` served by uvicorn on 127.0.0.1; shut it down afterwards."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)  # a client that comes before uvicorn is up waits instead of being refused
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_ping_interval=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.time() + 20
+    deadline = time.time() + 60
     while not server.started:
         if time.time() > deadline or not thread.is_alive():
             raise RuntimeError("the lab server did not start")

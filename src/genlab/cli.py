@@ -300,6 +300,7 @@ def lab(port: Annotated[int, typer.Option(help="Port to listen on (0: any free p
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait out TIME_WAIT
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # from now on a browser that comes early waits in the backlog instead of being refused
     except OSError as error:
         raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}): pick another --port") from None
     shown = f"[{host}]" if ":" in host else host
