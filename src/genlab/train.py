@@ -394,8 +394,10 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                     bar.update(task, completed=done, terms=shown)
                 sums, count, window_start = {}, 0, time.perf_counter()
                 if budget is not None and done < config.steps:
+                    # The plan may grow as well as shrink (steps get cheaper once a busy machine frees up),
+                    # so the end follows it; min(end, ...) once stopped at an old plan with no checkpoint.
                     config.steps = budget.affordable_steps(done)
-                    end = min(end, config.steps)
+                    end = config.steps if stop_after is None else min(config.steps, start + stop_after)
                     if bar:
                         bar.update(task, total=config.steps)
             if done % config.sample_every == 0 or done == config.steps:
