@@ -380,3 +380,40 @@ def test_folder_through_the_loader(tmp_path):
         save(tmp_path / f"{i}.png", gray(50 * i, 12, 9))
     dataset = load_dataset(f"folder:{tmp_path}", image_size=8)
     assert dataset.shape == (1, 8, 8) and dataset.labels is None and dataset.kind == "image"
+
+
+# ----------------------------------------------------------------------------- stacked MNIST
+
+
+def test_stacked_mnist_channels_are_the_digits_its_label_names(tmp_path):
+    # Ten fake digits, digit i labelled i: each channel must be the very image its label digit names.
+    write_mnist(tmp_path / "mnist", "test", n_images=10, n_labels=10)
+    digits_x, _ = images.mnist(tmp_path / "mnist", "test")
+    data = load_dataset("stacked-mnist", "test", data_dir=tmp_path, seed=3)
+    assert data.shape == (3, 28, 28) and len(data) == images.STACKED_SIZES["test"] and data.kind == "image"
+    triples = torch.stack([data.labels // 100, data.labels // 10 % 10, data.labels % 10], dim=1)  # (N, 3)
+    assert torch.equal(data.x, digits_x[:, 0][triples])
+    # Uniform over 1000 modes: 10,000 draws leave about e^-10 of them empty, and no mode is far above 10.
+    counts = torch.bincount(data.labels, minlength=1000)
+    assert len(counts) == 1000 and (counts > 0).sum() >= 990 and counts.max() <= 30
+
+
+def test_stacked_mnist_is_a_function_of_split_and_seed(tmp_path):
+    write_mnist(tmp_path / "mnist", "train", n_images=10, n_labels=10)
+    write_mnist(tmp_path / "mnist", "test", n_images=10, n_labels=10)
+    first, again = (load_dataset("stacked-mnist", "train", data_dir=tmp_path, seed=1) for _ in range(2))
+    assert torch.equal(first.labels, again.labels) and len(first) == 60_000
+    other_seed = load_dataset("stacked-mnist", "train", data_dir=tmp_path, seed=2)
+    test = load_dataset("stacked-mnist", "test", data_dir=tmp_path, seed=1)
+    assert not torch.equal(first.labels[:10_000], other_seed.labels[:10_000])
+    assert not torch.equal(first.labels[:10_000], test.labels)
+
+
+def test_stacked_mnist_of_the_real_files(mnist_folder):
+    data = load_dataset("stacked-mnist", "test", data_dir=mnist_folder.parent)
+    digits = load_dataset("mnist", "test", data_dir=mnist_folder.parent)
+    # Every channel of the first examples is some real test digit with the label the mode index says.
+    for image, label in zip(data.x[:5], data.labels[:5].tolist(), strict=True):
+        for channel, digit in zip(image, (label // 100, label // 10 % 10, label % 10), strict=True):
+            same = (digits.x[:, 0] == channel).flatten(1).all(dim=1)
+            assert same.any() and set(digits.labels[same].tolist()) == {digit}

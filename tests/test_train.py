@@ -236,6 +236,25 @@ def test_cpu_budget_ends_the_run_at_the_steps_it_affords(tmp_path, monkeypatch, 
     assert metrics(run)[-1]["step"] == expected_steps
 
 
+def test_cpu_budget_plan_that_grows_still_ends_with_a_checkpoint(tmp_path, monkeypatch):
+    """Steps that get cheaper (a busy machine frees up) make the plan grow between log steps: 19 after
+    step 5, 35 after step 10, then the run's own 40. The run must follow the plan to its end and write
+    its checkpoint there, not stop at the first plan's step 19 with none."""
+    spent = {"cpu": 0.0, "steps": 0}
+    real_step = genlab.train.STEPS["vae"]
+
+    def step_getting_cheaper(*args):
+        spent["steps"] += 1
+        spent["cpu"] += 1.0 if spent["steps"] <= 5 else 0.1
+        return real_step(*args)
+
+    monkeypatch.setitem(genlab.train.STEPS, "vae", step_getting_cheaper)
+    monkeypatch.setattr(genlab.train.time, "process_time", lambda: spent["cpu"])
+    run = make_run(tmp_path / "run", log_every=5, checkpoint_every=100, sample_every=100)
+    assert train(run, device="cpu", cpu_budget=20.0) == ckpt.checkpoint_path(run, 40)
+    assert metrics(run)[-1]["step"] == 40
+
+
 def test_bf16_mixed_runs_forward_passes_in_bfloat16_and_keeps_weights_float32(tmp_path, monkeypatch):
     seen = []
     linear = torch.nn.functional.linear

@@ -56,8 +56,8 @@ def _new_run_dir(family: str, data: str) -> Path:
 @user_errors
 def train(
     family: Annotated[str | None, typer.Argument(help="ae, vae, gan or ddpm (not needed with --resume).")] = None,
-    data: Annotated[str, typer.Option(help="digits, mnist, patterns, gaussian1d, ring, grid, moons, swissroll, "
-                                           "or folder:PATH.")] = "digits",
+    data: Annotated[str, typer.Option(help="digits, mnist, stacked-mnist, patterns, gaussian1d, ring, grid, moons, "
+                                           "swissroll, or folder:PATH.")] = "digits",
     steps: Annotated[int | None, typer.Option(help="Total training steps (default 3000).")] = None,
     settings: Annotated[list[str] | None, typer.Option("--set", help="key=value, model or training setting; "
                                                        "repeat it. E.g. --set latent_dim=2 --set lr=3e-4")] = None,

@@ -47,7 +47,7 @@ TOYS = {
     "moons": toys.moons,
     "swissroll": toys.swiss_roll,
 }
-IMAGES = ("digits", "mnist", "folder:PATH")
+IMAGES = ("digits", "mnist", "stacked-mnist", "folder:PATH")
 NAMES = (*TOYS, *IMAGES)
 
 
@@ -66,7 +66,8 @@ def load_dataset(
     channels: int | None = None,
     seed: int = 0,
 ) -> Dataset:
-    """Load a whole split by name; see `NAMES`. `image_size`/`channels` apply to image folders."""
+    """Load a whole split by name; see `NAMES`. `image_size`/`channels` apply to image folders; `seed` to the
+    toys and to stacked-mnist, whose triples it draws."""
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
     if name in TOYS:
@@ -79,6 +80,9 @@ def load_dataset(
         x, labels = images.digits(split)
     elif name == "mnist":
         x, labels = images.mnist(data_dir / "mnist", split)
+    elif name == "stacked-mnist":
+        # Train and test triples come from their own MNIST splits, with different seeds as for the toys.
+        x, labels = images.stacked_mnist(data_dir / "mnist", split, seed if split == "train" else seed + 1_000_003)
     elif name.startswith("folder:"):
         x, labels = images.image_folder(Path(name.removeprefix("folder:")), split, image_size, channels)
     else:

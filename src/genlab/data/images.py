@@ -106,6 +106,27 @@ def mnist(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
+# Stacked-MNIST examples per split: 60,000 for train and 10,000 for test, the sizes of the MNIST splits
+# they are drawn from (VEEGAN and PacGAN draw their training triples the same way, at random with replacement).
+STACKED_SIZES = {"train": 60_000, "test": 10_000}
+
+
+def stacked_mnist(folder: Path, split: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stacked-MNIST (Metz et al. 2017; VEEGAN; PacGAN): three MNIST digits of `split` as the R, G, B channels.
+
+    (N, 3, 28, 28) in [0, 1] with N = STACKED_SIZES[split], and int64 labels 100 * r + 10 * g + b in
+    0..999, the mode index of the triple of digit labels. Each example's three indices into the MNIST split
+    are drawn uniformly with replacement from a generator seeded with `seed`, so a (split, seed) is always
+    the same data set; every one of the 1000 modes has probability 1/1000 under it.
+    """
+    digits_x, digits_labels = mnist(folder, split)
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randint(len(digits_x), (STACKED_SIZES[split], 3), generator=generator)  # (N, 3)
+    x = digits_x[:, 0][rows]  # (N, 3, 28, 28): channel c is the digit at rows[:, c]
+    triples = digits_labels[rows]  # (N, 3)
+    return x, triples[:, 0] * 100 + triples[:, 1] * 10 + triples[:, 2]
+
+
 def _gunzip_sha256(file: Path) -> str | None:
     """SHA-256 of the uncompressed content of `file`, or None if it is not a complete gzip file."""
     try:

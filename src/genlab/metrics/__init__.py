@@ -2,7 +2,8 @@
 
 Sample quality (FID, KID, precision/recall, density/coverage) and reconstruction scores are in
 genlab.metrics.quality, the shipped MNIST feature network and digit classifier in genlab.metrics.features;
-import them from there (they load torchmetrics, which training does not need).
+import them from there (they load torchmetrics, which training does not need). Stacked-MNIST's 1000-mode
+coverage, which labels each channel with that classifier, is in genlab.metrics.stacked.
 """
 
 from __future__ import annotations
