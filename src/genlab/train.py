@@ -342,7 +342,8 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
     batches = Batches(train_data.x.to(device), config.batch_size * real_batches_per_step(model_config),
                       seed=config.seed)
-    end = config.steps if stop_after is None else min(config.steps, start + stop_after)
+    stop = config.steps if stop_after is None else start + stop_after  # where this call stops at the latest
+    end = min(config.steps, stop)
     window_start = time.perf_counter()
     bar = _progress_bar(progress, family, config.data)
     task = bar.add_task("train", total=config.steps, completed=start, terms="") if bar else None
@@ -394,8 +395,9 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                     bar.update(task, completed=done, terms=shown)
                 sums, count, window_start = {}, 0, time.perf_counter()
                 if budget is not None and done < config.steps:
+                    # A plan may grow as well as shrink (the first steps cost the most), so the end follows it.
                     config.steps = budget.affordable_steps(done)
-                    end = min(end, config.steps)
+                    end = min(stop, config.steps)
                     if bar:
                         bar.update(task, total=config.steps)
             if done % config.sample_every == 0 or done == config.steps:
