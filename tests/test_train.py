@@ -236,6 +236,18 @@ def test_cpu_budget_ends_the_run_at_the_steps_it_affords(tmp_path, monkeypatch, 
     assert metrics(run)[-1]["step"] == expected_steps
 
 
+def test_cpu_budget_plan_that_grows_moves_the_end_with_it(tmp_path, monkeypatch):
+    """Early steps cost the most, so a later plan can afford more steps than an earlier one; the run then ends
+    at the later plan, with its last checkpoint (it once stopped at the first plan's end without one)."""
+    plans = {5: 12, 10: 18, 15: 18}  # at log step 5 the budget affords 12 steps, from step 10 on 18
+    monkeypatch.setattr(genlab.train._CPUBudget, "affordable_steps", lambda self, done: plans.get(done, done))
+    run = make_run(tmp_path / "run", log_every=5, checkpoint_every=100, sample_every=100)
+    last = train(run, device="cpu", cpu_budget=100.0)
+    assert last == ckpt.checkpoint_path(run, 18)
+    assert read_run_config(run)[2].steps == 18
+    assert metrics(run)[-1]["step"] == 18
+
+
 def test_bf16_mixed_runs_forward_passes_in_bfloat16_and_keeps_weights_float32(tmp_path, monkeypatch):
     seen = []
     linear = torch.nn.functional.linear
