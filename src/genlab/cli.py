@@ -267,6 +267,32 @@ def evaluate(run: RunArg, samples: SamplesOpt = None, seed: int = 0,
     console.print(f"wrote {_output_folder(run) / EVAL_FILE} (scores with their protocols)", markup=False)
 
 
+@app.command("compare")
+@user_errors
+def compare_command(
+    data: Annotated[str, typer.Option(help="digits or mnist (the feature network's images).")] = "mnist",
+    budget: Annotated[str, typer.Option(help="CPU time each run trains for, e.g. 90s, 10m.")] = "10m",
+    seeds: Annotated[int, typer.Option(help="Runs per family (1..10); the table shows their spread.")] = 3,
+    out: Annotated[Path | None, typer.Option(help="Folder for the runs and the report (default runs/compare-DATA).")]
+    = None,
+    runs_from: Annotated[Path | None, typer.Option(help="Evaluate the FAMILY-seedN runs in this folder instead "
+                                                        "of training.")] = None,
+    samples: Annotated[int, typer.Option(help="Samples (and test images) per FID/precision/recall.")] = 2000,
+    data_dir: DataDirOpt = None,
+):
+    """Train AE, VAE, GAN and DDPM under one CPU budget each, evaluate them alike, write the lesson's table
+    measured (compare.md, compare.html, compare.png)."""
+    from genlab.compare import compare, markdown_table
+
+    out = out or Path(f"runs/compare-{data}")
+    cpu_budget = parse_duration(budget) if runs_from is None else None
+    summary = compare(out, data=data, budget=cpu_budget, seeds=seeds, runs_from=runs_from, samples=samples,
+                      data_dir=data_dir,
+                      on_run=lambda family, seed: console.print(f"training {family} seed {seed}", markup=False))
+    typer.echo(markdown_table(summary["table"]))
+    console.print(f"wrote {out / 'compare.md'}, {out / 'compare.html'}, {out / 'compare.png'}", markup=False)
+
+
 @app.command()
 @user_errors
 def lesson(name: Annotated[str, typer.Argument(help="autoencoder, vae or gan.")],
