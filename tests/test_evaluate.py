@@ -107,3 +107,32 @@ def test_eval_errors_are_one_line(vae_digits, tmp_path):
                                      "got 100 real and 100 generated: draw more samples")
     result = invoke("eval", tmp_path / "nothing")
     assert result.exit_code == 1 and "does not exist" in result.stderr
+
+
+@pytest.mark.slow
+def test_eval_of_a_stacked_mnist_gan_counts_its_1000_modes(tmp_path, monkeypatch):
+    """On fake MNIST files (ten digits a split), a 3-step DCGAN: eval reports the modes and KL of its samples
+    (26,000 in the real protocol; 2,000 here for speed), the same figures stacked_mnist_coverage gives for
+    the very samples eval drew."""
+    import genlab.evaluate
+    from genlab.checkpoint import load_model
+    from genlab.evaluate import _draw
+    from genlab.metrics.stacked import NUM_SAMPLES, stacked_mnist_coverage
+    from test_data_images import write_mnist
+
+    assert genlab.evaluate.STACKED_SAMPLES == NUM_SAMPLES == 26_000
+    monkeypatch.setattr(genlab.evaluate, "STACKED_SAMPLES", 2_000)
+
+    for split in ("train", "test"):
+        write_mnist(tmp_path / "data" / "mnist", split, n_images=10, n_labels=10)
+    run = tmp_path / "gan-stacked"
+    succeeded(invoke("train", "gan", "--data", "stacked-mnist", "--data-dir", tmp_path / "data", "--steps", 3,
+                     "--run", run, "--set", "conv_channels=4,8", "--set", "batch_size=8", "--set", "sample_every=1000"))
+    report = evaluate_run(run, samples=200, data_dir=tmp_path / "data", seed=1)
+    result = report["results"]["stacked_mnist_modes"]
+    model, _ = load_model(run)
+    expected = stacked_mnist_coverage(_draw(model, 2_000, 1).clamp(0, 1))
+    assert result["scores"] == {"modes_covered": expected.modes_covered, "num_modes": 1000,
+                                "reverse_kl": expected.reverse_kl}
+    assert result["protocol"]["num_fake"] == 2_000 and result["protocol"]["feature_network_sha256"]
+    assert "pass --features PATH" in report["results"]["sample_quality"]["skipped"]  # 3-channel images
