@@ -28,9 +28,10 @@ from pathlib import Path
 import torch
 
 from genlab.checkpoint import atomic_write_bytes, load_model
+from genlab.config import from_json_dict
 from genlab.evaluate import DEFAULT_NLL_K, evaluate_run
 from genlab.explore import save_image_grid
-from genlab.train import TrainConfig, create_run, read_run_config, train
+from genlab.train import TrainConfig, create_run, load_run_data, read_run_config, train
 
 FAMILIES = ("ae", "vae", "gan", "ddpm")
 DATA = ("digits", "mnist")  # the images the shipped feature network scores
@@ -194,9 +195,6 @@ def sample_grid(run: Path, path: Path, data_dir: str | Path | None) -> Path:
     model, meta = load_model(run, "cpu")
     if hasattr(model, "sample"):
         return save_image_grid(model.sample(64, generator=torch.Generator().manual_seed(0)), path, nrow=8)
-    from genlab.config import from_json_dict
-    from genlab.train import load_run_data
-
     x = load_run_data(from_json_dict(TrainConfig, meta["train_config"]), "test", data_dir).x[:32]
     return save_image_grid(torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1), path, nrow=8)
 

@@ -23,7 +23,7 @@ import genlab
 from genlab.checkpoint import atomic_write_bytes, load_model, resolve_checkpoint
 from genlab.config import from_json_dict
 from genlab.data import Dataset
-from genlab.metrics.features import FeatureNetwork, load_feature_network
+from genlab.metrics.features import FeatureNetwork, load_feature_network, mnist_feature_network
 from genlab.metrics.modes import MIXTURES, NUM_SAMPLES, mixture_coverage
 from genlab.metrics.quality import nats_to_bits_per_dim, reconstruction_scores, sample_quality, ssim_window
 from genlab.metrics.stacked import NUM_MODES as STACKED_MODES
@@ -122,7 +122,7 @@ def _stacked_modes(model, seed: int) -> dict:
     samples = _draw(model, STACKED_SAMPLES, seed)
     clamped = ((samples < 0) | (samples > 1)).double().mean().item()
     coverage = stacked_mnist_coverage(samples.clamp(0, 1))
-    network = load_feature_network()
+    network = mnist_feature_network()  # the one classify() used, loaded and checked once
     return {"scores": {"modes_covered": coverage.modes_covered, "num_modes": STACKED_MODES,
                        "reverse_kl": coverage.reverse_kl},
             "protocol": {"reference": "the 1000 digit triples", "num_fake": coverage.num_samples, "seed": seed,

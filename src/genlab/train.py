@@ -8,6 +8,7 @@ resumed from its latest checkpoint ends bit-identical (on CPU) to one never inte
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -212,12 +213,12 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
     if train_config.batch_size % pack:
         raise ValueError(f"batch_size {train_config.batch_size} is not divisible by pack={pack}: "
                          f"use a multiple of {pack}")
-    _write_run_config(run_dir, {"family": family, "model": to_json_dict(model_config),
-                                "train": to_json_dict(train_config)})
+    _write_run_config(run_dir, family, model_config, train_config)
     return run_dir
 
 
-def _write_run_config(run_dir: Path, config: dict) -> None:
+def _write_run_config(run_dir: Path, family: str, model_config, train_config: TrainConfig) -> None:
+    config = {"family": family, "model": to_json_dict(model_config), "train": to_json_dict(train_config)}
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt.atomic_write_bytes(run_dir / "config.json", (json.dumps(config, indent=2) + "\n").encode())
 
@@ -234,13 +235,8 @@ def read_run_config(run_dir: str | Path):
 
 def set_run_steps(run_dir: str | Path, steps: int) -> None:
     """Change a run's total step count (to extend it, or to end it sooner); checked before it is written."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
-    config = json.loads(path.read_text())
-    config["train"]["steps"] = steps
-    TrainConfig(**config["train"])
-    _write_run_config(Path(run_dir), config)
+    family, model_config, train_config = read_run_config(run_dir)
+    _write_run_config(Path(run_dir), family, model_config, dataclasses.replace(train_config, steps=steps))
 
 
 def default_device() -> str:
@@ -412,8 +408,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                 ckpt.save_checkpoint(last_checkpoint, meta=meta, model=model, optimizers=optimizers)
                 ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
                 if budget is not None:  # a resumed run ends where the budget's latest plan ended it
-                    _write_run_config(run_dir, {"family": family, "model": to_json_dict(model_config),
-                                                "train": to_json_dict(config)})
+                    _write_run_config(run_dir, family, model_config, config)
             if done >= end:  # the budget moved the end closer
                 break
     finally:
