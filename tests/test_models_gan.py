@@ -301,7 +301,16 @@ def test_ema_update_and_sampling_from_the_ema_generator():
             p.add_(torch.randn_like(p))
     model.generate(model.latents(4))  # train mode: BatchNorm's running statistics move
     old = [p.clone() for p in model.ema_generator.parameters()]
-    model.update_ema()
+    model.update_ema()  # warm-up: decay = min(0.9, 1/10), the first update takes 90% of the new weights
+    for ema_p, before, p in zip(model.ema_generator.parameters(), old, model.generator.parameters(), strict=True):
+        assert torch.allclose(ema_p, 0.1 * before + 0.9 * p, atol=1e-6)
+    assert model.ema_updates.item() == 1
+    model.ema_updates.fill_(1000)
+    with torch.no_grad():
+        for p in model.generator.parameters():
+            p.add_(torch.randn_like(p))
+    old = [p.clone() for p in model.ema_generator.parameters()]
+    model.update_ema()  # warmed up: decay = ema_decay
     for ema_p, before, p in zip(model.ema_generator.parameters(), old, model.generator.parameters(), strict=True):
         assert torch.allclose(ema_p, decay * before + (1 - decay) * p, atol=1e-6)
         assert not torch.allclose(ema_p, p)

@@ -46,10 +46,9 @@ RECIPES = {
     "ae": ({}, {}),  # conv autoencoder, BCE reconstruction: genlab's defaults
     "vae": ({}, {}),  # conv VAE, Bernoulli likelihood, 20-D latent: genlab's defaults
     # genlab's best image GAN: DCGAN, non-saturating loss, EMA generator (2,000 steps with ema_decay 0.999 gave
-    # FID 6.0 on MNIST, README "Measuring a model"). The GAN's EMA has no warm-up, so its decay must suit the
-    # budget: 2 CPU-minutes buy ~650 DCGAN steps on one thread, after which 0.999 still keeps 0.999^650 = 52% of
-    # the random initial G (measured: FID 106, precision 0, grey backgrounds). 0.99 averages over ~100 steps.
-    "gan": ({"architecture": "conv", "loss": "non-saturating", "ema_decay": 0.99}, {}),
+    # FID 6.0 on MNIST, README "Measuring a model"). The EMA's warm-up lets a short budget's run forget its
+    # random initial G, so 0.999 suits 2 CPU-minutes (~650 steps) as well as 10.
+    "gan": ({"architecture": "conv", "loss": "non-saturating", "ema_decay": 0.999}, {}),
     # The README's MNIST recipe (batch 64, lr 2e-3, cosine decay, which train() stretches to end at the budget's
     # last step). Sampled with DDIM, 50 steps, for evaluation and timing: DDPM's 1,000 steps cost 20x as much.
     "ddpm": ({"sampler": "ddim", "sampling_steps": 50}, {"batch_size": 64, "lr": 2e-3, "lr_schedule": "cosine"}),

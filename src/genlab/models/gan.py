@@ -269,6 +269,8 @@ class GAN(nn.Module):
             add_spectral_norm(getattr(self, name))
         # A frozen copy that trails G (update_ema); sample() uses it. None when ema_decay = 0.
         self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
+        # How many EMA updates so far, for the warm-up in update_ema; saved with the weights so resume is exact.
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
     def latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws of z ~ N(0, I), (n, latent_dim), on the model's device."""
@@ -354,12 +356,16 @@ class GAN(nn.Module):
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """ema <- decay * ema + (1 - decay) * theta for each of G's parameters; buffers (BatchNorm
-        statistics, spectral norm's power-iteration vectors) are copied. The step calls it after each G update."""
+        """ema <- d * ema + (1 - d) * theta for each of G's parameters, with d = min(ema_decay, (1 + n) / (10 + n))
+        after n updates (the DDPM's warm-up: a short run's average forgets the random initial G instead of
+        keeping ema_decay^steps of it); buffers (BatchNorm statistics, spectral norm's power-iteration vectors)
+        are copied. The step calls it after each G update."""
         if self.ema_generator is None:
             raise ValueError("update_ema needs an EMA generator: set ema_decay > 0 (e.g. 0.999)")
+        n = self.ema_updates.item()
+        decay = min(self.config.ema_decay, (1 + n) / (10 + n))
         # one fused op over all parameters (a loop of lerp_ cost 4x as much on a small G)
-        torch._foreach_lerp_(list(self.ema_generator.parameters()), list(self.generator.parameters()),
-                             1 - self.config.ema_decay)
+        torch._foreach_lerp_(list(self.ema_generator.parameters()), list(self.generator.parameters()), 1 - decay)
+        self.ema_updates += 1
         for ema_b, b in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
             ema_b.copy_(b)
