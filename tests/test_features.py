@@ -55,11 +55,15 @@ def test_a_damaged_weights_file_is_refused(tmp_path):
         load_feature_network(weights, record=MNIST_RECORD)
 
 
-def test_pickle_files_are_refused(tmp_path):
-    path = tmp_path / "inception.pt"
-    path.write_bytes(b"not looked at")
-    with pytest.raises(ValueError, match="never from pickle"):
-        load_feature_network(path)
+def test_unreadable_and_unknown_files_are_refused(tmp_path):
+    damaged = tmp_path / "inception.pth"
+    damaged.write_bytes(b"not a weights file")
+    with pytest.raises(ValueError, match=r"not a readable \.pth weights file: .*never pickled code\)$"):
+        load_feature_network(damaged)
+    other = tmp_path / "net.onnx"
+    other.write_bytes(b"")
+    with pytest.raises(ValueError, match="neither .safetensors nor pytorch-fid's .pth"):
+        load_feature_network(other)
 
 
 def test_features_and_labels_shapes_and_batch_independence():

@@ -241,8 +241,9 @@ def info(run: RunArg):
 
 SamplesOpt = Annotated[int | None, typer.Option(help="Generated samples, and test examples used (default 10000; "
                                                    "ring/grid mode coverage always draws 2500).")]
-FeaturesOpt = Annotated[Path | None, typer.Option(help="Feature network (.safetensors FeatureCNN) for images "
-                                                       "other than MNIST and digits.")]
+FeaturesOpt = Annotated[Path | None, typer.Option(help="Feature network for images other than MNIST and digits: "
+                                                       "pytorch-fid's Inception weights (.pth) or a FeatureCNN "
+                                                       "(.safetensors).")]
 
 
 @app.command("eval")

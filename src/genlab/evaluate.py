@@ -58,7 +58,7 @@ def _feature_space(test: Dataset, features: str | Path | None) -> tuple[FeatureN
     if test.shape in ((1, 28, 28), (1, 8, 8)):
         return load_feature_network(), None
     return None, (f"no feature network for {'x'.join(map(str, test.shape))} images: the shipped one takes "
-                  "1x28x28 and 1x8x8; pass --features PATH")
+                  "1x28x28 and 1x8x8; pass --features PATH (pytorch-fid's Inception weights .pth, or a FeatureCNN)")
 
 
 def _sample_quality(model, test: Dataset, data_name: str, samples: int, seed: int,

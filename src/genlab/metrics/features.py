@@ -13,11 +13,13 @@ clamped to [0, 1]) and centred on a blank 28x28 field. Its box is 18 pixels, not
 are thick, and at 18 they come closest to MNIST's, by the classifier's accuracy on all 1,797 digits (95.6%;
 20 pixels 91.7%, 16 pixels 93.7%; bilinear at 20 pixels 77.1%). Other sizes are rejected.
 
-Other data (RGB folders) need a network trained on them: pass a .safetensors file of `FeatureCNN` (its
-architecture in the file's "genlab_feature_net" metadata, written by `save_feature_cnn`). Inception from
-pytorch-fid is not supported: its architecture lives in torchvision, which genlab does not depend on, and
-the formats that would carry the code with the weights (TorchScript, torch.export) are deprecated or
-fall back to pickle.
+Other data (RGB folders) need another network, passed by path (`genlab eval RUN --features PATH`):
+- the Inception of FID from pytorch-fid (genlab.metrics.inception; its 2048-d pool3 features, the usual FID):
+  the `pt_inception-2015-12-05-6726825d.pth` weights file as pytorch-fid downloads it, or the same tensors as
+  .safetensors. The .pth is read with torch.load(weights_only=True), PyTorch's restricted unpickler, which
+  builds only tensors and plain containers and refuses anything else; genlab never downloads the file;
+- or a .safetensors file of genlab's `FeatureCNN` trained on the data (its architecture in the file's
+  "genlab_feature_net" metadata, written by `save_feature_cnn`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from genlab.metrics.inception import FIDInception
 
 MNIST_WEIGHTS = Path(__file__).with_name("mnist_features.safetensors")
 MNIST_RECORD = MNIST_WEIGHTS.with_suffix(".json")  # how the weights were made, and their SHA-256
@@ -106,21 +110,27 @@ class FeatureNetwork:
 
     name: str
     sha256: str
-    net: FeatureCNN
+    net: FeatureCNN | FIDInception
 
     @property
     def num_features(self) -> int:
         return self.net.num_features
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Images as the net expects them: MNIST's (N, 1, 28, 28), 8x8 digits framed as MNIST; else an error."""
+        """Images as the net expects them (MNIST's (N, 1, 28, 28), 8x8 digits framed as MNIST; Inception: RGB or
+        grey at any size, which it resizes itself); anything else is an error that says why."""
+        if len(x) and not (x.min() >= 0 and x.max() <= 1):  # also catches NaN
+            raise ValueError(f"images must be in [0, 1] (genlab's range), got values in "
+                             f"[{x.min().item():.3g}, {x.max().item():.3g}]: clamp or rescale them first")
+        if isinstance(self.net, FIDInception):
+            if x.dim() != 4 or x.shape[1] not in (1, 3):
+                raise ValueError(f"feature network {self.name} takes (N, 3, H, W) or (N, 1, H, W) images, "
+                                 f"got shape {tuple(x.shape)}")
+            return x.expand(-1, 3, -1, -1)  # grey as RGB, as pytorch-fid does
         channels = self.net.config.in_channels
         if x.dim() != 4 or x.shape[1] != channels:
             raise ValueError(f"feature network {self.name} takes (N, {channels}, H, W) images, "
                              f"got shape {tuple(x.shape)}")
-        if len(x) and not (x.min() >= 0 and x.max() <= 1):  # also catches NaN
-            raise ValueError(f"images must be in [0, 1] (genlab's range), got values in "
-                             f"[{x.min().item():.3g}, {x.max().item():.3g}]: clamp or rescale them first")
         size = self.net.config.image_size
         if tuple(x.shape[2:]) != (size, size):
             mnist_like = channels == 1 and size == MNIST_SIZE
@@ -151,7 +161,8 @@ class FeatureNetwork:
 
 
 def load_feature_network(path: str | Path | None = None, *, record: str | Path | None = None) -> FeatureNetwork:
-    """The shipped MNIST network (path None), or a user's FeatureCNN .safetensors file.
+    """The shipped MNIST network (path None), or a user's file: a FeatureCNN .safetensors, or pytorch-fid's
+    Inception weights (.pth, or the same tensors as .safetensors).
 
     The shipped weights must match the SHA-256 in their JSON record (`record`, default the one beside
     them); a user's file is hashed and the hash goes into each score's protocol.
@@ -159,11 +170,11 @@ def load_feature_network(path: str | Path | None = None, *, record: str | Path |
     shipped = path is None
     path = Path(path) if path is not None else MNIST_WEIGHTS
     if not path.is_file():
-        raise FileNotFoundError(f"feature network {path} not found: pass a FeatureCNN .safetensors file"
+        raise FileNotFoundError(f"feature network {path} not found: pass a FeatureCNN .safetensors file or "
+                                "pytorch-fid's Inception weights (pt_inception-2015-12-05-6726825d.pth)"
                                 if not shipped else f"shipped feature network {path} is missing: reinstall genlab")
-    if path.suffix != ".safetensors":
-        raise ValueError(f"feature network {path} is not a .safetensors file: genlab loads feature networks only "
-                         "from safetensors (FeatureCNN weights), never from pickle")
+    if path.suffix not in (".safetensors", ".pth", ".pt"):
+        raise ValueError(f"feature network {path} is neither .safetensors nor pytorch-fid's .pth weights file")
     digest = sha256_file(path)
     if shipped or record is not None:
         recorded = json.loads(Path(record or MNIST_RECORD).read_text())
@@ -174,21 +185,45 @@ def load_feature_network(path: str | Path | None = None, *, record: str | Path |
         name = recorded["name"]
     else:
         name = f"user:{path.name}"
+    metadata, tensors = _read_tensors(path)
+    if METADATA_KEY in metadata:
+        try:
+            net = FeatureCNN(FeatureCNNConfig(**json.loads(metadata[METADATA_KEY])))
+            net.load_state_dict(tensors, strict=True)
+        except (TypeError, RuntimeError, json.JSONDecodeError) as error:  # unknown keys, mismatched tensors
+            raise ValueError(f"{path} does not hold a FeatureCNN this genlab can build ({error})") from None
+        return FeatureNetwork(name=name, sha256=digest, net=net.eval())
+    net = FIDInception()
+    if set(tensors) != set(net.state_dict()):
+        raise ValueError(f"{path} holds neither a FeatureCNN (no {METADATA_KEY!r} metadata: write it with "
+                         "genlab.metrics.features.save_feature_cnn) nor pytorch-fid's Inception weights "
+                         f"({len(set(net.state_dict()) - set(tensors))} of its tensors missing, "
+                         f"{len(set(tensors) - set(net.state_dict()))} unknown)")
     try:
-        with safetensors.safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        tensors = safetensors.torch.load_file(str(path))
-    except Exception as error:  # safetensors raises its own error types for every kind of damage
-        raise ValueError(f"{path} is not a readable safetensors file ({error})") from None
-    if METADATA_KEY not in metadata:
-        raise ValueError(f"{path} has no {METADATA_KEY!r} metadata: write it with "
-                         "genlab.metrics.features.save_feature_cnn")
-    try:
-        net = FeatureCNN(FeatureCNNConfig(**json.loads(metadata[METADATA_KEY])))
         net.load_state_dict(tensors, strict=True)
-    except (TypeError, RuntimeError, json.JSONDecodeError) as error:  # unknown keys, mismatched tensors
-        raise ValueError(f"{path} does not hold a FeatureCNN this genlab can build ({error})") from None
-    return FeatureNetwork(name=name, sha256=digest, net=net.eval())
+    except RuntimeError as error:  # a tensor of the wrong shape
+        raise ValueError(f"{path} does not hold pytorch-fid's Inception weights ({error})") from None
+    return FeatureNetwork(name=f"pytorch-fid-inception:{path.name}", sha256=digest, net=net.eval())
+
+
+def _read_tensors(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a .safetensors file, or ({}, state dict) of a .pth through the restricted unpickler."""
+    if path.suffix == ".safetensors":
+        try:
+            with safetensors.safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+            return metadata, safetensors.torch.load_file(str(path))
+        except Exception as error:  # safetensors raises its own error types for every kind of damage
+            raise ValueError(f"{path} is not a readable safetensors file ({error})") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch's message would suggest weights_only=False, exactly what must not be done
+        raise ValueError(f"{path} is not a readable {path.suffix} weights file: PyTorch's restricted loader refused "
+                         "it (damaged, or it holds pickled objects beyond tensors; genlab reads tensors only, "
+                         "never pickled code)") from None
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise ValueError(f"{path} is not a state dict of tensors (pytorch-fid's weights file is one)")
+    return {}, state
 
 
 @functools.cache
