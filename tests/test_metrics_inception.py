@@ -70,6 +70,7 @@ class Payload:
         return (open, (str(self.target), "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the hostile file's protocol
 def test_a_pth_that_carries_code_is_refused_without_running_it(tmp_path):
     target = tmp_path / "pwned"
     hostile = tmp_path / "inception.pth"
