@@ -23,8 +23,8 @@ The papers' nets are larger (4 conv layers, 64x64 in VEEGAN's and PacGAN's code)
                300 CPU-s a run (benchmarks/stacked_mnist_search.md): most of the KL above a finite sample's 0.019 is the
                three channels' digit frequencies being uneven (the sum of the per-channel KLs), which falls as
                the digits get sharper; at a fixed CPU budget that is bought by a faster learning rate (KL 0.36 at
-               2e-4, 0.16 at 4e-4, 0.11 at 8e-4, 0.08 at 1.6e-3 and 3.2e-3; a cosine decay lost), while PacGAN's packing, minibatch
-               stddev and larger batches cost steps and lost (KL 0.8 or worse).
+               2e-4, 0.16 at 4e-4, 0.11 at 8e-4, 0.08 at 1.6e-3 and 3.2e-3; a cosine decay lost), while PacGAN's
+               packing, minibatch stddev and larger batches cost steps and lost (KL 0.8 or worse).
 
 Anchors (table 2 of each paper; modes of 1000, KL): VEEGAN: DCGAN 99 / 3.4; VEEGAN 150 / 2.95.
 PacGAN: DCGAN 99 / 3.4 (VEEGAN's figures); PacDCGAN2 1000 / 0.06. Target: 1000 modes, KL <= 0.05.

@@ -65,6 +65,7 @@ class FeatureCNN(nn.Module):
     features, dropout, and a linear classifier. ~130k parameters for the MNIST widths."""
 
     POOL_AFTER = (0, 2)  # block indices followed by a 2x2 max-pool
+    BATCH = 500  # images per forward pass when scoring: small 28x28 activations
 
     def __init__(self, config: FeatureCNNConfig):
         super().__init__()
@@ -144,19 +145,21 @@ class FeatureNetwork:
         return x
 
     @torch.no_grad()
-    def features(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    def features(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """(N, C, H, W) images in [0, 1] -> (N, num_features) float32 features on the CPU."""
         x = self.prepare(x)
         device = next(self.net.parameters()).device
-        return torch.cat([self.net.features(chunk.to(device)).cpu() for chunk in x.split(batch_size)]
+        chunks = x.split(batch_size or self.net.BATCH)
+        return torch.cat([self.net.features(chunk.to(device)).cpu() for chunk in chunks]
                          or [torch.empty(0, self.num_features)])
 
     @torch.no_grad()
-    def classify(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    def classify(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """(N, C, H, W) images in [0, 1] -> (N,) int64 class labels."""
         x = self.prepare(x)
         device = next(self.net.parameters()).device
-        return torch.cat([self.net(chunk.to(device)).argmax(1).cpu() for chunk in x.split(batch_size)]
+        chunks = x.split(batch_size or self.net.BATCH)
+        return torch.cat([self.net(chunk.to(device)).argmax(1).cpu() for chunk in chunks]
                          or [torch.empty(0, dtype=torch.long)])
 
 

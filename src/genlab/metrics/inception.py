@@ -154,6 +154,8 @@ class FIDInception(nn.Module):
     """(N, 3, H, W) in [0, 1] -> the 2048-d pool3 features FID is defined on (`features`), or the graph's 1008
     class logits (`forward`)."""
 
+    BATCH = 50  # images per forward pass when scoring, as pytorch-fid: a 299x299 image's activations take MBs
+
     def __init__(self):
         super().__init__()
         self.Conv2d_1a_3x3 = ConvBN(3, 32, 3, stride=2)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.models.layers import ema_update
 from genlab.models.noise_schedule import SCHEDULES, NoiseSchedule
 from genlab.models.unet import UNet, check_unet_shape, time_mlp, timestep_embedding, unet_fits
 
@@ -160,15 +161,9 @@ class DDPM(nn.Module):
                 x = self.schedule.ddim_step(eps, x, t, t_prev, eta=eta, noise=noise, clip=clip)
         return self.to_data_space(x)
 
-    @torch.no_grad()
     def update_ema(self) -> None:
-        """ema <- d * ema + (1 - d) * theta, with d = min(ema_decay, (1 + n) / (10 + n)) after n updates: the
-        warm-up of TensorFlow's ExponentialMovingAverage, so the random initial weights fade from a short run's
-        average instead of keeping ema_decay^steps of it. The training step calls this after each update."""
+        """Move the EMA network towards the trained one (layers.ema_update, with its warm-up). The training
+        step calls this after each update."""
         if self.ema_network is None:
             raise ValueError("update_ema needs an EMA network: set ema_decay > 0 (e.g. 0.999)")
-        n = self.ema_updates.item()
-        decay = min(self.config.ema_decay, (1 + n) / (10 + n))
-        for ema_p, p in zip(self.ema_network.parameters(), self.network.parameters(), strict=True):
-            ema_p.lerp_(p, 1 - decay)
-        self.ema_updates += 1
+        ema_update(self.ema_network, self.network, self.config.ema_decay, self.ema_updates)

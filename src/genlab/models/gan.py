@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from genlab.models.layers import check_conv_shape, mlp, resolve_architecture
+from genlab.models.layers import check_conv_shape, ema_update, mlp, resolve_architecture
 
 # --- the losses --------------------------------------------------------------------------------------
 # Each takes D's raw outputs (logits, or critic values for the Wasserstein losses), averaged over the
@@ -354,18 +354,9 @@ class GAN(nn.Module):
         for p in self.discriminator.parameters():
             p.clamp_(-self.config.clip_value, self.config.clip_value)
 
-    @torch.no_grad()
     def update_ema(self) -> None:
-        """ema <- d * ema + (1 - d) * theta for each of G's parameters, with d = min(ema_decay, (1 + n) / (10 + n))
-        after n updates (the DDPM's warm-up: a short run's average forgets the random initial G instead of
-        keeping ema_decay^steps of it); buffers (BatchNorm statistics, spectral norm's power-iteration vectors)
-        are copied. The step calls it after each G update."""
+        """Move the EMA generator towards G (layers.ema_update, with its warm-up). The step calls it after each
+        G update."""
         if self.ema_generator is None:
             raise ValueError("update_ema needs an EMA generator: set ema_decay > 0 (e.g. 0.999)")
-        n = self.ema_updates.item()
-        decay = min(self.config.ema_decay, (1 + n) / (10 + n))
-        # one fused op over all parameters (a loop of lerp_ cost 4x as much on a small G)
-        torch._foreach_lerp_(list(self.ema_generator.parameters()), list(self.generator.parameters()), 1 - decay)
-        self.ema_updates += 1
-        for ema_b, b in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
-            ema_b.copy_(b)
+        ema_update(self.ema_generator, self.generator, self.config.ema_decay, self.ema_updates)
