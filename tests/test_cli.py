@@ -204,7 +204,7 @@ ERRORS = {
     "conv on 30x30": (lambda t, d, r: new_run(t, "vae", "--data", folder_of_30px_images(t),
                                               "--set", "architecture=conv"),
                       "multiples of 4, but the images are 30x30"),
-    "steps below 1 by --set": (lambda t, d, r: new_run(t, "vae", "--set", "steps=-1"), "steps must be at least 1"),
+    "steps below 1 by --set": (lambda t, d, r: new_run(t, "vae", "--set", "steps=-1"), "steps=-1 is out of range"),
     "unknown gan loss": (lambda t, d, r: new_run(t, "gan", "--data", "ring", "--set", "loss=wgan-xx"),
                          "hinge, wgan, wgan-gp"),
     "pack not dividing the batch": (lambda t, d, r: new_run(t, "gan", "--data", "ring", "--set", "pack=3"),
@@ -255,14 +255,14 @@ def no_training(monkeypatch):
 def test_steps_zero_is_rejected(tmp_path, no_training):
     result = invoke("train", "vae", "--steps", 0, "--run", tmp_path / "new-run", *TINY)
     assert no_training == [], "--steps 0 started training"
-    assert "steps must be at least 1" in user_error(result)
+    assert "steps=0 is out of range" in user_error(result)
 
 
 def test_bad_steps_on_resume_leave_the_run_intact(digits_run, tmp_path):
     run = tmp_path / "copy"
     shutil.copytree(digits_run, run)
     before = (run / "config.json").read_text()
-    assert "steps must be at least 1" in user_error(invoke("train", "--resume", run, "--steps", 0))
+    assert "steps=0 is out of range" in user_error(invoke("train", "--resume", run, "--steps", 0))
     assert (run / "config.json").read_text() == before
     succeeded(invoke("train", "--resume", run))
 

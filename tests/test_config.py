@@ -10,6 +10,8 @@ import pytest
 
 from genlab.config import from_json_dict, parse_overrides, to_json_dict
 from genlab.models.autoencoder import AutoencoderConfig
+from genlab.models.ddpm import DDPMConfig
+from genlab.models.gan import GANConfig
 from genlab.models.vae import VAEConfig
 from genlab.train import TrainConfig
 
@@ -110,10 +112,75 @@ def test_from_json_dict_fills_new_fields_and_rejects_unknown_ones():
 
 
 @pytest.mark.parametrize("settings,match", [
-    ({"steps": 0}, "steps must be at least 1, got 0"),
-    ({"batch_size": -1}, "batch_size must be at least 1"),
+    ({"steps": 0}, "steps=0 is out of range: use 1..1000000000"),
+    ({"batch_size": -1}, "batch_size=-1 is out of range"),
     ({"lr": 0.0}, "lr must be positive"),
 ])
 def test_train_config_rejects_bad_values(settings, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**settings)
+
+
+# --- check_fields: what a config.json edited by hand or a JSON request can hold ---------------------------
+
+FAMILY_CONFIGS = [AutoencoderConfig, VAEConfig, GANConfig, DDPMConfig]
+
+
+@pytest.mark.parametrize("config_class", [TrainConfig, *FAMILY_CONFIGS])
+def test_every_config_builds_with_its_defaults_and_bounds_every_number(config_class):
+    config = config_class()  # check_fields raises TypeError for a numeric field without a range
+    assert dataclasses.asdict(config)
+
+
+@pytest.mark.parametrize("config_class", FAMILY_CONFIGS)
+@pytest.mark.parametrize("settings,match", [
+    ({"latent_dim": 0}, "latent_dim=0 is out of range: use 1.."),
+    ({"latent_dim": 10**9}, "latent_dim=1000000000 is out of range"),
+    ({"latent_dim": "8"}, "latent_dim='8' is not an integer"),
+    ({"latent_dim": True}, "latent_dim=True is not an integer"),
+    ({"latent_dim": 8.0}, "latent_dim=8.0 is not an integer"),
+    ({"hidden_dims": [-5]}, r"hidden_dims=\[-5\] is out of range"),
+    ({"hidden_dims": [64] * 17}, "hidden_dims takes at most 16 values, got 17"),
+    ({"conv_channels": [0]}, r"conv_channels=\[0\] is out of range"),
+    ({"hidden_dims": 64}, "hidden_dims=64 is not a list of values"),
+    ({"hidden_dims": ["a"]}, "hidden_dims='a' is not an integer"),
+    ({"data_shape": [1, 0, 8]}, "data_shape=.* is out of range"),
+    ({"architecture": "<script>"}, "architecture='<script>' is not one of"),
+])
+def test_family_configs_refuse_wrong_types_and_out_of_range_values(config_class, settings, match):
+    if config_class is DDPMConfig:  # no latent, no conv: its T and U-Net widths stand in
+        for ours, theirs in (("latent_dim", "num_timesteps"), ("conv_channels", "unet_channels")):
+            if ours in settings:
+                settings = {theirs: settings[ours]}
+                match = match.replace(ours, theirs)
+    with pytest.raises(ValueError, match=match):
+        config_class(**settings)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("config_class,key", [(TrainConfig, "lr"), (VAEConfig, "beta"), (GANConfig, "gp_weight"),
+                                              (GANConfig, "lr_d"), (AutoencoderConfig, "noise_std"),
+                                              (DDPMConfig, "ema_decay")])
+def test_non_finite_numbers_are_refused(config_class, key, value):
+    with pytest.raises(ValueError, match=f"{key}=.* is not a finite number"):
+        config_class(**{key: value})
+
+
+@pytest.mark.parametrize("settings,match", [
+    ({"seed": 2**70}, "seed=.* is out of range"), ({"seed": -1}, "seed=-1 is out of range"),
+    ({"image_size": 20000}, "image_size=20000 is out of range: use 4..1024"),
+    ({"batch_size": 10**8}, "batch_size=.* is out of range"), ({"channels": 4}, "channels=4 is out of range"),
+    ({"steps": 2.5}, "steps=2.5 is not an integer"), ({"precision": "fp8"}, "precision='fp8' is not one of"),
+])
+def test_train_config_bounds(settings, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**settings)
+
+
+def test_json_lists_stand_for_tuples_and_ints_for_floats():
+    config = GANConfig(hidden_dims=[32, 32], betas=[0, 0.9], gp_weight=5)
+    assert config.hidden_dims == (32, 32) and config.betas == (0, 0.9) and config.gp_weight == 5
+    with pytest.raises(ValueError, match="betas must be two numbers in"):
+        GANConfig(betas=[0.5, 1.0])
+    with pytest.raises(ValueError, match="betas needs exactly 2 values, got 3"):
+        GANConfig(betas=[0.5, 0.9, 0.9])

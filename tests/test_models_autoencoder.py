@@ -48,10 +48,10 @@ def test_auto_architecture_and_reconstruction():
 
 
 @pytest.mark.parametrize("settings,match", [
-    ({"reconstruction": "l1"}, "unknown reconstruction"),
-    ({"code_activation": "relu"}, "unknown code_activation"),
-    ({"latent_dim": 0}, "latent_dim must be at least 1"),
-    ({"noise_std": -0.1}, "noise_std must be >= 0"),
+    ({"reconstruction": "l1"}, "reconstruction='l1' is not one of"),
+    ({"code_activation": "relu"}, "code_activation='relu' is not one of"),
+    ({"latent_dim": 0}, "latent_dim=0 is out of range"),
+    ({"noise_std": -0.1}, "noise_std=-0.1 is out of range"),
     ({"architecture": "conv", "data_shape": (1, 30, 30)}, "30x30"),
 ])
 def test_bad_settings_raise(settings, match):

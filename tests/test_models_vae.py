@@ -407,10 +407,10 @@ def test_auto_architecture():
 
 
 @pytest.mark.parametrize("settings,match", [
-    ({"likelihood": "poisson"}, "unknown likelihood"),
-    ({"latent_dim": 0}, "latent_dim must be at least 1"),
-    ({"beta": -0.5}, "beta must be >= 0"),
-    ({"architecture": "transformer"}, "unknown architecture"),
+    ({"likelihood": "poisson"}, "likelihood='poisson' is not one of"),
+    ({"latent_dim": 0}, "latent_dim=0 is out of range"),
+    ({"beta": -0.5}, "beta=-0.5 is out of range"),
+    ({"architecture": "transformer"}, "architecture=.transformer. is not one of"),
 ])
 def test_bad_settings_raise(settings, match):
     with pytest.raises(ValueError, match=match):

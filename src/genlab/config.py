@@ -4,6 +4,7 @@ with unknown keys and mistyped values rejected in one line that says what would 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal
@@ -87,3 +88,78 @@ def from_json_dict(cls: type, values: dict[str, Any]) -> Any:
         raise ValueError(f"{cls.__name__} has no setting(s) {', '.join(sorted(unknown))}: "
                          "was this written by a newer genlab?")
     return cls(**values)
+
+
+def check_fields(config: Any, ranges: dict[str, tuple[float, float]]) -> None:
+    """Refuse what no run can use, in one line naming the setting: a value of the wrong type (an edited
+    config.json, a JSON request), a number that is not finite, a number outside its range.
+
+    `ranges` maps every numeric field to inclusive (low, high); for a tuple field each item is checked. A
+    numeric field without a range is a bug in the config class (every setting has an upper bound: a huge
+    one is how a single request grows a process to tens of GB), so it raises TypeError.
+    """
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        _check_type(value, hints[field.name], field.name)
+        numbers = [item for item in (value if isinstance(value, (tuple, list)) else (value,))
+                   if isinstance(item, (int, float)) and not isinstance(item, bool)]
+        if not numbers:
+            continue
+        if field.name not in ranges:
+            raise TypeError(f"{type(config).__name__}.{field.name} has no range in check_fields")
+        low, high = ranges[field.name]
+        for number in numbers:
+            if not math.isfinite(number):
+                raise ValueError(f"{field.name}={value} is not a finite number")
+            if not low <= number <= high:
+                raise ValueError(f"{field.name}={value} is out of range: use {_show(low)}..{_show(high)}")
+
+
+def _show(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+def _check_type(value: Any, annotation: Any, key: str) -> None:
+    """Whether `value` fits its annotation as JSON could carry it (lists stand for tuples; ints for floats)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, key)
+            except ValueError as error:
+                errors.append(error)
+        raise errors[0]
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ValueError(f"{key}={value!r} is not one of {', '.join(map(str, choices))}")
+        return
+    if origin is tuple:
+        items = typing.get_args(annotation)
+        if not isinstance(value, (tuple, list)):
+            raise ValueError(f"{key}={value!r} is not a list of values, e.g. {key}=128,128")
+        if len(items) == 2 and items[1] is Ellipsis:
+            if len(value) > MAX_ITEMS:
+                raise ValueError(f"{key} takes at most {MAX_ITEMS} values, got {len(value)}")
+            items = (items[0],) * len(value)
+        elif len(value) != len(items):
+            raise ValueError(f"{key} needs exactly {len(items)} values, got {len(value)}")
+        for item, item_type in zip(value, items, strict=True):
+            _check_type(item, item_type, key)
+        return
+    expected = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(annotation)
+    if expected is None:
+        raise TypeError(f"check_fields cannot check {key}: {annotation}")
+    if not isinstance(value, expected) or (annotation is not bool and isinstance(value, bool)):
+        names = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+        raise ValueError(f"{key}={value!r} is not {names[annotation]}")
+
+
+MAX_ITEMS = 16  # entries in a list setting (hidden_dims, conv_channels...): more layers than any CPU run wants

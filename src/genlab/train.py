@@ -24,7 +24,7 @@ from rich.markup import escape
 from torch.nn.utils import parametrize
 
 from genlab import checkpoint as ckpt
-from genlab.config import from_json_dict, to_json_dict
+from genlab.config import check_fields, from_json_dict, to_json_dict
 from genlab.data import Batches, Dataset, load_dataset
 from genlab.explore import save_image_grid, save_points
 from genlab.metrics import (
@@ -62,15 +62,12 @@ class TrainConfig:
     keep_checkpoints: int = 3  # the newest K stay on disk
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        every = (1, 10**9)
+        check_fields(self, {"steps": every, "batch_size": (1, 65536), "lr": (0, 1e6), "seed": (0, 2**63 - 1),
+                            "image_size": (4, 1024), "channels": (1, 3), "log_every": every, "sample_every": every,
+                            "checkpoint_every": every, "keep_checkpoints": (1, 1000)})
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}: choose constant or cosine")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}: choose {' or '.join(PRECISIONS)}")
 
 
 PRECISIONS = {"fp32": None, "bf16-mixed": torch.bfloat16}  # name -> autocast dtype

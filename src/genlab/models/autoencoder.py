@@ -13,7 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.models.layers import encoder_decoder, interpolate_latents, resolve_architecture
+from genlab.config import check_fields
+from genlab.models.layers import (
+    MAX_CHANNELS,
+    MAX_DATA_SIZE,
+    MAX_WIDTH,
+    encoder_decoder,
+    interpolate_latents,
+    resolve_architecture,
+)
 
 
 @dataclass
@@ -28,20 +36,15 @@ class AutoencoderConfig:
     noise_std: float = 0.0  # > 0: denoising autoencoder, Gaussian noise on the input while training
 
     def __post_init__(self):
+        check_fields(self, {"data_shape": (1, MAX_DATA_SIZE), "latent_dim": (1, MAX_WIDTH),
+                            "hidden_dims": (1, MAX_WIDTH),
+                            "conv_channels": (1, MAX_CHANNELS), "noise_std": (0, 10)})
         self.data_shape = tuple(self.data_shape)
         self.hidden_dims = tuple(self.hidden_dims)
         self.conv_channels = tuple(self.conv_channels)
         self.architecture = resolve_architecture(self.architecture, self.data_shape, self.conv_channels)
         if self.reconstruction == "auto":
             self.reconstruction = "bce" if len(self.data_shape) == 3 else "mse"
-        if self.reconstruction not in ("bce", "mse"):
-            raise ValueError(f"unknown reconstruction loss {self.reconstruction!r}: choose auto, bce or mse")
-        if self.code_activation not in ("none", "tanh"):
-            raise ValueError(f"unknown code_activation {self.code_activation!r}: choose none or tanh")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
-        if self.noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
 
 
 class Autoencoder(nn.Module):

@@ -26,7 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from genlab.models.layers import check_conv_shape, ema_update, mlp, resolve_architecture
+from genlab.config import check_fields
+from genlab.models.layers import (
+    MAX_CHANNELS,
+    MAX_DATA_SIZE,
+    MAX_WIDTH,
+    check_conv_shape,
+    ema_update,
+    mlp,
+    resolve_architecture,
+)
 
 # --- the losses --------------------------------------------------------------------------------------
 # Each takes D's raw outputs (logits, or critic values for the Wasserstein losses), averaged over the
@@ -109,6 +118,11 @@ class GANConfig:
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's; beta1 = 0.5 is DCGAN's, steadier than 0.9 for GANs
 
     def __post_init__(self):
+        check_fields(self, {"data_shape": (1, MAX_DATA_SIZE), "latent_dim": (1, MAX_WIDTH),
+                            "hidden_dims": (1, MAX_WIDTH),
+                            "conv_channels": (1, MAX_CHANNELS), "gp_weight": (0, 1e4), "r1_weight": (0, 1e4),
+                            "clip_value": (0, 100), "pack": (1, 64), "ema_decay": (0, 1), "n_critic": (1, 100),
+                            "lr_d": (0, 1e6), "betas": (0, 1)})
         self.data_shape = tuple(self.data_shape)
         self.hidden_dims = tuple(self.hidden_dims)
         self.conv_channels = tuple(self.conv_channels)
@@ -116,18 +130,6 @@ class GANConfig:
         self.architecture = resolve_architecture(self.architecture, self.data_shape, self.conv_channels)
         if self.output == "auto":
             self.output = "sigmoid" if len(self.data_shape) == 3 else "linear"
-        if self.output not in OUTPUTS:
-            raise ValueError(f"unknown output {self.output!r}: choose auto, {', '.join(OUTPUTS)}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
-        if self.spectral_norm not in SPECTRAL_NORM:
-            raise ValueError(f"unknown spectral_norm {self.spectral_norm!r}: choose one of {', '.join(SPECTRAL_NORM)}")
-        for name in ("latent_dim", "pack", "n_critic"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("gp_weight", "r1_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.clip_value > 0:
             raise ValueError(f"clip_value must be positive, got {self.clip_value}")
         if not 0 <= self.ema_decay < 1:

@@ -10,6 +10,12 @@ from typing import Literal
 import torch
 from torch import nn
 
+# Upper bounds on the settings every family shares: far beyond what a run here wants, low enough that no
+# setting alone asks for more memory than a machine has (a 16384-wide linear layer is 1 GiB of float32).
+MAX_WIDTH = 16384  # latent_dim and MLP widths
+MAX_CHANNELS = 2048  # conv and U-Net widths
+MAX_DATA_SIZE = 65536  # each entry of data_shape: channels, height, width, or a point's dimension
+
 
 def mlp(sizes: list[int], *, final_activation: nn.Module | None = None) -> nn.Sequential:
     """Linear layers of the given widths with ReLU between them."""

@@ -16,7 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.models.layers import encoder_decoder, interpolate_latents, resolve_architecture
+from genlab.config import check_fields
+from genlab.models.layers import (
+    MAX_CHANNELS,
+    MAX_DATA_SIZE,
+    MAX_WIDTH,
+    encoder_decoder,
+    interpolate_latents,
+    resolve_architecture,
+)
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -32,18 +40,15 @@ class VAEConfig:
     beta: float = 1.0  # weight of the KL term; > 1 trades reconstruction for a more disentangled code (beta-VAE)
 
     def __post_init__(self):
+        check_fields(self, {"data_shape": (1, MAX_DATA_SIZE), "latent_dim": (1, MAX_WIDTH),
+                            "hidden_dims": (1, MAX_WIDTH),
+                            "conv_channels": (1, MAX_CHANNELS), "beta": (0, 1e4)})
         self.data_shape = tuple(self.data_shape)
         self.hidden_dims = tuple(self.hidden_dims)
         self.conv_channels = tuple(self.conv_channels)
         self.architecture = resolve_architecture(self.architecture, self.data_shape, self.conv_channels)
         if self.likelihood == "auto":
             self.likelihood = "bernoulli" if len(self.data_shape) == 3 else "gaussian"
-        if self.likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(f"unknown likelihood {self.likelihood!r}: choose auto, bernoulli or gaussian")
-        if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be at least 1, got {self.latent_dim}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be >= 0, got {self.beta}")
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
