@@ -6,6 +6,7 @@ and exits with status 1; tracebacks are for bugs.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -37,11 +38,34 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, TrainingDiverged) as error:
-            # Plain text, not Rich markup: paths and values in the message may hold brackets.
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(1) from None
+            message = str(error)
+        except OSError as error:  # a full disk, a read-only folder, --out naming a folder...
+            message = describe_os_error(error)
+        # Plain text, not Rich markup: paths and values in the message may hold brackets.
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from None
 
     return wrapper
+
+
+OS_ERROR_ADVICE = {
+    errno.ENOSPC: "free some space (what was saved before is intact) and run the command again",
+    errno.EDQUOT: "free some space (what was saved before is intact) and run the command again",
+    errno.EACCES: "choose a folder you can write to (--run, --out)",
+    errno.EPERM: "choose a folder you can write to (--run, --out)",
+    errno.EROFS: "the file system is read-only: choose another folder (--run, --out)",
+    errno.EISDIR: "that names a folder: give a file name, e.g. --out picture.png",
+    errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an operating-system error: what failed, on which file, and what to do about it."""
+    what = error.strerror or str(error)
+    where = f" ({error.filename})" if error.filename else ""
+    advice = OS_ERROR_ADVICE.get(error.errno, "check the path and try again")
+    return f"{what}{where}: {advice}"
 
 
 def _new_run_dir(family: str, data: str) -> Path:
