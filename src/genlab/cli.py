@@ -37,10 +37,12 @@ def user_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, TrainingDiverged) as error:
+        except (ValueError, TrainingDiverged) as error:
             message = str(error)
-        except OSError as error:  # a full disk, a read-only folder, --out naming a folder...
-            message = describe_os_error(error)
+        except OSError as error:
+            # genlab's own (FileNotFoundError("no checkpoint at ...")) carry their message; the system's (a full
+            # disk, a read-only folder, --out naming a folder) carry an errno, and get a line that says what to do
+            message = describe_os_error(error) if error.errno is not None else str(error)
         # Plain text, not Rich markup: paths and values in the message may hold brackets.
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1) from None
@@ -57,6 +59,7 @@ OS_ERROR_ADVICE = {
     errno.EISDIR: "that names a folder: give a file name, e.g. --out picture.png",
     errno.ENOTDIR: "a part of that path is a file, not a folder: choose another path",
     errno.ENAMETOOLONG: "choose a shorter path",
+    errno.EEXIST: "a file is in the way of a folder genlab needs: choose another path",
 }
 
 
