@@ -31,7 +31,7 @@ def test_served_hosts_are_the_loopback_names_and_the_bound_address():
     lan = served_hosts("192.0.2.7", 8000)
     assert "192.0.2.7:8000" in lan and f"{socket.gethostname().lower()}:8000" in lan and "localhost:8000" in lan
     everywhere = served_hosts("0.0.0.0", 8000)
-    assert "0.0.0.0:8000" not in everywhere and f"{socket.gethostname().lower()}:8000" in everywhere
+    assert "0.0.0.0:8000" in everywhere and f"{socket.gethostname().lower()}:8000" in everywhere
     assert origin_allowed("http://localhost:8000", local) and not origin_allowed("null", local)
     assert not origin_allowed("http://evil.example:8000", local) and not origin_allowed("file:///x", local)
 

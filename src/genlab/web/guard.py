@@ -24,7 +24,6 @@ MAX_BODY = 1_000_000  # bytes; the lab's largest body (a run request, a latent v
 MAX_JSON_VALUES = 10_000  # numbers, strings, lists and objects in one document: 2,000 drawn points take 6,001
 MAX_JSON_DEPTH = 32  # the lab's own messages nest 3 deep
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
-WILDCARDS = ("0.0.0.0", "::", "")
 FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")  # a client's key worth naming in a message
 
 
@@ -36,14 +35,13 @@ def _bracket(host: str) -> str:
 
 
 def served_hosts(host: str, port: int) -> tuple[str, ...]:
-    """The Host values (name:port) of a lab listening on host:port. Always the loopback names. Bound to a LAN
-    address, that address too; bound to every interface (0.0.0.0 or ::), none in particular. Either way, off
-    loopback, this machine's names and the addresses they resolve to, so other machines can open
-    http://NAME:PORT/. An address that is none of these (another interface's IP) is refused: bind it with --host."""
-    names = set(LOOPBACK)
+    """The Host values (name:port) of a lab listening on host:port: the loopback names and the address it is bound
+    to (the one `genlab lab` prints, 0.0.0.0 included: browsers send Origin when another page points at it). Off
+    loopback (a LAN address, or 0.0.0.0 / :: for every interface), also this machine's names and the addresses
+    they resolve to, so other machines can open http://NAME:PORT/. An address that is none of these (another
+    interface's IP) is refused: bind that address with --host."""
+    names = {*LOOPBACK, host} if host else set(LOOPBACK)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        if host not in WILDCARDS:
-            names.add(host)
         machine = {socket.gethostname(), socket.getfqdn()}
         names |= machine
         for name in machine:
@@ -51,7 +49,7 @@ def served_hosts(host: str, port: int) -> tuple[str, ...]:
                 names |= {info[4][0] for info in socket.getaddrinfo(name, None)}
             except OSError:  # a name the resolver does not know: it cannot be used in a URL either
                 continue
-    return tuple(sorted(f"{_bracket(name.lower())}:{port}" for name in names))
+    return tuple(sorted({f"{_bracket(name.lower())}:{port}" for name in names}))
 
 
 def _host_port(netloc: str) -> str:

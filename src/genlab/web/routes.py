@@ -276,7 +276,7 @@ def explorer_models(request: Request):
     """The two models trained here, then every vae or ae run on digits with a checkpoint, newest first."""
     runs = [f"run:{run['name']}" for run in _lab(request).runs.list()
             if run["family"] in ("vae", "ae") and run["data"] == "digits" and run["checkpoints"]
-            and run["model"]["latent_dim"] <= MAX_LATENT]
+            and isinstance(run["model"].get("latent_dim"), int) and run["model"]["latent_dim"] <= MAX_LATENT]
     return {"models": ["vae", "ae", *runs]}
 
 

@@ -232,20 +232,25 @@ class RunManager:
 
     def describe(self, name: str) -> dict:
         folder = self.run_dir(name)
-        config = json.loads((folder / "config.json").read_text())
+        config = json.loads((folder / "config.json").read_text())  # a JSONDecodeError is a ValueError: a 422
+        if not (isinstance(config, dict) and isinstance(config.get("model"), dict)
+                and isinstance(config.get("train"), dict) and isinstance(config["train"].get("steps"), int)):
+            raise ValueError(f"run {name!r} has a config.json that is not a genlab run's: fix or remove the folder")
         metrics_path = folder / "metrics.jsonl"
         records = []
         if metrics_path.exists():
             for line in metrics_path.read_text().splitlines():
                 try:
-                    records.append(finite(json.loads(line)))
+                    record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line being written right now
+                if isinstance(record, dict) and isinstance(record.get("step"), int):
+                    records.append(finite(record))
         job = self.jobs.get(name)
         checkpoints = list_checkpoints(folder)
         samples = sorted(p.name for p in (folder / "samples").glob("step-*.png") if SAMPLE_FILE.match(p.name))
         done = records[-1]["step"] if records else 0
-        return {"name": name, "family": config["family"], "data": config["train"]["data"],
+        return {"name": name, "family": config.get("family"), "data": config["train"].get("data"),
                 "steps": config["train"]["steps"], "step": done,
                 "status": job.status if job else ("finished" if done >= config["train"]["steps"] else "stopped"),
                 "error": job.error if job else None, "model": config["model"], "train": config["train"],
@@ -261,7 +266,7 @@ class RunManager:
         for name in names[:200]:
             try:
                 info = self.describe(name)
-            except (ValueError, KeyError, json.JSONDecodeError):
+            except ValueError:
                 continue  # a folder that is not (yet) a readable run
             info.pop("records")
             out.append(info)
