@@ -3,6 +3,7 @@ latent explorer; every bad request is a 4xx with a message, and no client input 
 
 import dataclasses
 import io
+import shutil
 import time
 import typing
 
@@ -317,3 +318,25 @@ def test_holes_decodes_a_grid_from_both_models(client):
     with torch.no_grad():  # the middle of a 3 x 3 grid over [-2, 2]^2 is z = 0
         torch.testing.assert_close(torch.tensor(same["vae"][4]), vae.decode(torch.zeros(1, 2)).flatten(), atol=1e-3,
                                    rtol=0)
+
+
+def test_unreadable_run_folders_are_4xx_never_500(client):
+    runs_dir = client.app.state.lab.runs.runs_dir
+    folders = {"bad-json": "{", "bad-list": "[1, 2]", "bad-train": '{"family": "ae", "model": {}, "train": 5}',
+               "bad-steps": '{"family": "vae", "model": {"latent_dim": "x"}, "train": {"steps": "9"}}'}
+    try:
+        for name, text in folders.items():
+            (runs_dir / name).mkdir()
+            (runs_dir / name / "config.json").write_text(text)
+        (runs_dir / "odd-metrics").mkdir()
+        (runs_dir / "odd-metrics" / "config.json").write_text('{"family": "ae", "model": {}, "train": {"steps": 9}}')
+        (runs_dir / "odd-metrics" / "metrics.jsonl").write_text('[1]\n{"step": "x"}\n{"step": 2}\n')
+        assert [r["step"] for r in client.get("/api/runs/odd-metrics").json()["records"]] == [2]
+        listed = client.get("/api/runs")
+        assert listed.status_code == 200 and not set(folders) & {run["name"] for run in listed.json()["runs"]}
+        for name in folders:
+            assert "not a genlab run's" in one_line(client.get(f"/api/runs/{name}"), 422)
+        assert client.get("/api/explorer/models").status_code == 200
+    finally:
+        for name in (*folders, "odd-metrics"):
+            shutil.rmtree(runs_dir / name)

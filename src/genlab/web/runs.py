@@ -232,7 +232,10 @@ class RunManager:
 
     def describe(self, name: str) -> dict:
         folder = self.run_dir(name)
-        config = json.loads((folder / "config.json").read_text())  # a JSONDecodeError is a ValueError: a 422
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            config = None
         if not (isinstance(config, dict) and isinstance(config.get("model"), dict)
                 and isinstance(config.get("train"), dict) and isinstance(config["train"].get("steps"), int)):
             raise ValueError(f"run {name!r} has a config.json that is not a genlab run's: fix or remove the folder")
