@@ -6,6 +6,7 @@ tests/artifacts/ (git-ignored). Skipped when /usr/bin/chromium or the playwright
 """
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -220,4 +221,49 @@ def test_dashboard_starts_a_run_and_generates(page, lab):
     explorer.wait_for_function("document.getElementById('z-text').textContent.split(',').length === 4")
     explorer.screenshot(path=str(ARTIFACTS / "explorer_on_a_run.png"))
     explorer.close()
+    assert not errors, errors
+    # a second run: the first one's pictures go at once, and the runs table follows it while it trains
+    page.fill("#steps", "20000")
+    page.fill("#settings", "hidden_dims=16\nlog_every=5")
+    page.click("#start")
+    page.wait_for_function(f"document.getElementById('run-name').textContent !== {name!r}")
+    assert not page.locator("#run-sample").is_visible() and not page.locator("#generated").is_visible()
+    page.wait_for_function("""name => {
+        const row = [...document.querySelectorAll("#runs tbody tr")].find(r => r.dataset.name === name);
+        return row && row.cells[4].textContent === "running" && parseInt(row.cells[3].textContent) > 0;
+    }""", arg=page.inner_text("#run-name"))
+    page.click("#stop")
+    page.wait_for_function("document.getElementById('run-status').textContent === 'stopped'")
+
+
+def test_hostile_configs_show_as_text_and_lost_connections_are_said(page, browser, tmp_path):
+    """A run folder whose config.json holds markup is shown as text and runs nothing; a playground over the
+    server's limit keeps the server's reason on screen; when the server goes, every open page says so."""
+    run = tmp_path / "evil-run"
+    run.mkdir()
+    family, data = '<img src=x onerror="window.pwned = 1">', "<script>window.pwned = 2</script>"
+    (run / "config.json").write_text(json.dumps({"family": family, "model": {}, "train": {"data": data, "steps": 10}}))
+    others = [browser.new_page() for _ in range(2)]
+    errors = []
+    for other in others:
+        other.on("pageerror", lambda error: errors.append(str(error)))
+    first, second = others
+    with running_server(create_app(tmp_path, max_playgrounds=1)) as address:
+        page.goto(f"http://{address}/dashboard")
+        page.wait_for_function("document.querySelectorAll('#runs tbody td').length > 0")
+        cells = page.locator("#runs tbody td").all_inner_texts()
+        assert cells[:3] == ["evil-run", family, data]
+        assert page.locator("#runs img, #runs script").count() == 0
+        assert page.evaluate("window.pwned") is None
+        first.goto(f"http://{address}/playground")
+        first.wait_for_function("document.getElementById('coverage').textContent.includes('modes')")
+        second.goto(f"http://{address}/playground")  # over max_playgrounds: the server says why, and it stays said
+        second.wait_for_function("document.getElementById('lost')?.textContent.includes('the most this server runs')")
+    first.wait_for_function("document.getElementById('lost')?.textContent.includes('Lost connection to the lab')")
+    assert first.locator("#lost").is_visible()
+    page.click("#runs button.open")  # a socket that cannot connect at all
+    page.wait_for_function("document.getElementById('lost')?.textContent.includes('Lost connection to the lab')")
+    assert "the most this server runs" in second.inner_text("#lost") and page.evaluate("window.pwned") is None
+    for other in others:
+        other.close()
     assert not errors, errors

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
+from starlette.testclient import WebSocketDenialResponse
 
 from genlab.train import gan_step
 from genlab.web.app import create_app
@@ -120,7 +120,7 @@ def test_drawn_points_are_checked():
 
 @pytest.fixture
 def client(tmp_path):
-    with TestClient(create_app(tmp_path, max_playgrounds=1)) as client:
+    with TestClient(create_app(tmp_path, max_playgrounds=1, allowed_hosts=("testserver",))) as client:
         yield client
 
 
@@ -172,19 +172,45 @@ def test_socket_rejects_bad_messages_with_a_message(client, message, error):
         assert error in receive_until(ws, "error")["message"]
 
 
-def test_socket_rejects_non_json_and_huge_messages(client):
+@pytest.mark.parametrize("frame, error", [
+    ("{not json", "messages are JSON objects"),
+    ("x" * 200_000, "more than 100,000 characters"),
+    ('{"type": "settings", "settings": {"lr_g": NaN}}', "not a number JSON has"),
+    ('{"type": "settings", "settings": {"lr_g": 1e999}}', "too large to be finite"),
+    ('{"type": "settings", "settings": {"seed": 1180591620717411303424}}', "seed: Input should be less than"),
+    ('{"type": "settings", "settings": {"width": 0}}', "width: Input should be greater than"),
+    ('{"type": "settings", "settings": {"<img src=x>": 1}}', "(a key): not a field"),
+    ("[" * 50_000 + "]" * 50_000, "nested more than"),
+    ('{"type": "points", "points": [' + "[0.1, 0.1]," * 3000 + "[0, 0]]}", "between 8 and 2000"),
+    ('{"type": "points", "points": [' + "[0.1, 0.1]," * 9 + '[0.1, "<b>evil</b>"]]}', "point 9 is not"),
+    ('{"type": "points", "points": [' + "[0.1, 0.1]," * 9 + "[0.1, true]]}", "point 9 is not"),
+])
+def test_socket_rejects_hostile_text_with_one_line(client, frame, error):
     with client.websocket_connect("/ws/playground") as ws:
-        ws.send_text("{not json")
-        assert "JSON" in receive_until(ws, "error")["message"]
-        ws.send_text("x" * 200_000)
-        assert "at most" in receive_until(ws, "error")["message"]
+        ws.send_text(frame)
+        message = receive_until(ws, "error")["message"]
+        assert error in message and "\n" not in message and len(message) < 300
+        assert "evil" not in message and "img" not in message  # never the input back
+        ws.send_json({"type": "step", "which": "d"})  # the session goes on
+        receive_until(ws, "frame", lambda m: m["d_steps"] == 1)
+
+
+def test_socket_answers_binary_frames_and_floods_without_falling_over(client):
+    with client.websocket_connect("/ws/playground") as ws:
+        receive_until(ws, "frame")
+        ws.send_bytes(b"\x00\xff" * 1000)
+        assert "not binary frames" in receive_until(ws, "error")["message"]
+        for _ in range(500):  # faster than anyone clicks: the server answers what it can and stays up
+            ws.send_text('{"type": "fly"}')
+        ws.send_json({"type": "step", "which": "g"})
+        receive_until(ws, "frame", lambda m: m["g_steps"] == 1, limit=1000)
 
 
 def test_socket_refuses_other_origins(client):
-    with pytest.raises(WebSocketDisconnect) as refused:
+    with pytest.raises(WebSocketDenialResponse) as refused:
         with client.websocket_connect("/ws/playground", headers={"origin": "http://evil.example"}) as ws:
             ws.receive_json()
-    assert refused.value.code == 1008
+    assert refused.value.status_code == 403 and "cross-origin" in refused.value.json()["detail"]
 
 
 def test_disconnect_stops_the_worker_and_frees_the_slot(client):

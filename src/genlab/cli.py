@@ -346,7 +346,8 @@ def lab(port: Annotated[int, typer.Option(help="Port to listen on (0: any free p
 
     import uvicorn
 
-    from genlab.web.app import create_app
+    from genlab.web.app import MAX_MESSAGE, create_app
+    from genlab.web.guard import served_hosts
 
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be between 0 and 65535, got {port}")
@@ -360,7 +361,9 @@ def lab(port: Annotated[int, typer.Option(help="Port to listen on (0: any free p
     shown = f"[{host}]" if ":" in host else host
     console.print(f"genlab lab on http://{shown}:{sock.getsockname()[1]}/  (runs in {runs}; Ctrl-C stops it)",
                   markup=False)
-    config = uvicorn.Config(create_app(runs, data_dir=data_dir, warm_up=True), log_level="warning")
+    lab_app = create_app(runs, data_dir=data_dir, warm_up=True, allowed_hosts=served_hosts(host, sock.getsockname()[1]))
+    # ws_max_size: a message the lab refuses is not read into memory first (UTF-8: at most 4 bytes a character)
+    config = uvicorn.Config(lab_app, log_level="warning", ws_max_size=4 * MAX_MESSAGE)
     uvicorn.Server(config).run(sockets=[sock])
 
 

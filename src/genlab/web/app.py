@@ -6,8 +6,9 @@
   /explorer     a VAE's 2-D latent space beside an AE's, decoded where the pointer is
 
 `create_app(runs_dir)` builds the app; nothing is loaded or trained at import. Every input is validated and
-bounded (a 4xx with a one-line message otherwise), no client ever passes a file path, and requests that
-change something (POST, WebSockets) are refused when a browser says they come from another origin.
+bounded (a 4xx or an error message with one line, never the input echoed back), no client ever passes a file
+path, and guard.Guard refuses requests to another host name (DNS rebinding), from another origin, or with a body
+over 1 MB.
 """
 
 from __future__ import annotations
@@ -16,31 +17,28 @@ import asyncio
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import torch
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from genlab.data import default_data_dir
 from genlab.web.benches import LabModels
-from genlab.web.playground import (
-    Playground,
-    PlaygroundSettings,
-    PlaygroundWorker,
-    check_points,
-    describe,
-)
-from genlab.web.routes import router
+from genlab.web.guard import LOOPBACK, Guard, describe, describe_errors, parse_json
+from genlab.web.playground import Playground, PlaygroundSettings, PlaygroundWorker, check_points
+from genlab.web.routes import DRAWING_SLOTS, Saturated, router
 from genlab.web.runs import BUNDLED_DATA, Busy, NotFound, RunManager
 
 STATIC = Path(__file__).parent / "static"
 PAGES = ("playground", "dashboard", "bench", "explorer")
 MAX_MESSAGE = 100_000  # characters in one WebSocket message: 2,000 drawn points take ~40,000
+MAX_PENDING = 64  # replies waiting for a client that sends faster than it reads; more are dropped
 VIEWS = ("heatmap", "arrows", "grid", "coverage")
 
 
@@ -55,24 +53,21 @@ class Lab:
     playgrounds: int = 0
     loaded: OrderedDict = field(default_factory=OrderedDict)  # (run, checkpoint) -> model, the newest few
     loaded_lock: threading.Lock = field(default_factory=threading.Lock)
+    drawing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(DRAWING_SLOTS))  # generate.png
 
     def data_names(self) -> tuple[str, ...]:
         mnist = (self.data_dir or default_data_dir()) / "mnist" / "train-images-idx3-ubyte.gz"
         return (*BUNDLED_DATA, "mnist") if mnist.is_file() else BUNDLED_DATA
 
 
-def same_origin(headers) -> bool:
-    """Whether a request may act: browsers send Origin on cross-site requests and on every WebSocket, so a
-    page elsewhere cannot drive the lab; clients without Origin (curl, scripts) are not browsers to forge."""
-    origin = headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == headers.get("host")
-
-
 def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = None, max_playgrounds: int = 4,
-               max_runs: int = 1, warm_up: bool = False, torch_threads: int = 1) -> FastAPI:
+               max_runs: int = 1, warm_up: bool = False, torch_threads: int = 1,
+               allowed_hosts: Collection[str] = LOOPBACK) -> FastAPI:
     """The lab app. runs_dir: the only folder runs are read from and written to. warm_up: train the bench
     and explorer models in a background thread at start. torch_threads: the lab's workers (playgrounds, a
-    training run) each want one core; more threads per op only fight over a small CPU."""
+    training run) each want one core; more threads per op only fight over a small CPU. allowed_hosts: the
+    Host values the lab answers to, name:port or a bare name for any port (guard.served_hosts(host, port)
+    for a server listening on host:port; the default, the loopback names, suits a lab on 127.0.0.1)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -87,12 +82,15 @@ def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = N
 
     app = FastAPI(title="genlab lab", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard, allowed_hosts=allowed_hosts)
 
-    @app.middleware("http")
-    async def refuse_cross_origin(request: Request, call_next):
-        if request.method not in ("GET", "HEAD") and not same_origin(request.headers):
-            return JSONResponse({"detail": "cross-origin request refused: use the lab's own pages"}, status_code=403)
-        return await call_next(request)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError):
+        return JSONResponse({"detail": describe_errors(error.errors())}, status_code=422)
+
+    @app.exception_handler(Saturated)
+    async def saturated(request: Request, error: Saturated):
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(ValueError)
     async def value_error(request: Request, error: ValueError):
@@ -167,10 +165,16 @@ async def _send_frames(websocket: WebSocket, worker: PlaygroundWorker) -> None:
         worker.stop()  # the client went away mid-send; the receiving side ends the session
 
 
+def read_command(text: str, settings: PlaygroundSettings) -> dict:
+    """One WebSocket text message -> a command; runs in a worker thread (a message may hold 2,000 points)."""
+    try:
+        message = parse_json(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"messages are JSON objects: {error.msg}") from None
+    return parse_command(message, settings)
+
+
 async def playground_socket(websocket: WebSocket):
-    if not same_origin(websocket.headers):
-        await websocket.close(code=1008, reason="cross-origin WebSocket refused")
-        return
     lab: Lab = websocket.app.state.lab
     await websocket.accept()
     if lab.playgrounds >= lab.max_playgrounds:
@@ -186,18 +190,20 @@ async def playground_socket(websocket: WebSocket):
         worker.start()
         sender = asyncio.create_task(_send_frames(websocket, worker))
         while True:
-            text = await websocket.receive_text()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
             try:
+                text = message.get("text")
+                if text is None:
+                    raise ValueError("messages are JSON text, not binary frames")
                 if len(text) > MAX_MESSAGE:
-                    raise ValueError(f"message of {len(text)} characters: at most {MAX_MESSAGE}")
-                try:
-                    message = json.loads(text)
-                except json.JSONDecodeError:
-                    raise ValueError("messages are JSON objects") from None
-                worker.command(parse_command(message, playground.settings))
+                    raise ValueError(f"a message of more than {MAX_MESSAGE:,} characters: send fewer points")
+                worker.command(await asyncio.to_thread(read_command, text, playground.settings))
             except ValueError as error:
-                worker.outbox.put_nowait({"type": "error", "message": describe(error)})
-                worker.wake.set()
+                if worker.outbox.qsize() < MAX_PENDING:  # a client that floods bad messages is not sent a backlog
+                    worker.outbox.put_nowait({"type": "error", "message": describe(error)})
+                    worker.wake.set()
     except WebSocketDisconnect:
         pass
     finally:
@@ -216,9 +222,6 @@ STREAM_INTERVAL = 0.25  # s between a viewer's polls of the run; losses arrive e
 async def run_socket(websocket: WebSocket, name: str):
     """Stream a run to one viewer: its status, new metric records and the newest sample pictures, until
     it ends. Each viewer reads the shared job on its own, so many viewers cost the trainer nothing."""
-    if not same_origin(websocket.headers):
-        await websocket.close(code=1008, reason="cross-origin WebSocket refused")
-        return
     lab: Lab = websocket.app.state.lab
     await websocket.accept()
     try:

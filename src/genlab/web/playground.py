@@ -27,6 +27,7 @@ from genlab.data import toys
 from genlab.metrics import MIXTURES, NUM_SAMPLES, CollapseDetector, check_discriminator, check_modes, mixture_coverage
 from genlab.models import GAN, GANConfig
 from genlab.train import gan_optimizers, gan_step
+from genlab.web.guard import describe
 
 # data name -> (x0, x1, y0, y1) of the view; 1-D data uses only x0, x1
 BOUNDS = {
@@ -86,10 +87,11 @@ def check_points(points) -> torch.Tensor:
         count = len(points) if isinstance(points, list) else "no list of"
         raise ValueError(f"draw between {MIN_DRAWN_POINTS} and {MAX_DRAWN_POINTS} points, got {count} points")
     lo, hi = BOUNDS["drawn"][0], BOUNDS["drawn"][1]
-    for point in points:
-        if (not isinstance(point, list) or len(point) != 2
-                or not all(isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi for v in point)):
-            raise ValueError(f"each point must be [x, y] with both in [{lo}, {hi}], got {str(point)[:40]}")
+    for index, point in enumerate(points):
+        if (not isinstance(point, list) or len(point) != 2 or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+                for v in point)):
+            raise ValueError(f"each point must be [x, y] with both in [{lo}, {hi}]: point {index} is not")
     return torch.tensor(points, dtype=torch.float32)
 
 
@@ -442,10 +444,3 @@ class PlaygroundWorker:
             if dirty and self.frame_taken.is_set() and (not self.playing or now - last_frame >= FRAME_INTERVAL):
                 self._post_frame()
                 dirty, last_frame = False, now
-
-
-def describe(error: ValueError) -> str:
-    """One line from a ValueError, or from pydantic's ValidationError (a ValueError with a list of errors)."""
-    if hasattr(error, "errors"):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
-    return str(error)

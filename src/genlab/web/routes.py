@@ -1,7 +1,9 @@
 """The lab's JSON API: one plain function per endpoint, each a thin call into the library.
 
-Bodies and queries are pydantic models with bounds, so a bad request is a 422 naming the field. Plain
-`def` endpoints run in FastAPI's thread pool: training a bench model on first use never blocks the loop.
+Bodies and queries are pydantic models with bounds, so a bad request is a 422 naming the field. Bodies are read
+by guard.parse_json in a worker thread (LabRoute), and plain `def` endpoints run in FastAPI's thread pool: neither a
+large body nor training a bench model on first use blocks the event loop. Pictures are drawn in at most
+DRAWING_SLOTS threads at once; a request beyond that is a 503 to retry, not a queue that grows with a flood.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Annotated
 
 import torch
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from genlab.checkpoint import load_model, resolve_checkpoint
@@ -22,18 +26,44 @@ from genlab.data import load_dataset
 from genlab.explore import image_grid, save_points
 from genlab.models import FAMILIES
 from genlab.models.layers import interpolate_latents
+from genlab.web.guard import parse_json
 from genlab.web.runs import MAX_STEPS, NotFound, RunRequest
 
-router = APIRouter(prefix="/api")
+
+class OffLoopJSON(Request):
+    """A request whose JSON body is read in a worker thread by the lab's strict reader."""
+
+    async def json(self):
+        if not hasattr(self, "_json"):
+            self._json = await run_in_threadpool(parse_json, await self.body())
+        return self._json
+
+
+class LabRoute(APIRoute):
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def off_loop_handler(request: Request):
+            return await handler(OffLoopJSON(request.scope, request.receive))
+
+        return off_loop_handler
+
+
+class Saturated(Exception):
+    """Every drawing slot is taken: a 503 with Retry-After."""
+
+
+router = APIRouter(prefix="/api", route_class=LabRoute)
 MAX_GENERATE = 256  # samples in one generated picture
 LOADED_MODELS = 4  # trained models kept in memory for generate
+DRAWING_SLOTS = 2  # pictures drawn at once: the lab's CPU is small, and a third would only slow the other two
 Cell = Annotated[float, Field(ge=0, le=1)]
 Code = Annotated[float, Field(ge=-1, le=1)]  # the lesson's tanh code
 Latent = Annotated[float, Field(ge=-10, le=10)]  # far beyond anything a prior N(0, I) puts mass on
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def _lab(request: Request):
@@ -99,10 +129,21 @@ def _trained_model(lab, name: str):
 
 
 @router.get("/runs/{name}/generate.png")
-def generate(name: str, request: Request, n: Annotated[int, Query(ge=1, le=MAX_GENERATE)] = 64,
-             seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0, download: bool = False):
+async def generate(name: str, request: Request, n: Annotated[int, Query(ge=1, le=MAX_GENERATE)] = 64,
+                   seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0, download: bool = False):
     """Samples from the run's latest checkpoint (reconstructions of test examples for an autoencoder)."""
     lab = _lab(request)
+    if lab.drawing.locked():
+        raise Saturated(f"{DRAWING_SLOTS} pictures are being drawn, the most this lab draws at once: "
+                        "try again in a moment")
+    async with lab.drawing:
+        picture, step = await run_in_threadpool(_draw_samples, lab, name, n, seed)
+    headers = {"Content-Disposition": f'attachment; filename="{name}-step{step}-seed{seed}.png"'} if download else {}
+    return Response(picture, media_type="image/png", headers=headers)
+
+
+def _draw_samples(lab, name: str, n: int, seed: int) -> tuple[bytes, int]:
+    """(PNG bytes, checkpoint step): sampling and encoding, in a worker thread."""
     try:
         model, meta = _trained_model(lab, name)
     except FileNotFoundError:
@@ -117,14 +158,10 @@ def generate(name: str, request: Request, n: Annotated[int, Query(ge=1, le=MAX_G
             out = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1) if test.kind == "image" else \
                 model.reconstruct(x)
     if out.dim() == 4:
-        buffer = _png(image_grid(out, scale=max(1, 64 // out.shape[-1])))
-    else:
-        with tempfile.TemporaryDirectory() as folder:
-            buffer = save_points(out, Path(folder) / "points.png", title=f"{len(out)} from step {meta['step']}") \
-                .read_bytes()
-    headers = {"Content-Disposition": f'attachment; filename="{name}-step{meta["step"]}-seed{seed}.png"'} \
-        if download else {}
-    return Response(buffer, media_type="image/png", headers=headers)
+        return _png(image_grid(out, scale=max(1, 64 // out.shape[-1]))), meta["step"]
+    with tempfile.TemporaryDirectory() as folder:
+        path = save_points(out, Path(folder) / "points.png", title=f"{len(out)} from step {meta['step']}")
+        return path.read_bytes(), meta["step"]
 
 
 def _png(picture) -> bytes:
@@ -239,7 +276,7 @@ def explorer_models(request: Request):
     """The two models trained here, then every vae or ae run on digits with a checkpoint, newest first."""
     runs = [f"run:{run['name']}" for run in _lab(request).runs.list()
             if run["family"] in ("vae", "ae") and run["data"] == "digits" and run["checkpoints"]
-            and run["model"]["latent_dim"] <= MAX_LATENT]
+            and isinstance(run["model"].get("latent_dim"), int) and run["model"]["latent_dim"] <= MAX_LATENT]
     return {"models": ["vae", "ae", *runs]}
 
 

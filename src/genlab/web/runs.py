@@ -18,9 +18,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from genlab.checkpoint import list_checkpoints
 from genlab.config import parse_overrides
@@ -31,29 +31,54 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SAMPLE_FILE = re.compile(r"^step-\d{8}-(samples|reconstructions)\.png$")
 BUNDLED_DATA = ("digits", "patterns", "ring", "grid", "moons", "gaussian1d", "swissroll")  # nothing to download
 MAX_STEPS = 20_000
-# settings a client may pass, with the largest value each may take: a model that fits the CPU in minutes
-LIMITS = {"latent_dim": 256, "batch_size": 1024, "n_critic": 10, "pack": 8, "log_every": MAX_STEPS,
-          "sample_every": MAX_STEPS, "checkpoint_every": MAX_STEPS, "keep_checkpoints": 10}
-WIDTH_LIMITS = {"hidden_dims": (4, 1024), "conv_channels": (3, 256)}  # (most layers, widest layer)
-REFUSED = {"data", "steps", "image_size", "channels"}  # chosen by their own fields, or only for image folders
+# Every number a client may set, with the range the lab allows it (for a tuple, each entry's range): the lab is a
+# shared server, so one run stays at most a few hundred MB and minutes of CPU. These are the lab's bounds, tighter
+# than the library's own checks. A number or tuple setting that is not here cannot be set from the lab, so a
+# setting added to a config later is refused until someone bounds it here.
+BOUNDS = {
+    # TrainConfig (steps is its own field, 1..MAX_STEPS)
+    "batch_size": (1, 512), "lr": (1e-6, 1.0), "seed": (0, 2**63 - 1), "log_every": (1, MAX_STEPS),
+    "sample_every": (1, MAX_STEPS), "checkpoint_every": (1, MAX_STEPS), "keep_checkpoints": (1, 10),
+    # model configs
+    "latent_dim": (1, 256), "hidden_dims": (1, 1024), "conv_channels": (1, 128), "unet_channels": (1, 64),
+    "noise_std": (0.0, 10.0), "beta": (0.0, 100.0), "gp_weight": (0.0, 100.0), "r1_weight": (0.0, 100.0),
+    "clip_value": (1e-4, 1.0), "pack": (1, 8), "ema_decay": (0.0, 0.9999), "n_critic": (1, 10), "lr_d": (1e-6, 1.0),
+    "betas": (0.0, 0.9999), "num_timesteps": (1, 4000), "sampling_steps": (1, 4000),
+}
+LENGTHS = {"hidden_dims": (1, 4), "conv_channels": (1, 3), "unet_channels": (1, 4), "betas": (2, 2)}  # entries
+# chosen by their own fields, or by the data (data_shape; image_size and channels are for image folders only)
+REFUSED = {"data", "steps", "data_shape", "image_size", "channels"}
 
 
-SettingName = Annotated[str, Field(max_length=40)]
-SettingValue = Annotated[str, Field(max_length=200)] | int | float | bool | Annotated[list[int], Field(max_length=8)]
+
+def _setting_value(value):
+    """A setting's value as JSON carries it; parse_overrides then reads it as its field's type."""
+    number = isinstance(value, int | float)  # bool is an int too
+    if number or (isinstance(value, str) and len(value) <= 40) or (isinstance(value, list) and len(value) <= 8 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+        return value
+    raise ValueError("a setting is a number, true or false, text of at most 40 characters or a list of at most 8 "
+                     "numbers")
+
+
+SettingName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")]
+SettingValue = Annotated[Any, AfterValidator(_setting_value), WithJsonSchema({"anyOf": [
+    {"type": "number"}, {"type": "boolean"}, {"type": "string", "maxLength": 40},
+    {"type": "array", "items": {"type": "number"}, "maxItems": 8}]})]
 
 
 class RunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    family: str
-    data: str = "digits"
+    family: Literal[tuple(FAMILIES)]
+    data: Literal[(*BUNDLED_DATA, "mnist")] = "digits"  # mnist once it is downloaded
     steps: int = Field(300, ge=1, le=MAX_STEPS)
     settings: dict[SettingName, SettingValue] = Field(default_factory=dict, max_length=30)
 
 
 def check_name(name: str) -> str:
     if not NAME.match(name):
-        raise ValueError(f"{name[:40]!r} is not a run name: letters, digits, '_', '.' and '-' only")
+        raise ValueError("that is not a run name: letters, digits, '_', '.' and '-' only, at most 100")
     return name
 
 
@@ -70,27 +95,39 @@ def _text(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
+def check_bounds(key: str, value) -> None:
+    """ValueError unless a parsed setting is within the lab's bounds (see BOUNDS)."""
+    values = value if isinstance(value, tuple) else (value,)
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if not numbers and not isinstance(value, tuple):
+        return  # a choice (a Literal) or a flag: the library knows its options
+    if key not in BOUNDS:
+        raise ValueError(f"{key} cannot be set from the lab: use `genlab train --set {key}=...`")
+    low, high = BOUNDS[key]
+    if key in LENGTHS:
+        fewest, most = LENGTHS[key]
+        if not fewest <= len(values) <= most:
+            count = most if fewest == most else f"{fewest} to {most}"
+            raise ValueError(f"{key} takes {count} entries in the lab, got {len(values)}")
+    if not all(math.isfinite(v) and low <= v <= high for v in numbers):
+        raise ValueError(f"{key} must be between {low:,} and {high:,} in the lab" if key not in LENGTHS else
+                         f"each entry of {key} must be between {low:,} and {high:,} in the lab")
+
+
 def parse_request(request: RunRequest, data_names: tuple[str, ...]) -> tuple[TrainConfig, dict]:
     """(train config, model settings) of a request, every value typed and bounded; ValueError otherwise."""
-    if request.family not in FAMILIES:
-        raise ValueError(f"unknown model family {request.family!r}: choose one of {', '.join(FAMILIES)}")
     if request.data not in data_names:
-        raise ValueError(f"unknown data {request.data!r}: choose one of {', '.join(data_names)}")
+        raise ValueError(f"data {request.data} is not here: download it first (genlab data download {request.data})"
+                         f" or choose one of {', '.join(data_names)}")
     refused = REFUSED & set(request.settings)
     if refused:
-        raise ValueError(f"setting(s) {', '.join(sorted(refused))} cannot be set here: use the data and steps fields")
+        raise ValueError(f"setting(s) {', '.join(sorted(refused))} cannot be set here: data and steps have their own "
+                         "fields, and the data decides its shape")
     _, config_class = family_classes(request.family)
     pairs = [f"{key}={_text(value)}" for key, value in request.settings.items()]
     train_settings, model_settings = parse_overrides(pairs, [TrainConfig, config_class])
     for key, value in {**train_settings, **model_settings}.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{key}={value} is not a finite number")
-        if key in LIMITS and isinstance(value, int) and value > LIMITS[key]:
-            raise ValueError(f"{key}={value} is too large for the lab: at most {LIMITS[key]}")
-        if key in WIDTH_LIMITS:
-            layers, widest = WIDTH_LIMITS[key]
-            if not 1 <= len(value) <= layers or max(value) > widest:
-                raise ValueError(f"{key} takes 1 to {layers} layers of at most {widest}, got {list(value)}")
+        check_bounds(key, value)
     log_every = max(1, min(50, request.steps // 20))  # about 20 points on the loss curve, however short the run
     sample_every = max(log_every, request.steps // 5)
     defaults = {"log_every": log_every, "sample_every": sample_every, "checkpoint_every": sample_every}
@@ -195,20 +232,28 @@ class RunManager:
 
     def describe(self, name: str) -> dict:
         folder = self.run_dir(name)
-        config = json.loads((folder / "config.json").read_text())
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            config = None
+        if not (isinstance(config, dict) and isinstance(config.get("model"), dict)
+                and isinstance(config.get("train"), dict) and isinstance(config["train"].get("steps"), int)):
+            raise ValueError(f"run {name!r} has a config.json that is not a genlab run's: fix or remove the folder")
         metrics_path = folder / "metrics.jsonl"
         records = []
         if metrics_path.exists():
             for line in metrics_path.read_text().splitlines():
                 try:
-                    records.append(finite(json.loads(line)))
+                    record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line being written right now
+                if isinstance(record, dict) and isinstance(record.get("step"), int):
+                    records.append(finite(record))
         job = self.jobs.get(name)
         checkpoints = list_checkpoints(folder)
         samples = sorted(p.name for p in (folder / "samples").glob("step-*.png") if SAMPLE_FILE.match(p.name))
         done = records[-1]["step"] if records else 0
-        return {"name": name, "family": config["family"], "data": config["train"]["data"],
+        return {"name": name, "family": config.get("family"), "data": config["train"].get("data"),
                 "steps": config["train"]["steps"], "step": done,
                 "status": job.status if job else ("finished" if done >= config["train"]["steps"] else "stopped"),
                 "error": job.error if job else None, "model": config["model"], "train": config["train"],
@@ -224,7 +269,7 @@ class RunManager:
         for name in names[:200]:
             try:
                 info = self.describe(name)
-            except (ValueError, KeyError, json.JSONDecodeError):
+            except ValueError:
                 continue  # a folder that is not (yet) a readable run
             info.pop("records")
             out.append(info)

@@ -50,9 +50,10 @@ async function init() {
     const card = document.createElement("div"); card.className = "panel"; card.style.cursor = "pointer";
     const a = lab.canvas(45, 45, p.name), b = lab.canvas(45, 45, "reconstruction");
     lab.drawPixels(a, p.cells, 3); lab.drawPixels(b, p.reconstruction, 3);
-    card.innerHTML = `<div class="muted" style="font-size:12px">${p.name}</div>`;
-    const strip = document.createElement("div"); strip.className = "strip"; strip.append(a, "→", b); card.append(strip);
-    card.insertAdjacentHTML("beforeend", `<div class="stats" style="font-size:12px">${p.code.map(v => v.toFixed(2)).join(" ")}</div>`);
+    const name = lab.el("div", { className: "muted" }, p.name), code = lab.el("div", { className: "stats" },
+      p.code.map(v => v.toFixed(2)).join(" "));
+    name.style.fontSize = code.style.fontSize = "12px";
+    card.append(name, lab.el("div", { className: "strip" }, a, "→", b), code);
     card.onclick = () => { cells = p.cells.map(v => Math.round(v)); encode(); };
     $("gallery").append(card);
   }

@@ -1,20 +1,49 @@
 "use strict";
-// Helpers every lab page uses: JSON requests with readable errors, WebSocket URLs, drawing small images.
+// Helpers every lab page uses: JSON requests with readable errors, WebSockets that say when they are lost,
+// elements built from text nodes (never HTML strings: a run's config.json is data, not markup), small images.
+const LOST = "Lost connection to the lab: is `genlab lab` still running? Reload the page to retry.";
 const lab = {
   async json(url, body) {
     const options = body === undefined ? {} :
       { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
-    const response = await fetch(url, options);
+    let response;
+    try { response = await fetch(url, options); }
+    catch (error) { lab.lost(); throw error; }  // no answer at all: the server is gone
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
-      const detail = Array.isArray(data.detail) ? data.detail.map(d => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ")
-        : (data.detail || response.statusText);
+      const detail = typeof data.detail === "string" ? data.detail : response.statusText;
       lab.error(detail);
       throw new Error(detail);
     }
     return data;
   },
   socketURL(path) { return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path; },
+  // A WebSocket whose unexpected end is said on the page, in a banner that stays: the server's own reason when it
+  // closed the socket on purpose after an error message (1008: refused, 1013: full), else LOST. A page that
+  // closes its own socket calls lab.leave(socket) first.
+  connect(path, onmessage) {
+    const socket = new WebSocket(lab.socketURL(path));
+    let reason = null;
+    socket.onmessage = event => {
+      const message = JSON.parse(event.data);
+      if (message.type === "error") reason = message.message;
+      onmessage(message);
+    };
+    socket.onclose = event => {
+      if (socket.left || event.code === 1000) return;  // 1000: the server finished (a run's stream ends)
+      lab.lost([1008, 1013].includes(event.code) && reason ? reason : LOST);
+    };
+    return socket;
+  },
+  leave(socket) { if (socket) { socket.left = true; socket.close(); } },
+  lost(message = LOST) {
+    let banner = document.getElementById("lost");
+    if (!banner) {
+      banner = lab.el("div", { id: "lost", role: "alert" });
+      document.body.prepend(banner);
+    }
+    banner.textContent = message;
+  },
   error(message) {
     const box = document.getElementById("error");
     if (!box) return;
@@ -22,6 +51,12 @@ const lab = {
     box.classList.add("on");
     clearTimeout(lab._errorTimer);
     lab._errorTimer = setTimeout(() => box.classList.remove("on"), 6000);
+  },
+  // <tag> with these properties (className, href, value, ...) and children; strings become text nodes
+  el(tag, properties = {}, ...children) {
+    const node = Object.assign(document.createElement(tag), properties);
+    node.append(...children);
+    return node;
   },
   // values: size*size grey levels in [0, 1] (1 = ink); drawn dark on light, scaled to the canvas without blur
   drawPixels(canvas, values, size) {

@@ -7,34 +7,44 @@ let socket = null, current = null, records = [];
 
 async function init() {
   const options = await lab.json("/api/options");
-  $("family").innerHTML = options.families.map(f => `<option>${f}</option>`).join("");
-  $("data").innerHTML = options.data.map(d => `<option>${d}</option>`).join("");
+  $("family").replaceChildren(...options.families.map(f => lab.el("option", {}, f)));
+  $("data").replaceChildren(...options.data.map(d => lab.el("option", {}, d)));
   await refresh();
+}
+
+// one row of the runs table; every value is a text node (a run folder's config.json may hold anything)
+function runRow(r) {
+  const button = lab.el("button", { className: "open", onclick: () => open(r.name) }, "open");
+  const row = lab.el("tr", { className: r.name === current ? "selected" : "" },
+    ...[r.name, r.family, r.data, `${r.step} / ${r.steps}`, r.status].map(v => lab.el("td", {}, String(v))),
+    lab.el("td", {}, button));
+  row.dataset.name = r.name;
+  return row;
 }
 
 async function refresh() {
   const { runs } = await lab.json("/api/runs");
-  $("runs").tBodies[0].innerHTML = runs.map(r => `<tr data-name="${r.name}" class="${r.name === current ? "selected" : ""}">
-    <td>${r.name}</td><td>${r.family}</td><td>${r.data}</td><td>${r.step} / ${r.steps}</td><td>${r.status}</td>
-    <td><button class="open">open</button></td></tr>`).join("");
-  for (const button of document.querySelectorAll("#runs button.open"))
-    button.onclick = () => open(button.closest("tr").dataset.name);
+  $("runs").tBodies[0].replaceChildren(...runs.map(runRow));
   if (!current && runs.length) open(runs[0].name);
 }
 
 function open(name) {
-  if (socket) socket.close();
+  lab.leave(socket);
   current = name; records = [];
-  $("run-name").textContent = name; $("generated").style.display = "none"; $("download").hidden = true;
+  $("run-name").textContent = name; $("run-status").textContent = "–"; $("run-step").textContent = "–";
+  $("images-per-s").textContent = "–"; $("run-warning").textContent = ""; $("run-warning").classList.remove("on");
+  lab.chart($("run-chart"), []);
+  // nothing of the run shown before stays on screen
+  $("run-sample").style.display = "none"; $("run-sample").removeAttribute("src"); delete $("run-sample").dataset.file;
+  $("sample-download").hidden = true; $("sample-files").replaceChildren();
+  $("generated").style.display = "none"; $("download").hidden = true;
   for (const row of $("runs").tBodies[0].rows) row.classList.toggle("selected", row.dataset.name === name);
-  socket = new WebSocket(lab.socketURL(`/ws/runs/${encodeURIComponent(name)}`));
-  socket.onmessage = event => {
-    const m = JSON.parse(event.data);
+  socket = lab.connect(`/ws/runs/${encodeURIComponent(name)}`, m => {
     if (m.type === "error") return lab.error(m.message);
     if (m.name !== current) return;
     records.push(...m.records);
     show(m);
-  };
+  });
 }
 
 function show(m) {
@@ -54,11 +64,14 @@ function show(m) {
     $("run-sample").src = base + newest; $("run-sample").dataset.file = newest; $("run-sample").style.display = "block";
     $("sample-download").href = base + newest + "?download=true"; $("sample-download").hidden = false;
   }
-  $("sample-files").innerHTML = m.samples.length ? "pictures: " + m.samples.map(f =>
-    `<a href="${base + f}?download=true">${f}</a>`).join(", ") : "";
+  $("sample-files").replaceChildren(...(m.samples.length ? ["pictures: ", ...m.samples.flatMap((f, i) =>
+    [i ? ", " : "", lab.el("a", { href: `${base + f}?download=true` }, f)])] : []));
   const active = ACTIVE.includes(m.status);
   $("stop").disabled = !active; $("start").disabled = active;
   $("generate").disabled = m.checkpoints.length === 0;
+  // the table follows the open run while it trains, and is read afresh once it ends
+  const row = [...$("runs").tBodies[0].rows].find(r => r.dataset.name === m.name);
+  if (row) row.replaceWith(runRow(m));
   if (!active) refresh();
 }
 

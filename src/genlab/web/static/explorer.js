@@ -21,8 +21,9 @@ async function loadMap() {
   const half = Math.max(ranges[0][1] - ranges[0][0], (ranges[1] || ranges[0])[1] - (ranges[1] || ranges[0])[0]) / 2;
   const cx = (ranges[0][0] + ranges[0][1]) / 2, cy = ranges[1] ? (ranges[1][0] + ranges[1][1]) / 2 : 0;
   extent = [cx - half, cx + half, cy - half, cy + half];
-  $("sliders").innerHTML = ranges.map(([lo, hi], d) => `<label>z[${d}] <input type="range" id="zs-${d}"
-    min="${lo.toFixed(2)}" max="${hi.toFixed(2)}" step="0.01" value="${((lo + hi) / 2).toFixed(2)}"></label>`).join("");
+  $("sliders").replaceChildren(...ranges.map(([lo, hi], d) => lab.el("label", {}, `z[${d}] `, lab.el("input", {
+    type: "range", id: `zs-${d}`, min: lo.toFixed(2), max: hi.toFixed(2), step: "0.01", value: ((lo + hi) / 2).toFixed(2),
+  }))));
   for (const s of sliders()) s.oninput = () => decodeAt(sliderZ());
   drawMap();
   drawPick(0); drawPick(1);
@@ -42,7 +43,11 @@ function drawMap(cursor) {
   picks.forEach((index, k) => { const [x, y] = toPixel(points.codes[index]);
     mctx.strokeStyle = "#000"; mctx.lineWidth = 2; mctx.strokeRect(x - 6, y - 6, 12, 12); mctx.fillStyle = "#000"; mctx.fillText(k ? "B" : "A", x + 8, y - 6); });
   if (cursor) { mctx.strokeStyle = "#000"; mctx.lineWidth = 1; mctx.beginPath(); mctx.arc(cursor[0], cursor[1], 7, 0, 2 * Math.PI); mctx.stroke(); }
-  $("legend").innerHTML = lab.TAB10.map((c, d) => `<span><i class="dot" style="background:${c}"></i>${d}</span>`).join("");
+  $("legend").replaceChildren(...lab.TAB10.map((c, d) => {
+    const dot = lab.el("i", { className: "dot" });
+    dot.style.background = c;
+    return lab.el("span", {}, dot, String(d));
+  }));
 }
 
 let busy = false, queued = null;  // one decode in flight; the newest pending z wins
@@ -78,8 +83,7 @@ $("map-model").onchange = loadMap;
 $("interpolate").onclick = async () => {
   const r = await lab.json("/api/explorer/interpolate", { model, a: picks[0], b: picks[1], steps: 8 });
   for (const method of ["lerp", "slerp"]) {
-    $(method).innerHTML = "";
-    for (const image of r[method]) { const c = lab.canvas(40, 40); lab.drawPixels(c, image, 8); $(method).append(c); }
+    $(method).replaceChildren(...r[method].map(image => { const c = lab.canvas(40, 40); lab.drawPixels(c, image, 8); return c; }));
   }
 };
 
@@ -97,6 +101,7 @@ $("holes").onclick = async () => {
   $("box-ae").textContent = box(r.ae_box); $("box-vae").textContent = box(r.vae_box);
 };
 lab.json("/api/explorer/models").then(({ models }) => {
-  $("map-model").innerHTML = models.map(m => `<option value="${m}">${m === "vae" ? "VAE" : m === "ae" ? "autoencoder" : m.slice(4)}</option>`).join("");
+  $("map-model").replaceChildren(...models.map(m =>
+    lab.el("option", { value: m }, m === "vae" ? "VAE" : m === "ae" ? "autoencoder" : m.slice(4))));
   loadMap();
 });

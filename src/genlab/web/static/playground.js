@@ -3,18 +3,14 @@
 const $ = id => document.getElementById(id);
 const view = $("view"), ctx = view.getContext("2d");
 const state = { data: null, frame: null, playing: false, losses: [], coverage: [], drawing: false, drawn: [] };
-const socket = new WebSocket(lab.socketURL("/ws/playground"));
-const send = message => socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(message));
-const REAL = "#2a9d5c", FAKE = "#7b3fbf";
-
-socket.onmessage = event => {
-  const m = JSON.parse(event.data);
+const socket = lab.connect("/ws/playground", m => {
   if (m.type === "data") { state.data = m; state.losses = []; state.coverage = []; showSettings(m.settings); }
   else if (m.type === "frame") { state.frame = m; record(m); draw(); }
   else if (m.type === "changed") { $("changed").textContent = m.how === "live" ? "" : `(${m.how})`; showSettings(m.settings); }
   else if (m.type === "error") lab.error(m.message);
-};
-socket.onclose = () => lab.error("the connection to the lab closed: reload the page");
+});
+const send = message => socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(message));
+const REAL = "#2a9d5c", FAKE = "#7b3fbf";
 
 function showSettings(s) {
   for (const key of ["loss", "pack", "lr_g", "lr_d", "n_critic", "depth", "width", "data"]) $(key).value = String(s[key]);
