@@ -260,8 +260,8 @@ def download_mnist(folder: Path, base_url: str = MNIST_URL, opener=urllib.reques
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Only these decoders ever see a folder's bytes, whatever a file's suffix says (a .jpg that is really a
 # PNG still loads). Pillow's rarer decoders have had more security bugs, and no one means a GIF by .png.
-# MPO is how Pillow names the multi-picture JPEGs that many phone cameras write.
-IMAGE_FORMATS = ("PNG", "JPEG", "MPO")
+# (The multi-picture JPEGs that some cameras write open as JPEG too; Pillow then names them MPO.)
+IMAGE_FORMATS = ("PNG", "JPEG")
 # Decoding is refused above 8192x8192 = 67 Mpx (a 64 Mpx phone photo fits), judged from the header
 # alone: a small file can claim 20000x20000 and would take 1.2 GB to decode. Pillow's own check warns
 # from 89 Mpx and raises from 179 Mpx; this bound is below both, so one line decides.
@@ -284,7 +284,7 @@ def _readable(file: Path):
     try:
         yield
     except UnidentifiedImageError:
-        what = "is empty (0 bytes)" if file.stat().st_size == 0 else "is not a PNG or JPEG image"
+        what = "is empty (0 bytes)" if file.stat().st_size == 0 else "is not a readable PNG or JPEG image"
         raise ValueError(f"{shown(file)} {what}: remove or replace it") from None
     except Image.DecompressionBombError:
         raise ValueError(_too_many_pixels(file)) from None
@@ -299,7 +299,7 @@ def _readable(file: Path):
 
 
 def _too_many_pixels(file: Path, size: tuple[int, int] | None = None) -> str:
-    claimed = f" is {size[0]}x{size[1]}," if size else ""
+    claimed = f" is {size[0]}x{size[1]}," if size else " is"
     return (f"{shown(file)}{claimed} over the {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels genlab decodes: "
             "downscale it first, or remove it")
 
@@ -378,11 +378,10 @@ def image_folder(
     as `_pixels` says. Every header is checked before any pixels are decoded.
     """
     _check_split(split)
-    if channels is not None and (isinstance(channels, bool) or channels not in (1, 3)):
+    # type(...) is int: True and 3.0 compare equal to 1 and 3 but would build a wrong-typed tensor.
+    if channels is not None and (type(channels) is not int or channels not in (1, 3)):
         raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or unset, got {channels!r}")
-    if image_size is not None and (
-        not isinstance(image_size, int) or isinstance(image_size, bool) or not 1 <= image_size <= MAX_IMAGE_SIZE
-    ):
+    if image_size is not None and (type(image_size) is not int or not 1 <= image_size <= MAX_IMAGE_SIZE):
         raise ValueError(f"image_size must be a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, got {image_size!r}")
     path = Path(path)
     if not path.exists():
