@@ -218,12 +218,18 @@ def test_exif_orientation_of_a_jpeg_before_the_centre_crop(tmp_path):
     assert x[0, 0, :4].max() < 0.1 and x[0, 0, 6:].min() > 0.9
 
 
-def test_images_over_the_training_size_need_an_image_size(tmp_path):
-    save(tmp_path / "wide.png", np.zeros((2, images.MAX_IMAGE_SIZE + 1), np.uint8))
+@pytest.mark.parametrize("shape", [(2, 1025), (1025, 2), (1100, 1100)])
+def test_images_over_the_training_size_need_an_image_size(tmp_path, monkeypatch, shape):
+    save(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+    save(tmp_path / "big.png", np.zeros(shape, np.uint8))
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image.size) or real_load(image))
     with pytest.raises(ValueError, match="over the 1024 pixels a side .* e.g. --set image_size=64") as error:
         images.image_folder(tmp_path, "train", None, None)
-    assert str(tmp_path) in one_line(error)
-    assert images.image_folder(tmp_path, "train", 4, None)[0].shape == (1, 1, 4, 4)
+    assert str(tmp_path / "big.png") in one_line(error)
+    assert shape[::-1] not in decoded  # refused from its header, even though a PNG's EXIF may follow its pixels
+    assert images.image_folder(tmp_path, "train", 4, None)[0].shape == (2, 1, 4, 4)
 
 
 def test_a_folder_too_big_for_memory_is_refused_before_decoding(tmp_path, monkeypatch):

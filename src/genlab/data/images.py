@@ -316,12 +316,22 @@ def _open(file: Path):
         yield image
 
 
-def _header(file: Path, oriented: bool) -> tuple[bool, tuple[int, int]]:
-    """Whether an image is grayscale, and its (width, height), from its header. `oriented` turns the
-    size as its EXIF orientation will: a PNG's EXIF may follow its pixels, so that decodes it."""
-    with _open(file) as image, _readable(file):
-        gray = Image.getmodebase(image.mode) == "L"  # 1, L, LA and 16-bit I modes; P (palette) is colour
-        turned = oriented and image.getexif().get(ExifTags.Base.Orientation) in QUARTER_TURNS
+def _header(file: Path, image_size: int | None) -> tuple[bool, tuple[int, int]]:
+    """Whether an image is grayscale, and its (width, height) as displayed, from its header.
+
+    Without an image_size the image is the training size, so it is refused over MAX_IMAGE_SIZE, and its
+    size is turned as its EXIF orientation will turn it (a PNG's EXIF may follow its pixels, so finding it
+    decodes a PNG: only after the size check). With an image_size the size does not matter here.
+    """
+    with _open(file) as image:
+        if image_size is None and max(image.size) > MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"{shown(file)} is {image.width}x{image.height}, over the {MAX_IMAGE_SIZE} pixels a side genlab "
+                "trains on: pass an image size, e.g. --set image_size=64"
+            )
+        with _readable(file):
+            gray = Image.getmodebase(image.mode) == "L"  # 1, L, LA and 16-bit I modes; P (palette) is colour
+            turned = image_size is None and image.getexif().get(ExifTags.Base.Orientation) in QUARTER_TURNS
         return gray, image.size[::-1] if turned else image.size
 
 
@@ -398,7 +408,7 @@ def image_folder(
     # Decide channels and check sizes over the whole folder so that train and test always agree. One bad
     # file refuses the folder rather than being skipped: a warning scrolls past, and the run would
     # quietly train on fewer images than its folder holds.
-    headers = [_header(file, oriented=image_size is None) for file in files]
+    headers = [_header(file, image_size) for file in files]
     if channels is None:
         channels = 1 if all(gray for gray, _ in headers) else 3
     if image_size is None:
@@ -406,14 +416,9 @@ def image_folder(
         for file, (_, size) in zip(files, headers, strict=True):
             if size != first_size:
                 raise ValueError(
-                    f"{shown(files[0])} is {first_size[0]}x{first_size[1]} but {shown(file)} is "
-                    f"{size[0]}x{size[1]} (after its EXIF orientation): pass an image size, e.g. --set image_size=32"
+                    f"{shown(files[0])} is {first_size[0]}x{first_size[1]} but {shown(file)} is {size[0]}x{size[1]} "
+                    "(as displayed, after EXIF orientation): pass an image size, e.g. --set image_size=32"
                 )
-        if max(first_size) > MAX_IMAGE_SIZE:
-            raise ValueError(
-                f"the images in '{shown(path)}' are {first_size[0]}x{first_size[1]}, over the {MAX_IMAGE_SIZE} "
-                "pixels a side genlab trains on: pass an image size, e.g. --set image_size=64"
-            )
         width, height = first_size
     else:
         width = height = image_size
