@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, PngImagePlugin
 from typer.testing import CliRunner
 
 from genlab.cli import app
@@ -84,6 +84,15 @@ def test_image_at_the_bound_is_not_refused_for_its_size(tmp_path):
     assert "megapixels" not in str(error.value)
 
 
+def text_bomb() -> bytes:
+    """A 3 KB PNG whose compressed text chunk inflates to 3 MB, past Pillow's 1 MB bound."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "a" * (3 * 2**20), zip=True)
+    out = io.BytesIO()
+    Image.new("L", (4, 4)).save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
 GOOD_PNG = encoded(np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8))
 GOOD_JPEG = encoded(np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8), "JPEG")
 IDAT = GOOD_PNG.index(b"IDAT")
@@ -98,6 +107,7 @@ DAMAGED = {
     "png without pixels": ("x.png", GOOD_PNG[: IDAT - 4], "is not a readable PNG"),
     "png garbled pixels": ("x.png", GOOD_PNG[: IDAT + 8] + bytes(b ^ 0x55 for b in GOOD_PNG[IDAT + 8 : IDAT + 40])
                            + GOOD_PNG[IDAT + 40 :], "is damaged"),
+    "png text bomb": ("x.png", text_bomb(), "is damaged .ValueError: Decompressed data too large"),
     "jpeg cut short": ("x.jpg", GOOD_JPEG[: len(GOOD_JPEG) // 2], "is damaged"),
     "jpeg header only": ("x.jpg", GOOD_JPEG[:200], "is damaged"),
 }
@@ -243,6 +253,13 @@ def test_a_folder_too_big_for_memory_is_refused_before_decoding(tmp_path, monkey
     assert str(tmp_path) in one_line(error)
     monkeypatch.undo()
     assert images.image_folder(tmp_path, "test", 8, None)[0].shape == (200, 1, 8, 8)
+
+
+def test_a_file_replaced_between_header_and_pixels_is_refused(tmp_path, monkeypatch):
+    save(tmp_path / "a.png", np.zeros((4, 4), np.uint8))
+    monkeypatch.setattr(images, "_header", lambda file, image_size: (True, (5, 4)))  # what it was a moment ago
+    with pytest.raises(ValueError, match="a.png changed while it was being read: run again"):
+        images.image_folder(tmp_path, "train", None, None)
 
 
 @pytest.mark.parametrize("image_size", [0, -3, 1025, 2.5, True, "32"])
