@@ -126,40 +126,6 @@ def test_mnist_missing_file_names_it(tmp_path):
     assert str(labels_file) in str(error.value)
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        lambda data: gzip.decompress(data),  # stored uncompressed
-        lambda data: data[: len(data) // 2],  # download cut short
-        lambda data: data[:20] + bytes(b ^ 0xFF for b in data[20:60]) + data[60:],  # garbled stream
-    ],
-    ids=["not-gzip", "truncated", "garbled"],
-)
-def test_mnist_bad_gzip_names_the_file(tmp_path, damage):
-    images_file, _ = write_mnist(tmp_path)
-    images_file.write_bytes(damage(images_file.read_bytes()))
-    with pytest.raises(ValueError, match="gzip") as error:
-        images.mnist(tmp_path, "train")
-    assert str(images_file) in str(error.value)
-
-
-def test_mnist_wrong_magic_names_the_file(tmp_path):
-    images_file, labels_file = write_mnist(tmp_path)
-    shutil.copy(labels_file, images_file)  # a labels file where the images should be
-    with pytest.raises(ValueError, match="magic number 2049, expected 2051") as error:
-        images.mnist(tmp_path, "train")
-    assert str(images_file) in str(error.value)
-
-
-def test_mnist_wrong_byte_count_names_the_file(tmp_path):
-    images_file, _ = write_mnist(tmp_path)
-    data = gzip.decompress(images_file.read_bytes())
-    images_file.write_bytes(gzip.compress(data[:-100]))
-    with pytest.raises(ValueError, match="damaged") as error:
-        images.mnist(tmp_path, "train")
-    assert str(images_file) in str(error.value) and str(3 * 28 * 28 - 100) in str(error.value)
-
-
 def test_mnist_image_and_label_counts_must_agree(tmp_path):
     images_file, labels_file = write_mnist(tmp_path, n_images=3, n_labels=2)
     with pytest.raises(ValueError, match="3 images .* 2 labels") as error:
@@ -237,9 +203,9 @@ def test_download_rejects_a_corrupt_file_and_leaves_nothing(tmp_path, served_byt
 def test_download_of_a_missing_url_names_it_and_leaves_nothing(tmp_path):
     served = tmp_path / "empty"
     served.mkdir()
-    with pytest.raises(OSError, match="could not download") as error:
+    with pytest.raises(ValueError, match="could not download") as error:
         images.download_mnist(tmp_path / "mnist", base_url=served.as_uri())
-    assert "train-images-idx3-ubyte.gz" in str(error.value)
+    assert "train-images-idx3-ubyte.gz" in str(error.value) and "no partial file was kept" in str(error.value)
     assert list((tmp_path / "mnist").iterdir()) == []
 
 
@@ -337,23 +303,8 @@ def test_missing_or_empty_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("no images here")
     with pytest.raises(ValueError, match=r"no images .*\.png, \.jpg, \.jpeg"):
         images.image_folder(tmp_path, "train", None, None)
-    with pytest.raises(FileNotFoundError, match="not a folder"):
+    with pytest.raises(ValueError, match="is a file, not a folder"):
         images.image_folder(tmp_path / "notes.txt", "train", None, None)
-
-
-@pytest.mark.parametrize("truncate", [False, True], ids=["junk", "truncated"])
-def test_unreadable_image_is_named(tmp_path, truncate):
-    save(tmp_path / "good.png", gray(7))
-    bad = tmp_path / "sub" / "x.png"
-    if truncate:  # a valid header whose pixel data is cut short
-        save(bad, np.random.default_rng(0).integers(0, 256, (5, 6), dtype=np.uint8))
-        bad.write_bytes(bad.read_bytes()[:-30])
-    else:
-        bad.parent.mkdir()
-        bad.write_bytes(b"this is not a png")
-    with pytest.raises(ValueError, match="remove or replace it") as error:
-        images.image_folder(tmp_path, "train", None, None)
-    assert str(bad) in str(error.value)
 
 
 def test_every_tenth_file_by_relative_path_is_test(tmp_path):

@@ -113,13 +113,60 @@ def test_swissroll_shape_and_radius_range():
     assert radius.min() > 1.5 * math.pi / 10 - 0.3 and radius.max() < 4.5 * math.pi / 10 + 0.3
 
 
-def test_load_dataset_errors_name_the_valid_choices():
-    with pytest.raises(ValueError, match="unknown data set 'rings'") as info:
-        load_dataset("rings")
-    for name in NAMES:
-        assert name in str(info.value)
+@pytest.mark.parametrize("name", ["rings", "MNIST", "mnist ", "", "folder", "cifar10", "../ring"])
+def test_load_dataset_errors_name_the_valid_choices(name):
+    with pytest.raises(ValueError, match=f"unknown data set {name!r}: choose one of") as info:
+        load_dataset(name)
+    for valid in NAMES:
+        assert valid in str(info.value)
+
+
+def test_load_dataset_refuses_an_unknown_split():
     with pytest.raises(ValueError, match="unknown split 'valid'"):
         load_dataset("ring", "valid")
+
+
+# --- hostile sizes, seeds and scales --------------------------------------------------------------------
+
+SAMPLED = ["gaussian1d", "ring", "grid", "moons", "swissroll"]
+
+
+@pytest.mark.parametrize("name", SAMPLED)
+@pytest.mark.parametrize("n", [0, -5, toys.MAX_SAMPLES + 1, 10**12, 2.5])
+def test_toys_refuse_sample_counts_that_cannot_work(name, n):
+    with pytest.raises(ValueError, match=f"n must be a whole number of samples from 1 to {toys.MAX_SAMPLES}"):
+        TOYS[name](seed=0, n=n)
+
+
+@pytest.mark.parametrize("name", SAMPLED)
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5])
+def test_toys_refuse_seeds_torch_cannot_take(name, seed):
+    with pytest.raises(ValueError, match="seed must be a whole number from 0 to 2\\*\\*64 - 1"):
+        TOYS[name](seed=seed, n=10)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: toys.gaussian1d(std=float("nan")), lambda: toys.gaussian1d(std=-1.0),
+    lambda: toys.gaussian1d(mean=float("inf")), lambda: toys.moons(noise=float("nan")),
+    lambda: toys.moons(noise=-0.1), lambda: toys.swiss_roll(noise=float("inf")),
+], ids=["std nan", "std negative", "mean inf", "moons noise nan", "moons noise negative", "swissroll noise inf"])
+def test_toys_refuse_scales_that_would_make_every_sample_wrong(call):
+    with pytest.raises(ValueError, match="must be a finite number"):
+        call()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 0.5])
+def test_load_dataset_refuses_seeds_out_of_range(seed):
+    with pytest.raises(ValueError, match="seed must be a whole number from 0 to 9223372036854775807"):
+        load_dataset("ring", seed=seed)
+
+
+def test_the_largest_seed_works_for_both_splits_and_for_batches():
+    seed = 2**63 - 1
+    train, test = load_dataset("moons", "train", seed=seed), load_dataset("moons", "test", seed=seed)
+    assert not torch.equal(train.x, test.x)
+    batches = Batches(train.x, 100, seed=seed)
+    assert batches.batch(0).shape == (100, 2) and batches.batch(10**6).shape == (100, 2)
 
 
 # --- Batches --------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ TOYS = {
 }
 IMAGES = ("digits", "mnist", "stacked-mnist", "folder:PATH")
 NAMES = (*TOYS, *IMAGES)
+MAX_SEED = 2**63 - 1  # as TrainConfig; seed + 1_000_003 then stays below 2**64, the most torch's generator takes
 
 
 def default_data_dir() -> Path:
@@ -70,9 +71,17 @@ def load_dataset(
     toys and to stacked-mnist, whose triples it draws."""
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
+    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
+    is_folder = isinstance(name, str) and name.startswith("folder:")
+    if not is_folder and (image_size is not None or channels is not None):
+        # The other data sets have a fixed shape; resizing them silently is not what a run asked for.
+        raise ValueError(f"image_size and channels apply only to folder:PATH data, not {name!r}: unset them")
+    # Train and test draw from the same distribution with different seeds (for stacked-mnist: their triples,
+    # from their own MNIST splits). The offset keeps the test seed within what torch's generator takes.
+    split_seed = seed if split == "train" else seed + 1_000_003
     if name in TOYS:
-        # Train and test draw from the same distribution with different seeds.
-        x, labels = TOYS[name](seed=seed if split == "train" else seed + 1_000_003)
+        x, labels = TOYS[name](seed=split_seed)
         kind = "image" if x.dim() == 4 else "points"
         return Dataset(name, x, labels, kind)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -81,10 +90,13 @@ def load_dataset(
     elif name == "mnist":
         x, labels = images.mnist(data_dir / "mnist", split)
     elif name == "stacked-mnist":
-        # Train and test triples come from their own MNIST splits, with different seeds as for the toys.
-        x, labels = images.stacked_mnist(data_dir / "mnist", split, seed if split == "train" else seed + 1_000_003)
-    elif name.startswith("folder:"):
-        x, labels = images.image_folder(Path(name.removeprefix("folder:")), split, image_size, channels)
+        x, labels = images.stacked_mnist(data_dir / "mnist", split, split_seed)
+    elif is_folder:
+        folder = name.removeprefix("folder:")
+        if not folder.strip():  # Path("") is the current folder: never what a run meant
+            raise ValueError("folder: needs the path of a folder of images, e.g. folder:photos")
+        # The shell expands ~ only at the start of a word, never after "folder:".
+        x, labels = images.image_folder(Path(folder).expanduser(), split, image_size, channels)
     else:
         raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(NAMES)}")
     return Dataset(name, x, labels, "image")
@@ -117,7 +129,8 @@ class Batches:
     def batch(self, step: int) -> torch.Tensor:
         epoch, index = self.position(step)
         if epoch != self._epoch:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            # Modulo 2**64, the range torch's generator takes: a large seed must not overflow it.
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)
             self._order = torch.randperm(len(self.x), generator=generator).to(self.x.device)
             self._epoch = epoch
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]

@@ -3,6 +3,9 @@
 Each loader returns a whole split as (x, labels): x is (N, C, H, W) float32 in [0, 1], labels is
 (N,) int64 or None. MNIST is parsed from the original gzip IDX files with numpy, and
 `download_mnist` fetches them, checked against the SHA-256 of their uncompressed bytes.
+
+Every file is untrusted: a damaged, hostile or surprising file is refused with one ValueError (or
+FileNotFoundError) that names it and says what to do, before it can cost much memory or time.
 """
 
 from __future__ import annotations
@@ -10,34 +13,25 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import http.client
 import os
-import shutil
 import tempfile
+import urllib.error
 import urllib.request
+import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from sklearn.datasets import load_digits
 
-# SHA-256 of the uncompressed files: gzip output varies with the compressor, the content does not.
-MNIST_SHA256 = {
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
-# PyTorch's mirror (the one torchvision tries first): yann.lecun.com now refuses downloads.
-MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-# IDX magic numbers: two zero bytes, a type byte (0x08 = unsigned byte), then the dimension count.
-IMAGES_MAGIC = 0x0803  # 2051: uint8, 3 dimensions (count, rows, columns)
-LABELS_MAGIC = 0x0801  # 2049: uint8, 1 dimension (count)
-GET_MNIST = "run `genlab data download mnist`"
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-GRAY_MODES = ("1", "L", "I;16", "I")  # I and I;16 are how Pillow opens 16-bit grayscale PNGs
+def shown(path: Path | str) -> str:
+    """A path for a one-line message: control characters (a newline in a file name) and bytes that are
+    not UTF-8 are escaped, so the message stays one printable line."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(path))
 
 
 def _check_split(split: str) -> None:
@@ -57,29 +51,76 @@ def digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return x[rows], labels[rows]
 
 
+# ----------------------------------------------------------------------------- MNIST
+
+# SHA-256 of the uncompressed files: gzip output varies with the compressor, the content does not.
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+# PyTorch's mirror (the one torchvision tries first): yann.lecun.com now refuses downloads.
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+# IDX magic numbers: two zero bytes, a type byte (0x08 = unsigned byte), then the dimension count.
+IMAGES_MAGIC = 0x0803  # 2051: uint8, 3 dimensions (count, rows, columns)
+LABELS_MAGIC = 0x0801  # 2049: uint8, 1 dimension (count)
+MNIST_SIDE = 28
+# The largest MNIST file holds 60,000 * 28 * 28 + 16 = 47,040,016 bytes: reading stops past this
+# bound, so a small gzip that inflates to gigabytes costs nothing.
+MAX_IDX_BYTES = 64 * 2**20
+# The largest MNIST .gz is 9.9 MB: a server that sends more is not serving MNIST.
+MAX_DOWNLOAD_BYTES = 64 * 2**20
+GET_MNIST = "run `genlab data download mnist`"
+REPLACE_MNIST = f"{GET_MNIST}, which replaces any file whose SHA-256 is wrong"
+
+
 def _read_idx(file: Path, magic: int) -> np.ndarray:
-    """The uint8 array in a gzip IDX file, after checking its magic number and its size."""
-    if not file.is_file():
-        raise FileNotFoundError(f"{file} not found: {GET_MNIST}")
-    try:
-        data = gzip.decompress(file.read_bytes())
-    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-        raise ValueError(f"{file} is not a complete gzip file ({error}): delete it and {GET_MNIST}") from None
+    """The uint8 array in a gzip IDX file, after checking all of its header against `magic`, 28x28
+    images for the images magic, and its length against the header."""
     ndim = magic & 0xFF
-    header = 4 + 4 * ndim  # the magic number, then one big-endian uint32 per dimension
+    header_bytes = 4 + 4 * ndim  # the magic number, then one big-endian uint32 per dimension
+    if not file.is_file():
+        raise FileNotFoundError(f"{shown(file)} not found: {GET_MNIST}")
+    if file.stat().st_size == 0:  # gzip reads an empty file as an empty stream, without complaint
+        raise ValueError(f"{shown(file)} is empty (0 bytes): {REPLACE_MNIST}")
+    try:
+        # Reading to the end of the stream also checks gzip's CRC and length.
+        with gzip.open(file, "rb") as stream:
+            data = stream.read(MAX_IDX_BYTES + 1)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:  # BadGzipFile is an OSError: catch it first
+        raise ValueError(f"{shown(file)} is not a complete gzip file ({error}): {REPLACE_MNIST}") from None
+    except OSError as error:
+        raise ValueError(f"{shown(file)} cannot be read ({error.strerror}): check its permissions") from None
+    damaged = f"{shown(file)} is not an MNIST IDX file"
+    if len(data) > MAX_IDX_BYTES:
+        raise ValueError(f"{damaged}: it holds over {MAX_IDX_BYTES} bytes uncompressed; {REPLACE_MNIST}")
     found = int.from_bytes(data[:4], "big")
-    if len(data) < header or found != magic:
+    if len(data) >= 4 and found != magic:
+        what = {IMAGES_MAGIC: "images", LABELS_MAGIC: "labels"}
         raise ValueError(
-            f"{file} has magic number {found}, expected {magic}: it is not this MNIST file; "
-            f"delete it and {GET_MNIST}"
+            f"{damaged}: magic number {found}, expected {magic} ({what[magic]}"
+            + (f"; it holds {what[found]}" if found in what else "")
+            + f"); {REPLACE_MNIST}"
+        )
+    if len(data) < header_bytes:
+        raise ValueError(
+            f"{damaged}: it holds {len(data)} bytes, less than the {header_bytes}-byte header; {REPLACE_MNIST}"
         )
     shape = tuple(int(n) for n in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    if len(data) - header != np.prod(shape):
+    if ndim == 3 and shape[1:] != (MNIST_SIDE, MNIST_SIDE):
         raise ValueError(
-            f"{file} holds {len(data) - header} bytes after its header, which says {shape} = "
-            f"{np.prod(shape)}: it is damaged; delete it and {GET_MNIST}"
+            f"{damaged}: its images are {shape[1]}x{shape[2]}, MNIST's are {MNIST_SIDE}x{MNIST_SIDE}; {REPLACE_MNIST}"
         )
-    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
+    if shape[0] == 0:
+        raise ValueError(f"{damaged}: its header says it holds 0 examples; {REPLACE_MNIST}")
+    payload = len(data) - header_bytes
+    if payload != np.prod(shape):
+        raise ValueError(
+            f"{shown(file)} holds {payload} bytes after its header, which says {shape} = "
+            f"{np.prod(shape)}: it is damaged; {REPLACE_MNIST}"
+        )
+    return np.frombuffer(data, np.uint8, offset=header_bytes).reshape(shape)
 
 
 def mnist(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +129,7 @@ def mnist(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"MNIST folder {folder} not found: {GET_MNIST}, or set --data-dir / GENLAB_DATA_DIR "
+            f"MNIST folder {shown(folder)} not found: {GET_MNIST}, or set --data-dir / GENLAB_DATA_DIR "
             "to a folder that holds mnist/"
         )
     prefix = "train" if split == "train" else "t10k"
@@ -98,9 +139,11 @@ def mnist(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     labels = _read_idx(labels_file, LABELS_MAGIC)
     if len(images) != len(labels):
         raise ValueError(
-            f"{images_file} holds {len(images)} images but {labels_file} holds {len(labels)} labels: "
-            f"delete both and {GET_MNIST}"
+            f"{shown(images_file)} holds {len(images)} images but {shown(labels_file)} holds {len(labels)} "
+            f"labels: {REPLACE_MNIST}"
         )
+    if labels.max() > 9:  # a wrong label would pass silently into Stacked-MNIST's mode counts
+        raise ValueError(f"{shown(labels_file)} holds the label {labels.max()}, but digits are 0..9: {REPLACE_MNIST}")
     # astype copies into writable memory; torch warns on (and may not write to) numpy's read-only view.
     x = torch.from_numpy(images.astype(np.float32)).div_(255).unsqueeze(1)
     return x, torch.from_numpy(labels.astype(np.int64))
@@ -142,34 +185,53 @@ def verify_mnist(folder: Path) -> None:
     for name, expected in MNIST_SHA256.items():
         file = Path(folder) / f"{name}.gz"
         if not file.is_file():
-            raise FileNotFoundError(f"{file} not found: {GET_MNIST}")
+            raise FileNotFoundError(f"{shown(file)} not found: {GET_MNIST}")
         got = _gunzip_sha256(file)
         if got != expected:
             raise ValueError(
-                f"{file} is damaged: uncompressed SHA-256 {got or '(not a complete gzip file)'}, "
-                f"expected {expected}; {GET_MNIST} to replace it"
+                f"{shown(file)} is damaged: uncompressed SHA-256 {got or '(not a complete gzip file)'}, "
+                f"expected {expected}; {REPLACE_MNIST}"
             )
 
 
+def _chunks(url: str, folder: Path, opener):
+    """The body of `url` in 1 MiB pieces; a network failure at any point becomes one ValueError. Errors
+    writing them (a full disk) happen in the caller, so they stay OSErrors that say what they are."""
+    by_hand = (
+        f"no partial file was kept. Check the connection and run it again, or put "
+        f"{', '.join(f'{name}.gz' for name in MNIST_SHA256)} from {MNIST_URL} into {shown(folder)} by hand "
+        "and run it again to check their SHA-256"
+    )
+    received = 0
+    try:
+        with opener(url, timeout=60) as response:
+            while chunk := response.read(1 << 20):
+                received += len(chunk)
+                if received > MAX_DOWNLOAD_BYTES:
+                    raise ValueError(f"{url} sent over {MAX_DOWNLOAD_BYTES} bytes, more than MNIST; {by_hand}")
+                yield chunk
+    # urllib's URLError and HTTPError, timeouts and resets are OSErrors; a cut-short body is an HTTPException.
+    except (OSError, http.client.HTTPException) as error:
+        detail = error if isinstance(error, urllib.error.HTTPError) else getattr(error, "reason", error)
+        raise ValueError(f"could not download {url} ({detail}); {by_hand}") from None
+
+
 def _download(url: str, file: Path, expected: str, opener) -> None:
-    """Fetch `url` to `file` through a temporary file, renamed into place only once its hash is right."""
+    """Fetch `url` to `file` through a temporary file, renamed into place only once its hash is right.
+    The temporary name starts with a dot and ends in .part, so even one left by a killed process is
+    never read as data."""
     descriptor, temp_name = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".part")
     temp = Path(temp_name)
     try:
         with os.fdopen(descriptor, "wb") as out:
-            try:
-                with opener(url, timeout=60) as response:
-                    shutil.copyfileobj(response, out, 1 << 20)
-            except OSError as error:  # urllib's URLError and HTTPError are OSErrors
-                raise OSError(
-                    f"could not download {url} ({error}): check the connection, or copy the MNIST "
-                    f"files into {file.parent} by hand"
-                ) from error
+            for chunk in _chunks(url, file.parent, opener):
+                out.write(chunk)
         got = _gunzip_sha256(temp)
         if got != expected:
             raise ValueError(
                 f"downloaded {url} does not match {file.name}: uncompressed SHA-256 "
-                f"{got or '(not a complete gzip file)'}, expected {expected}; try again or another base_url"
+                f"{got or '(not a complete gzip file)'}, expected {expected}; no file was kept. The server "
+                f"may have sent an error page: run it again later, or put the file into {shown(file.parent)} by hand"
             )
         os.replace(temp, file)  # atomic: the final name only ever holds a verified file
     finally:
@@ -193,81 +255,188 @@ def download_mnist(folder: Path, base_url: str = MNIST_URL, opener=urllib.reques
     return files
 
 
+# ----------------------------------------------------------------------------- image folders
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Only these decoders ever see a folder's bytes, whatever a file's suffix says (a .jpg that is really a
+# PNG still loads). Pillow's rarer decoders have had more security bugs, and no one means a GIF by .png.
+# (The multi-picture JPEGs that some cameras write open as JPEG too; Pillow then names them MPO.)
+IMAGE_FORMATS = ("PNG", "JPEG")
+# Decoding is refused above 8192x8192 = 67 Mpx (a 64 Mpx phone photo fits), judged from the header
+# alone: a small file can claim 20000x20000 and would take 1.2 GB to decode. Pillow's own check warns
+# from 89 Mpx and raises from 179 Mpx; this bound is below both, so one line decides.
+MAX_IMAGE_PIXELS = 8192 * 8192
+# Without image_size the images are the training size: the models take at most 1024 (TrainConfig).
+MAX_IMAGE_SIZE = 1024
+# A split is one float32 tensor in memory: refuse before decoding rather than swap or be killed.
+# 16 GiB holds 350,000 RGB images of 64x64.
+MAX_DATA_BYTES = 16 * 2**30
+# Transparent pixels show white, as an image viewer shows them on a page; dropping alpha would
+# show whatever colour the editor left under them, often black, sometimes noise.
+BACKGROUND = "white"
+# EXIF orientations 5..8 turn the picture a quarter turn, swapping its width and height.
+QUARTER_TURNS = (5, 6, 7, 8)
+
+
 @contextlib.contextmanager
 def _readable(file: Path):
-    """Turn Pillow's errors about a bad file into one that names it and says what to do."""
+    """Turn any error Pillow raises about a file into one line that names it and says what to do."""
     try:
         yield
     except UnidentifiedImageError:
-        raise ValueError(f"{file} is not an image Pillow can read: remove or replace it") from None
-    except OSError as error:  # a truncated or garbled file fails only when its pixels are decoded
-        raise ValueError(f"{file} is damaged ({error}): remove or replace it") from None
+        what = "is empty (0 bytes)" if file.stat().st_size == 0 else "is not a readable PNG or JPEG image"
+        raise ValueError(f"{shown(file)} {what}: remove or replace it") from None
+    except Image.DecompressionBombError:
+        raise ValueError(_too_many_pixels(file)) from None
+    except OSError as error:
+        if error.filename is None:  # a decoder error: the file opened, its bytes are bad
+            raise ValueError(f"{shown(file)} is damaged ({error}): remove or replace it") from None
+        raise ValueError(f"{shown(file)} cannot be read ({error.strerror}): check its permissions") from None
+    # A malformed file makes Pillow's parsers raise almost anything (SyntaxError for a bad PNG chunk,
+    # struct.error or ValueError in EXIF, EOFError...); within these few calls each means the file is bad.
+    except Exception as error:
+        raise ValueError(f"{shown(file)} is damaged ({type(error).__name__}: {error}): remove or replace it") from None
 
 
-def _mode_and_size(file: Path) -> tuple[str, tuple[int, int]]:
-    # Image.open reads only the header, so checking every file stays cheap.
-    with _readable(file), Image.open(file) as image:
-        return image.mode, image.size
+def _too_many_pixels(file: Path, size: tuple[int, int] | None = None) -> str:
+    claimed = f" is {size[0]}x{size[1]}," if size else " is"
+    return (f"{shown(file)}{claimed} over the {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels genlab decodes: "
+            "downscale it first, or remove it")
+
+
+@contextlib.contextmanager
+def _open(file: Path):
+    """An open PNG/JPEG whose pixels are not yet decoded, refused if its header claims too many."""
+    with _readable(file), warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the bound below decides
+        image = Image.open(file, formats=IMAGE_FORMATS)
+    with image:
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise ValueError(_too_many_pixels(file, image.size))
+        yield image
+
+
+def _header(file: Path, image_size: int | None) -> tuple[bool, tuple[int, int]]:
+    """Whether an image is grayscale, and its (width, height) as displayed, from its header.
+
+    Without an image_size the image is the training size, so it is refused over MAX_IMAGE_SIZE, and its
+    size is turned as its EXIF orientation will turn it (a PNG's EXIF may follow its pixels, so finding it
+    decodes a PNG: only after the size check). With an image_size the size does not matter here.
+    """
+    with _open(file) as image:
+        if image_size is None and max(image.size) > MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"{shown(file)} is {image.width}x{image.height}, over the {MAX_IMAGE_SIZE} pixels a side genlab "
+                "trains on: pass an image size, e.g. --set image_size=64"
+            )
+        with _readable(file):
+            gray = Image.getmodebase(image.mode) == "L"  # 1, L, LA and 16-bit I modes; P (palette) is colour
+            turned = image_size is None and image.getexif().get(ExifTags.Base.Orientation) in QUARTER_TURNS
+        return gray, image.size[::-1] if turned else image.size
 
 
 def _pixels(file: Path, channels: int, image_size: int | None) -> np.ndarray:
-    """One image as a (C, H, W) uint8 array."""
-    with _readable(file), Image.open(file) as image:
+    """One image as a (C, H, W) float32 array of values 0..255: its first frame if it is animated, turned
+    upright by its EXIF orientation, transparency over white, then fitted to image_size."""
+    with _open(file) as image, _readable(file):
         image.load()
-        if image.mode in ("I;16", "I"):
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):
             # Pillow's convert("L") clips 16-bit values at 255 instead of scaling them; 65535 / 257 = 255.
             image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8))
+        if image.has_transparency_data:
+            image = Image.alpha_composite(Image.new("RGBA", image.size, BACKGROUND), image.convert("RGBA"))
         image = image.convert("L" if channels == 1 else "RGB")
         if image_size is not None:
             # Scale the shorter side to image_size, then take the centred square.
             image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.BICUBIC)
-    array = np.asarray(image)
+    array = np.asarray(image, dtype=np.float32)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _image_files(path: Path) -> list[Path]:
+    """Every PNG/JPEG under `path`, by relative path. Hidden files and folders (.DS_Store, macOS's ._*
+    AppleDouble files, .git) are skipped. Linked folders are followed, each real folder once, so a
+    link loop ends; anything that is not a regular file (a FIFO, a broken link) is skipped."""
+    def refuse(error: OSError):  # os.walk would skip an unreadable folder silently: fewer images than meant
+        raise ValueError(f"cannot read folder {shown(error.filename)} ({error.strerror}): check its permissions")
+
+    files, seen = [], set()
+    for root, folders, names in os.walk(path, onerror=refuse, followlinks=True):
+        status = os.stat(root)
+        if (status.st_dev, status.st_ino) in seen:
+            folders.clear()
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        files += [
+            Path(root, name) for name in names
+            if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(Path(root, name))
+        ]
+    return sorted(files, key=lambda file: file.relative_to(path).as_posix())
 
 
 def image_folder(
     path: Path, split: str, image_size: int | None, channels: int | None
 ) -> tuple[torch.Tensor, None]:
-    """Every PNG/JPEG under `path` (recursively) as (N, C, H, W) in [0, 1], with no labels.
+    """Every PNG/JPEG under `path` (recursively, see `_image_files`) as (N, C, H, W) in [0, 1], no labels.
 
     Files are ordered by relative path and every 10th (index % 10 == 9) is the test split; a folder
     of fewer than 10 images gives all of them to both splits. `channels` None means 1 if every image
-    is grayscale, else 3. `image_size` None needs every image the same size; an int scales each
-    image's shorter side to it and crops the centred square.
+    is grayscale, else 3. `image_size` None needs every image the same size, at most MAX_IMAGE_SIZE;
+    an int scales each image's shorter side to it and crops the centred square. Each image is read
+    as `_pixels` says. Every header is checked before any pixels are decoded.
     """
     _check_split(split)
-    if channels not in (None, 1, 3):
+    # type(...) is int: True and 3.0 compare equal to 1 and 3 but would build a wrong-typed tensor.
+    if channels is not None and (type(channels) is not int or channels not in (1, 3)):
         raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or unset, got {channels!r}")
-    if image_size is not None and image_size < 1:
-        raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
+    if image_size is not None and (type(image_size) is not int or not 1 <= image_size <= MAX_IMAGE_SIZE):
+        raise ValueError(f"image_size must be a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, got {image_size!r}")
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image folder '{shown(path)}' not found: pass folder:PATH with an existing folder")
     if not path.is_dir():
-        raise FileNotFoundError(
-            f"image folder {path} not found or not a folder: pass folder:PATH with a folder"
-        )
-    files = sorted(
-        (file for file in path.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file()),
-        key=lambda file: file.relative_to(path).as_posix(),
-    )
+        raise ValueError(f"'{shown(path)}' is a file, not a folder: pass folder:PATH with the folder of images")
+    files = _image_files(path)
     if not files:
         raise ValueError(
-            f"no images in {path}: looked for {', '.join(IMAGE_SUFFIXES)} files (any case) in it"
+            f"no images in '{shown(path)}': genlab reads {', '.join(IMAGE_SUFFIXES)} files (any case) in it "
+            "and its subfolders, skipping hidden ones"
         )
 
-    # Decide channels and check sizes over the whole folder so that train and test always agree.
-    headers = [_mode_and_size(file) for file in files]
+    # Decide channels and check sizes over the whole folder so that train and test always agree. One bad
+    # file refuses the folder rather than being skipped: a warning scrolls past, and the run would
+    # quietly train on fewer images than its folder holds.
+    headers = [_header(file, image_size) for file in files]
     if channels is None:
-        channels = 1 if all(mode in GRAY_MODES for mode, _ in headers) else 3
+        channels = 1 if all(gray for gray, _ in headers) else 3
     if image_size is None:
         first_size = headers[0][1]
         for file, (_, size) in zip(files, headers, strict=True):
             if size != first_size:
                 raise ValueError(
-                    f"{files[0]} is {first_size[0]}x{first_size[1]} but {file} is {size[0]}x{size[1]}: "
-                    "pass an image size, e.g. --set image_size=32"
+                    f"{shown(files[0])} is {first_size[0]}x{first_size[1]} but {shown(file)} is {size[0]}x{size[1]} "
+                    "(as displayed, after EXIF orientation): pass an image size, e.g. --set image_size=32"
                 )
+        width, height = first_size
+    else:
+        width = height = image_size
 
     if len(files) >= 10:
         files = [file for index, file in enumerate(files) if (index % 10 == 9) == (split == "test")]
-    pixels = np.stack([_pixels(file, channels, image_size) for file in files])
-    return torch.from_numpy(pixels).float().div_(255), None
+    shape = (len(files), channels, height, width)
+    size = np.prod(shape) * 4  # float32
+    if size > MAX_DATA_BYTES:
+        raise ValueError(
+            f"the {split} split of '{shown(path)}' would take {size / 2**30:.1f} GiB as {len(files)} images of "
+            f"{channels}x{height}x{width}, over genlab's {MAX_DATA_BYTES / 2**30:.0f} GiB: pass a smaller image "
+            "size (--set image_size=64) or use fewer images"
+        )
+    x = torch.empty(shape, dtype=torch.float32)
+    for row, file in zip(x, files, strict=True):
+        pixels = torch.from_numpy(_pixels(file, channels, image_size))
+        if pixels.shape != row.shape:  # the file was replaced between reading its header and now
+            raise ValueError(f"{shown(file)} changed while it was being read: run again")
+        row.copy_(pixels)
+    return x.div_(255), None

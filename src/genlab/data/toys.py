@@ -39,14 +39,32 @@ def patterns(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.arange(len(x))
 
 
+# 10 million 2-D points are 80 MB: far more than a toy run needs, and refused before allocating.
+MAX_SAMPLES = 10_000_000
+
+
+def _generator(seed: int, n: int, **scales: float) -> torch.Generator:
+    """A generator seeded with `seed`, once the sample count, the seed and any noise scales can work."""
+    if not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
+        raise ValueError(f"n must be a whole number of samples from 1 to {MAX_SAMPLES}, got {n!r}")
+    if not isinstance(seed, int) or not 0 <= seed < 2**64:  # the range torch's generator takes
+        raise ValueError(f"seed must be a whole number from 0 to 2**64 - 1, got {seed!r}")
+    for name, value in scales.items():
+        if not (math.isfinite(value) and value >= 0):  # NaN would make every sample NaN
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return torch.Generator().manual_seed(seed)
+
+
 def gaussian1d(seed: int = 0, n: int = 10_000, mean: float = 4.0, std: float = 1.25):
     """Samples of N(mean, std^2) as (n, 1): the data of the lesson's 1-D GAN duel."""
-    generator = torch.Generator().manual_seed(seed)
+    if not math.isfinite(mean):
+        raise ValueError(f"mean must be a finite number, got {mean!r}")
+    generator = _generator(seed, n, std=std)
     return mean + std * torch.randn(n, 1, generator=generator), None
 
 
 def _mixture(centres: torch.Tensor, std: float, n: int, seed: int):
-    generator = torch.Generator().manual_seed(seed)
+    generator = _generator(seed, n)
     labels = torch.randint(len(centres), (n,), generator=generator)
     return centres[labels] + std * torch.randn(n, 2, generator=generator), labels
 
@@ -77,7 +95,7 @@ def grid(seed: int = 0, n: int = 50_000):
 
 def moons(seed: int = 0, n: int = 50_000, noise: float = 0.05):
     """Two interleaving half circles, as scikit-learn's make_moons; the label is the moon."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = _generator(seed, n, noise=noise)
     labels = torch.randint(2, (n,), generator=generator)
     t = torch.rand(n, generator=generator) * math.pi
     upper = torch.stack([t.cos(), t.sin()], dim=1)
@@ -88,7 +106,7 @@ def moons(seed: int = 0, n: int = 50_000, noise: float = 0.05):
 
 def swiss_roll(seed: int = 0, n: int = 50_000, noise: float = 0.05):
     """A 2-D swiss roll scaled to about [-1, 1]^2; unlabelled."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = _generator(seed, n, noise=noise)
     t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=generator))
     x = torch.stack([t * t.cos(), t * t.sin()], dim=1) / 10
     return x + noise * torch.randn(n, 2, generator=generator), None
