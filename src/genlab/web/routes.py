@@ -22,10 +22,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 from genlab.checkpoint import load_model, resolve_checkpoint
+from genlab.config import from_json_dict
 from genlab.data import load_dataset
 from genlab.explore import image_grid, save_points
 from genlab.models import FAMILIES
 from genlab.models.layers import interpolate_latents
+from genlab.train import TrainConfig, load_run_data
 from genlab.web.guard import parse_json
 from genlab.web.runs import MAX_STEPS, NotFound, RunRequest
 
@@ -153,7 +155,8 @@ def _draw_samples(lab, name: str, n: int, seed: int) -> tuple[bytes, int]:
         if hasattr(model, "sample"):
             out = model.sample(n, generator=generator)
         else:
-            test = load_dataset(meta["train_config"]["data"], "test", data_dir=lab.data_dir)
+            # the run's own test split: its image_size, channels and seed, as training used them
+            test = load_run_data(from_json_dict(TrainConfig, meta["train_config"]), "test", lab.data_dir)
             x = test.x[:n]
             out = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1) if test.kind == "image" else \
                 model.reconstruct(x)
