@@ -327,6 +327,7 @@ def test_read_run_config_of_an_ae(tmp_path):
 
 def test_create_run_refuses_an_existing_run(tmp_path):
     run = make_run(tmp_path / "run")
+    train(run, device="cpu", stop_after=10)  # a run that trained; one that never did is replaced (test_run_safety)
     before = (run / "config.json").read_bytes()
     with pytest.raises(FileExistsError, match="--resume"):
         make_run(run, steps=99)
