@@ -49,10 +49,11 @@ class Checkpoint:
 
 
 class DamagedCheckpoint(ValueError):
-    """A checkpoint file that cannot be used as it is; `problem` says why, without the file's name."""
+    """A checkpoint file that cannot be used as it is; `problem` says why (without the file's name), `advice`
+    what to do. Resuming replaces the advice with the name of the checkpoint before it."""
 
-    def __init__(self, path: Path, problem: str):
-        super().__init__(f"{path} {problem}: use an earlier checkpoint")
+    def __init__(self, path: Path, problem: str, advice: str = "use an earlier checkpoint"):
+        super().__init__(f"{path} {problem}: {advice}")
         self.path, self.problem = Path(path), problem
 
 
@@ -80,8 +81,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)  # a full disk fails in write() or fsync(), which name no file
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -140,7 +143,8 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise DamagedCheckpoint(path, f"is not a readable safetensors checkpoint ({_one_line(error)}); "
                                       "it may be truncated") from None
     if "genlab" not in metadata:
-        raise ValueError(f"{path} is a safetensors file but not a genlab checkpoint (no 'genlab' metadata)")
+        raise DamagedCheckpoint(path, "is a safetensors file but not a genlab checkpoint (no 'genlab' metadata)",
+                                "give a checkpoint genlab wrote")
     try:
         meta = json.loads(metadata["genlab"])
     except (json.JSONDecodeError, RecursionError) as error:
@@ -229,13 +233,14 @@ def _restore_weights(checkpoint: Checkpoint, model: torch.nn.Module) -> None:
     expected, given = model.state_dict(), checkpoint.prefixed("model.")
     problems = []
     if missing := expected.keys() - given.keys():
-        problems.append(f"missing {_listed(missing)}")
+        problems.append(f"missing {_listed(f'model.{name}' for name in missing)}")
     if extra := given.keys() - expected.keys():
-        problems.append(f"unexpected {_listed(extra)}")
+        problems.append(f"unexpected {_listed(f'model.{name}' for name in extra)}")
     for name in sorted(expected.keys() & given.keys()):
         want, got = expected[name], given[name]
         if got.shape != want.shape or got.dtype != want.dtype:
-            problems.append(f"{name} is {tuple(got.shape)} {got.dtype}, the model's {tuple(want.shape)} {want.dtype}")
+            problems.append(f"model.{name} is {tuple(got.shape)} {got.dtype}, the model's "
+                            f"{tuple(want.shape)} {want.dtype}")
     if problems:
         raise DamagedCheckpoint(checkpoint.path, f"has weights that do not fit its own model config "
                                                  f"({'; '.join(problems[:3])})")

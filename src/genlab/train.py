@@ -511,7 +511,7 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
     def diverged(what: str) -> TrainingDiverged:
         kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written"
         return TrainingDiverged(f"{what} at step {step + 1}; {kept}. "
-                                "Lower the learning rate (--set lr=...) and resume or start again.")
+                                "Start a new run with a lower learning rate (--set lr=...)")
 
     try:
         for step in range(start, end):
