@@ -27,7 +27,7 @@ import safetensors.torch
 import torch
 
 import genlab
-from genlab.config import from_json_dict
+from genlab.config import from_json_dict, to_json_dict
 from genlab.models import family_classes
 
 FORMAT_VERSION = 1
@@ -83,7 +83,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.filename is None:
+        if isinstance(error, OSError) and error.strerror and error.filename is None:
             error.filename = str(path)  # a full disk fails in write() or fsync(), which name no file
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -130,7 +130,8 @@ REQUIRED_META = ("family", "model_config", "train_config", "step", "data_positio
 
 def read_meta(path: Path) -> dict[str, Any]:
     """The JSON description of a checkpoint, without reading its tensors; checked, so that its family,
-    configs and step are usable as they are: DamagedCheckpoint otherwise."""
+    configs and step are usable as they are (DamagedCheckpoint otherwise), with every setting of the configs
+    present (a checkpoint older than a setting gets its default)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a checkpoint file: give a run folder or a .safetensors file")
@@ -180,12 +181,13 @@ def _check_meta(path: Path, meta: Any) -> None:
 
     try:
         _, config_class = family_classes(meta["family"])
-        parse_config(config_class, meta["model_config"], "model_config")
+        model_config = parse_config(config_class, meta["model_config"], "model_config")
         train_config = parse_config(TrainConfig, meta["train_config"], "train_config")
     except ValueError as error:
         raise damaged(str(error)) from None
     if meta["step"] > train_config.steps:
         raise damaged(f"step {meta['step']} is past the run's {train_config.steps} steps")
+    meta["model_config"], meta["train_config"] = to_json_dict(model_config), to_json_dict(train_config)
 
 
 def parse_config(cls: type, values: Any, what: str):

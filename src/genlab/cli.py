@@ -266,7 +266,7 @@ def info(run: RunArg):
 
     meta = read_meta(resolve_checkpoint(run))
     console.print(f"[bold]{meta['family']}[/] at step {meta['step']} of {meta['train_config']['steps']} "
-                  f"(genlab {meta['genlab_version']}, checkpoint format {meta['format_version']})")
+                  f"(genlab {meta.get('genlab_version', 'unknown')}, checkpoint format {meta['format_version']})")
     console.print(f"data: {meta['train_config']['data']}, position {meta['data_position']}")
     console.print("model: " + ", ".join(f"{k}={v}" for k, v in meta["model_config"].items()))
     console.print("train: " + ", ".join(f"{k}={v}" for k, v in meta["train_config"].items()))
