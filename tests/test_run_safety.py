@@ -637,3 +637,17 @@ def test_numeric_options_are_bounded(trained, args, words):
     before = snapshot(trained)
     assert words in user_error(invoke(*[trained if arg == "RUN" else arg for arg in args]))
     assert snapshot(trained) == before
+
+
+@pytest.mark.parametrize("contents", ["", "{", "[1]", '{"train_cpu_s": "slow"}', '{"train_cpu_s": NaN}', "{}"])
+def test_a_damaged_compare_record_shows_an_unknown_time(tmp_path, contents, caplog):
+    from genlab.compare import recorded_cpu_seconds
+
+    record = tmp_path / "compare.json"
+    record.write_text(contents)
+    with caplog.at_level(logging.WARNING, logger="genlab.compare"):
+        assert recorded_cpu_seconds(record) is None
+    assert f"{record} records no training time" in caplog.text
+    record.write_text('{"train_cpu_s": 12.5, "budget_s": 60}')
+    assert recorded_cpu_seconds(record) == 12.5
+    assert recorded_cpu_seconds(tmp_path / "none.json") is None
