@@ -72,7 +72,17 @@ def _one_line(error: BaseException) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder, fsync, rename: readers see the old file or the new one."""
+    """Write via a temp file in the same folder, fsync, rename: readers see the old file or the new one.
+    An OSError names `path`, not the temp file (a full disk fails in write() or fsync(), which name none)."""
+    try:
+        _write_then_rename(Path(path), data)
+    except OSError as error:
+        if not error.strerror:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from None  # OSError picks the errno's subclass
+
+
+def _write_then_rename(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -81,10 +91,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException as error:
+    except BaseException:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.strerror and error.filename is None:
-            error.filename = str(path)  # a full disk fails in write() or fsync(), which name no file
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
