@@ -304,7 +304,8 @@ def test_config_json_that_is_a_folder(run):
 
 @pytest.mark.parametrize("key, value, shown", [("lr", 0.01, "lr 0.001 -> 0.01"),
                                                ("batch_size", 16, "batch_size 32 -> 16"),
-                                               ("latent_dim", 3, "latent_dim 2 -> 3")])
+                                               ("latent_dim", 3, "latent_dim 2 -> 3"),
+                                               ("hidden_dims", [64, 16], "hidden_dims [32] -> [64, 16]")])
 def test_an_edited_config_json_is_refused_on_resume(run, key, value, shown):
     path = run / "config.json"
     good = path.read_text()
@@ -314,7 +315,8 @@ def test_an_edited_config_json_is_refused_on_resume(run, key, value, shown):
     path.write_text(json.dumps(config))
     line = user_error(invoke("train", "--resume", run, "--steps", 6))
     assert f"{path} was edited since step-00000004.safetensors was saved: {shown}" in line
-    assert "start a new run with --set" in line
+    setting = ",".join(map(str, value)) if isinstance(value, list) else value
+    assert line.endswith(f"put the values back, or start a new run with --set {key}={setting}")
     assert ckpt.list_checkpoints(run)[-1] == ckpt.checkpoint_path(run, 4)
     path.write_text(good)  # put back, it resumes
     succeeded(invoke("train", "--resume", run, "--steps", 6))

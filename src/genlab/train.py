@@ -38,7 +38,7 @@ from rich.markup import escape
 from torch.nn.utils import parametrize
 
 from genlab import checkpoint as ckpt
-from genlab.config import check_fields, from_json_dict, to_json_dict
+from genlab.config import check_fields, to_json_dict
 from genlab.data import Batches, Dataset, load_dataset
 from genlab.explore import save_image_grid, save_points
 from genlab.metrics import (
@@ -599,9 +599,10 @@ def _resume(run_dir: Path, existing: list[Path], device: str, family: str, model
     except ckpt.DamagedCheckpoint as error:
         raise _damaged_latest(error, existing) from None
     if edits := _config_edits(checkpoint.meta, family, model_config, config):
+        wanted = " ".join(f"--set {key}={_as_setting(now)}" for key, _, now in edits if key != "family")
         raise ValueError(f"{run_dir / 'config.json'} was edited since {latest.name} was saved: "
-                         f"{', '.join(edits)}; resume uses the run's configuration: put the values back, "
-                         f"or start a new run with --set key=value")
+                         f"{', '.join(f'{key} {saved} -> {now}' for key, saved, now in edits)}; resume uses the "
+                         f"run's configuration: put the values back, or start a new run with {wanted or 'the family'}")
     try:
         ckpt.restore(checkpoint, model, optimizers, restore_rng=True)
         window, streaks = checkpoint.meta.get("log_window"), checkpoint.meta.get("collapse_streaks", {})
@@ -627,16 +628,19 @@ def _is_log_window(window) -> bool:
             and isinstance(window.get("count"), int) and window["count"] >= 0)
 
 
-def _config_edits(meta: dict, family: str, model_config, config: TrainConfig) -> list[str]:
-    """'key saved -> now' for each setting config.json changed since the checkpoint `meta` was saved
+def _config_edits(meta: dict, family: str, model_config, config: TrainConfig) -> list[tuple[str, object, object]]:
+    """(key, saved, now) for each setting config.json changed since the checkpoint `meta` was saved
     (steps aside: genlab itself changes it)."""
     if meta["family"] != family:
-        return [f"family {meta['family']} -> {family}"]
-    _, config_class = family_classes(family)
-    saved = {**to_json_dict(from_json_dict(config_class, meta["model_config"])),
-             **to_json_dict(from_json_dict(TrainConfig, meta["train_config"]))}
+        return [("family", meta["family"], family)]
+    saved = {**meta["model_config"], **meta["train_config"]}  # read_meta filled in every setting
     now = {**to_json_dict(model_config), **to_json_dict(config)}
-    return [f"{key} {saved[key]} -> {now[key]}" for key in now if key != "steps" and saved[key] != now[key]]
+    return [(key, saved[key], now[key]) for key in now if key != "steps" and saved[key] != now[key]]
+
+
+def _as_setting(value) -> str:
+    """A config value as --set writes it: 128,64 for a list."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _check_collapse(detector: CollapseDetector, model, train_data: Dataset, record: dict) -> None:
