@@ -110,9 +110,10 @@ class TrainingDiverged(RuntimeError):
 
 
 # A loss this large means the run has diverged even while it is still finite: a diverging GAN's losses pass
-# 1e32 on their way to overflow, and by then no weight is worth keeping. No healthy genlab loss comes near:
-# the largest is a VAE's per-example reconstruction sum, ~100 nats a value at worst over at most 3x1024x1024
-# values (~3e8); critic scores and MSEs of finite data stay far smaller.
+# 1e27 on their way to overflow (lr=1e6 on ring), and by then no weight is worth keeping. No healthy genlab
+# loss comes near: the largest is a per-example reconstruction sum over at most 3x1024x1024 values, a few
+# nats each (~1e7; 100 nats each would still be 3e8); critic scores and MSEs of data in [0, 1] stay smaller.
+# Weights that overflow while the loss is still finite are caught when a checkpoint would hold them.
 MAX_LOSS = 1e12
 
 
