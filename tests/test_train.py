@@ -119,7 +119,9 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
             "--set", "log_every=10", "--set", "batch_size=32", "--set", "binarize=true",
             "--set", "hidden_dims=32", "--set", "latent_dim=2", "--set", "architecture=mlp"]
     killed_run = tmp_path / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    # PYTHONPATH: the genlab under test, whatever the venv has installed and whatever the working folder
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(genlab.train.__file__).parents[1])}
     process = subprocess.Popen([sys.executable, "-m", "genlab", *args, "--run", str(killed_run)], cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
@@ -327,6 +329,7 @@ def test_read_run_config_of_an_ae(tmp_path):
 
 def test_create_run_refuses_an_existing_run(tmp_path):
     run = make_run(tmp_path / "run")
+    train(run, device="cpu", stop_after=10)  # a run that trained; one that never did is replaced (test_run_safety)
     before = (run / "config.json").read_bytes()
     with pytest.raises(FileExistsError, match="--resume"):
         make_run(run, steps=99)

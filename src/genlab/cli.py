@@ -1,14 +1,14 @@
 """The `genlab` command: thin Typer commands over library functions.
 
-A user error (bad name, missing file, bad setting, diverged training) prints one line to stderr
-and exits with status 1; tracebacks are for bugs.
+A user error (bad name, missing file, bad setting, diverged training, a run another trainer holds)
+prints one line to stderr and exits with status 1; Ctrl-C prints one line and exits with status 130
+(128 + SIGINT, as a shell reports it); tracebacks are for bugs.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
-import json
 import logging
 import re
 from pathlib import Path
@@ -30,14 +30,17 @@ DataDirOpt = Annotated[Path | None, typer.Option(envvar="GENLAB_DATA_DIR",
 
 
 def user_errors(command):
-    """Turn the errors a user can fix into one line on stderr and exit status 1."""
-    from genlab.train import TrainingDiverged
+    """Turn the errors a user can fix into one line on stderr and exit status 1; Ctrl-C into one line and 130."""
+    from genlab.train import RunInUse, TrainingDiverged
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (ValueError, TrainingDiverged) as error:
+        except KeyboardInterrupt as interrupt:  # training's TrainingInterrupted says where the run stopped
+            typer.echo(str(interrupt) or "interrupted", err=True)
+            raise typer.Exit(130) from None
+        except (ValueError, TrainingDiverged, RunInUse) as error:
             message = str(error)
         except OSError as error:
             # genlab's own (FileNotFoundError("no checkpoint at ...")) carry their message; the system's (a full
@@ -98,9 +101,12 @@ def train(
     """Train a model; the run folder gets config.json, metrics.jsonl, checkpoints/ and samples/."""
     from genlab.config import parse_overrides
     from genlab.models import family_classes
-    from genlab.train import TrainConfig, create_run, read_run_config, set_run_steps
+    from genlab.train import TrainConfig, create_run, read_run_config, resolve_device, set_run_steps
     from genlab.train import train as train_run
 
+    # Everything that can be refused is checked before a run folder is made or changed.
+    cpu_budget = parse_duration(budget) if budget is not None else None
+    device = resolve_device(device)
     if resume is not None:
         if family is not None or settings:
             raise ValueError("--resume continues a run exactly as it was configured: drop FAMILY and --set "
@@ -117,7 +123,6 @@ def train(
         step_setting = {"steps": steps} if steps is not None else {}
         train_config = TrainConfig(**{"data": data, **step_setting, **train_settings})
         run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir)
-    cpu_budget = parse_duration(budget) if budget is not None else None
     console.print(f"run folder: {run_dir}", markup=False)
     last = train_run(run_dir, device=device, data_dir=data_dir, progress=True, cpu_budget=cpu_budget)
     console.print(f"done: {last}", markup=False)
@@ -133,16 +138,27 @@ def parse_duration(text: str) -> float:
         seconds = float(number) * DURATION_UNITS[unit]
     except ValueError:
         raise ValueError(f"cannot read the duration {text!r}: write e.g. 90s, 10m or 1h") from None
-    if not seconds > 0:
-        raise ValueError(f"the duration {text!r} must be positive")
+    if not 0 < seconds <= MAX_DURATION:
+        raise ValueError(f"the duration {text!r} must be positive and at most 1000h")
     return seconds
+
+
+MAX_DURATION = 1000 * 3600  # a budget is CPU time for one run: six weeks is past any run of this lab
 
 
 def _load(run: Path, device: str | None):
     from genlab.checkpoint import load_model
-    from genlab.train import default_device
+    from genlab.train import resolve_device
 
-    return load_model(run, device or default_device())
+    return load_model(run, resolve_device(device))
+
+
+MAX_SEED = 2**63 - 1  # torch's generators take seeds up to 2**64 - 1; TrainConfig.seed stops at 2**63 - 1
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
 
 
 def _output_folder(run: Path) -> Path:
@@ -163,6 +179,7 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
 
     if not 1 <= n <= 10_000:
         raise ValueError(f"--n must be between 1 and 10000, got {n}")
+    check_seed(seed)
     model, meta = _load(run, device)
     if not hasattr(model, "sample"):
         raise ValueError(f"a {meta['family']} model does not sample: try `genlab reconstruct` or train a vae")
@@ -247,18 +264,18 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
 def info(run: RunArg):
     """What a run or checkpoint is: family, configs, step, checkpoints and the latest metrics."""
     from genlab.checkpoint import list_checkpoints, read_meta, resolve_checkpoint
+    from genlab.train import read_metrics
 
     meta = read_meta(resolve_checkpoint(run))
     console.print(f"[bold]{meta['family']}[/] at step {meta['step']} of {meta['train_config']['steps']} "
-                  f"(genlab {meta['genlab_version']}, checkpoint format {meta['format_version']})")
+                  f"(genlab {meta.get('genlab_version', 'unknown')}, checkpoint format {meta['format_version']})")
     console.print(f"data: {meta['train_config']['data']}, position {meta['data_position']}")
     console.print("model: " + ", ".join(f"{k}={v}" for k, v in meta["model_config"].items()))
     console.print("train: " + ", ".join(f"{k}={v}" for k, v in meta["train_config"].items()))
     if run.is_dir():
         console.print("checkpoints: " + ", ".join(p.name for p in list_checkpoints(run)))
-        metrics = run / "metrics.jsonl"
-        if metrics.exists() and (lines := metrics.read_text().splitlines()):
-            last = json.loads(lines[-1])
+        if records := read_metrics(run / "metrics.jsonl"):
+            last = records[-1]
             if "warning" in last:
                 console.print(f"[red]collapse warning[/] at step {last['step']}: ", end="")
                 console.print(last["warning"], markup=False)
@@ -282,10 +299,11 @@ def evaluate(run: RunArg, samples: SamplesOpt = None, seed: int = 0,
     from rich.table import Table
 
     from genlab.evaluate import EVAL_FILE, evaluate_run, rows
-    from genlab.train import default_device
+    from genlab.train import resolve_device
 
+    check_seed(seed)
     report = evaluate_run(run, samples=samples, seed=seed, nll_k=nll_k, features=features, data_dir=data_dir,
-                          device=device or default_device())
+                          device=resolve_device(device))
     table = Table(title=f"{report['family']} on {report['data']}, step {report['step']}")
     for column in ("group", "metric", "value", "protocol"):
         table.add_column(column)

@@ -19,6 +19,8 @@ import base64
 import html
 import io
 import json
+import logging
+import math
 import re
 import statistics
 import time
@@ -32,6 +34,8 @@ from genlab.config import from_json_dict
 from genlab.evaluate import DEFAULT_NLL_K, evaluate_run
 from genlab.explore import save_image_grid
 from genlab.train import TrainConfig, create_run, load_run_data, read_run_config, train
+
+log = logging.getLogger(__name__)
 
 FAMILIES = ("ae", "vae", "gan", "ddpm")
 DATA = ("digits", "mnist")  # the images the shipped feature network scores
@@ -125,6 +129,21 @@ def find_runs(folder: Path, data: str) -> list[Path]:
     return runs
 
 
+def recorded_cpu_seconds(record: Path) -> float | None:
+    """The training CPU seconds a run's compare.json records; None (with a warning, when the file is damaged)
+    if it records none: the table shows the time as unknown rather than failing the whole comparison."""
+    if not record.exists():
+        return None
+    try:
+        seconds = json.loads(record.read_bytes())["train_cpu_s"]
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError, OSError):
+        seconds = None
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds):
+        return seconds
+    log.warning("%s records no training time (damaged?): shown as unknown", record)
+    return None
+
+
 @torch.no_grad()
 def sampling_seconds(model, count: int = SAMPLING_COUNT, batch: int = SAMPLING_BATCH) -> float:
     """CPU seconds to draw `count` samples, `batch` at a time, with the model's default sampler."""
@@ -141,8 +160,7 @@ def measure(run: Path, samples: int, seed: int, nll_k: int, data_dir: str | Path
     results = report["results"]
     quality = results.get("sample_quality", {}).get("scores", {})
     model, _ = load_model(run, "cpu")
-    record = run / RECORD_FILE
-    train_cpu_s = json.loads(record.read_text())["train_cpu_s"] if record.exists() else None
+    train_cpu_s = recorded_cpu_seconds(run / RECORD_FILE)
     return RunResult(
         family=family, seed=config.seed, run=run, steps=report["step"], train_cpu_s=train_cpu_s,
         mse=results["reconstruction"]["scores"]["mse"] if "reconstruction" in results else None,

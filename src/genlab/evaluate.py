@@ -33,6 +33,8 @@ from genlab.train import TrainConfig, load_run_data
 
 DEFAULT_SAMPLES = 10_000  # the size of MNIST's test split: FID "10k" compares with the literature's MNIST figures
 DEFAULT_NLL_K = 100  # importance samples per example; 1000 (Burda et al.) is tighter but 10x slower on a CPU
+MAX_SAMPLES = 50_000  # FID-50k, the largest protocol in the literature; every sample is held in memory at once
+MAX_NLL_K = 5000  # Burda et al.'s largest k; its cost grows linearly in k
 EVAL_FILE = "eval.json"
 
 
@@ -138,10 +140,10 @@ def evaluate_run(run: str | Path, *, samples: int | None = None, seed: int = 0, 
     `samples`: generated samples, and the number of test examples used (default 10,000). Mode coverage of
     the 2-D mixtures always draws 2,500, as VEEGAN and PacGAN do, so its figures compare with theirs.
     """
-    if samples is not None and samples < 2:
-        raise ValueError(f"--samples must be at least 2, got {samples}")
-    if nll_k < 1:
-        raise ValueError(f"the NLL's k must be at least 1, got {nll_k}")
+    if samples is not None and not 2 <= samples <= MAX_SAMPLES:
+        raise ValueError(f"--samples must be between 2 and {MAX_SAMPLES}, got {samples}")
+    if not 1 <= nll_k <= MAX_NLL_K:
+        raise ValueError(f"the NLL's k (--nll-k) must be between 1 and {MAX_NLL_K}, got {nll_k}")
     checkpoint = resolve_checkpoint(run)
     model, meta = load_model(checkpoint, device or "cpu")
     config = from_json_dict(TrainConfig, meta["train_config"])

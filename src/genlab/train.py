@@ -3,16 +3,30 @@
 A run is a folder:  config.json  metrics.jsonl  checkpoints/step-*.safetensors  samples/*.png  tensorboard/
 Batch `s` is a pure function of (seed, s) and every checkpoint holds the RNG states, so a run
 resumed from its latest checkpoint ends bit-identical (on CPU) to one never interrupted.
+
+The run's configuration is its config.json, written once by create_run and changed only by genlab
+(set_run_steps, and a CPU budget's plan): `steps` is the one setting that may change between sessions.
+Resuming compares config.json with the configuration saved in the latest checkpoint and refuses, naming
+the settings, when they differ: an edited lr would otherwise be ignored (Adam's saved state carries the
+old one) while an edited batch_size would be honoured, and an edited latent_dim would no longer fit the
+weights. A change of setting is a new run (`genlab train ... --set key=value`).
+
+A run folder is locked (flock on train.lock) while one trainer writes into it: a second trainer, another
+process or another thread of the lab, gets RunInUse. The kernel drops the lock when its process dies,
+so a killed run never blocks the next one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import json
 import logging
 import math
+import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +38,7 @@ from rich.markup import escape
 from torch.nn.utils import parametrize
 
 from genlab import checkpoint as ckpt
-from genlab.config import check_fields, from_json_dict, to_json_dict
+from genlab.config import check_fields, to_json_dict
 from genlab.data import Batches, Dataset, load_dataset
 from genlab.explore import save_image_grid, save_points
 from genlab.metrics import (
@@ -91,7 +105,49 @@ def learning_rate_factor(config: TrainConfig, step: int) -> float:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the run folder keeps its last good checkpoint."""
+    """The loss became NaN, infinite or larger than MAX_LOSS, or a checkpoint was about to hold a non-finite
+    weight or optimizer state; the run folder keeps its last good checkpoint, which the message names."""
+
+
+# A loss this large means the run has diverged even while it is still finite: a diverging GAN's losses pass
+# 1e27 on their way to overflow (lr=1e6 on ring), and by then no weight is worth keeping. No healthy genlab
+# loss comes near: the largest is a per-example reconstruction sum over at most 3x1024x1024 values, a few
+# nats each (~1e7; 100 nats each would still be 3e8); critic scores and MSEs of data in [0, 1] stay smaller.
+# Weights that overflow while the loss is still finite are caught when a checkpoint would hold them.
+MAX_LOSS = 1e12
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: a KeyboardInterrupt whose message says where the run stopped and how to resume."""
+
+
+class RunInUse(RuntimeError):
+    """Another trainer (process, or thread of this process) holds the run folder's lock."""
+
+
+LOCK_FILE = "train.lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold `run_dir`'s lock while writing into it; RunInUse at once when another trainer holds it.
+
+    flock belongs to an open file description: the kernel releases it when the process dies however it dies
+    (a stale lock never blocks), and two descriptions conflict even within one process, so two threads of
+    the lab exclude each other as two processes do. The lock file stays: deleting it would let a third
+    trainer lock a new file while the first still holds the old one.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUse(f"{run_dir} is being trained by another genlab (process or lab run): wait for it "
+                           f"to end or stop it, then resume with `genlab train --resume {run_dir}`") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # --- the steps: one explicit update per family -------------------------------------------------------
@@ -198,20 +254,50 @@ def load_run_data(config: TrainConfig, split: str, data_dir: str | Path | None =
 
 def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, model_settings: dict,
                data_dir: str | Path | None = None) -> Path:
-    """Make a new run folder with its config.json; the model config takes its data shape from the data."""
+    """Make a new run folder with its config.json; the model config takes its data shape from the data.
+
+    Everything a first step needs is checked before anything is written (the data loads, the model builds,
+    a step's batches fit in the data), so a refused command leaves no folder behind. A folder whose run
+    never got going (config.json, but no checkpoint and no metrics: its first steps failed or were
+    interrupted) is replaced, so the corrected command just works; one that trained is refused.
+    """
     run_dir = Path(run_dir)
-    if (run_dir / "config.json").exists():
-        raise FileExistsError(f"{run_dir} already holds a run: resume it with --resume {run_dir} "
-                              "or pick another --run")
-    _, config_class = family_classes(family)
-    data = load_run_data(train_config, "train", data_dir)
-    model_config = config_class(**{"data_shape": data.shape, **model_settings})
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run {run_dir} is a file: choose a folder name")
+    model_class, config_class = family_classes(family)
+    train_data = load_run_data(train_config, "train", data_dir)
+    test_data = load_run_data(train_config, "test", data_dir)
+    model_config = config_class(**{"data_shape": train_data.shape, **model_settings})
+    check_batches(model_config, train_config, train_data)
+    if len(test_data) == 0:
+        raise ValueError(f"{train_config.data} has no test examples, which previews and eval need: add data")
+    model_class(model_config)  # a network the config describes but torch cannot build fails here, not at step 1
+    with run_lock(run_dir):
+        if (run_dir / "config.json").exists() and _has_trained(run_dir):
+            raise FileExistsError(f"{run_dir} already holds a run: resume it with --resume {run_dir} "
+                                  "or pick another --run")
+        _write_run_config(run_dir, family, model_config, train_config)
+    return run_dir
+
+
+def check_batches(model_config, train_config: TrainConfig, data: Dataset) -> None:
+    """A step's batches must fit in the training split, and PacGAN's packs in a batch."""
     pack = getattr(model_config, "pack", 1)  # PacGAN's D judges `pack` samples at a time
     if train_config.batch_size % pack:
         raise ValueError(f"batch_size {train_config.batch_size} is not divisible by pack={pack}: "
                          f"use a multiple of {pack}")
-    _write_run_config(run_dir, family, model_config, train_config)
-    return run_dir
+    per_step = real_batches_per_step(model_config)
+    if train_config.batch_size * per_step > len(data):
+        most = len(data) // per_step
+        raise ValueError(f"batch_size {train_config.batch_size}{f' x n_critic {per_step}' if per_step > 1 else ''} "
+                         f"is more than the {len(data)} training examples of {train_config.data}: "
+                         f"use --set batch_size={most} or less")
+
+
+def _has_trained(run_dir: Path) -> bool:
+    """Whether a run folder holds anything of a training session: a checkpoint or a metrics line."""
+    metrics = run_dir / "metrics.jsonl"
+    return bool(ckpt.list_checkpoints(run_dir)) or (metrics.exists() and metrics.stat().st_size > 0)
 
 
 def _write_run_config(run_dir: Path, family: str, model_config, train_config: TrainConfig) -> None:
@@ -220,39 +306,106 @@ def _write_run_config(run_dir: Path, family: str, model_config, train_config: Tr
     ckpt.atomic_write_bytes(run_dir / "config.json", (json.dumps(config, indent=2) + "\n").encode())
 
 
+MAX_CONFIG_BYTES = 1_000_000  # genlab writes ~2 kB; a bigger config.json is not one of ours, so it is not read
+
+
 def read_run_config(run_dir: str | Path):
-    """(family, model config, train config) of a run folder."""
+    """(family, model config, train config) of a run folder; ValueError naming config.json when it is damaged."""
     path = Path(run_dir) / "config.json"
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a run's config file")
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
-    config = json.loads(path.read_text())
-    _, config_class = family_classes(config["family"])
-    return config["family"], from_json_dict(config_class, config["model"]), from_json_dict(TrainConfig, config["train"])
+    advice = "put back the file genlab wrote (`genlab info RUN` shows the configuration its checkpoints hold)"
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size} bytes, too large for a run's configuration: {advice}")
+    try:
+        config = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, or nested deeper than json recurses
+        raise ValueError(f"{path} is not valid JSON ({error}): {advice}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} is not a JSON object: {advice}")
+    if missing := [key for key in ("family", "model", "train") if key not in config]:
+        raise ValueError(f"{path} has no {', '.join(missing)}: {advice}")
+    try:
+        _, config_class = family_classes(str(config["family"]))
+        model_config = ckpt.parse_config(config_class, config["model"], "model")
+        train_config = ckpt.parse_config(TrainConfig, config["train"], "train")
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}; {advice}") from None
+    return config["family"], model_config, train_config
 
 
 def set_run_steps(run_dir: str | Path, steps: int) -> None:
     """Change a run's total step count (to extend it, or to end it sooner); checked before it is written."""
-    family, model_config, train_config = read_run_config(run_dir)
-    _write_run_config(Path(run_dir), family, model_config, dataclasses.replace(train_config, steps=steps))
+    with run_lock(Path(run_dir)):
+        family, model_config, train_config = read_run_config(run_dir)
+        _write_run_config(Path(run_dir), family, model_config, dataclasses.replace(train_config, steps=steps))
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def resolve_device(name: str | None) -> str:
+    """The device every command runs on: `name` checked against this machine, or cuda when present, else cpu."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return name
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} is not available on this machine: use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{name} is not available on this machine ({torch.cuda.device_count()} GPUs: "
+                             f"cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return name
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return name
+    raise ValueError(f"{name} is not available on this machine: use --device cpu"
+                     + (" or cuda" if torch.cuda.is_available() else ""))
 
 
-def _truncate_metrics(path: Path, after_step: int) -> None:
-    """Drop metric lines a crashed run logged after its last checkpoint; the resumed run logs them again."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl, in order. A line that is not a JSON object with an integer step (one
+    torn by a crash, or edited) is skipped with a warning naming the file and line."""
+    records = []
+    if not path.is_file():
+        return records
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line torn by the crash: it was written after the last checkpoint
-        if record["step"] <= after_step:
-            kept.append(line)
-    ckpt.atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
+            record = None
+        step = record.get("step") if isinstance(record, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool):
+            records.append(record)
+        elif line.strip():
+            log.warning("%s line %d is not a metrics record (torn by a crash, or edited): skipped", path, number)
+    return records
+
+
+def _truncate_metrics(path: Path, after_step: int) -> None:
+    """Drop metric lines a crashed run logged after its last checkpoint (and torn ones); the resumed run logs
+    them again."""
+    if not path.exists():
+        return
+    kept = [record for record in read_metrics(path) if record["step"] <= after_step]
+    ckpt.atomic_write_bytes(path, "".join(json.dumps(record) + "\n" for record in kept).encode())
+
+
+# The temp files of atomic writes a killed trainer never finished: `.<name>.<mkstemp's 8 characters>.tmp`,
+# for the files only a trainer (holding the run lock) writes. eval.json's and others' are left alone.
+STALE_TEMP_FILES = {".": re.compile(r"\.(config\.json|metrics\.jsonl)\.[a-z0-9_]{8}\.tmp"),
+                    "checkpoints": re.compile(r"\.step-\d+\.safetensors\.[a-z0-9_]{8}\.tmp")}
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    for folder, pattern in STALE_TEMP_FILES.items():
+        for path in (run_dir / folder).glob(".*.tmp"):
+            if pattern.fullmatch(path.name) and path.is_file():
+                log.info("removing %s, left by an interrupted write", path)
+                path.unlink(missing_ok=True)
 
 
 @torch.no_grad()
@@ -284,7 +437,7 @@ def save_previews(model, run_dir: Path, step: int, test: Dataset) -> None:
 
 def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Path | None = None,
           progress: bool = False, stop_after: int | None = None, cpu_budget: float | None = None,
-          on_log: Callable[[dict], None] | None = None) -> Path:
+          on_log: Callable[[dict], None] | None = None) -> Path | None:
     """Train the run in `run_dir` from its latest checkpoint (or from scratch) up to config.steps.
 
     `stop_after` ends this call after that many steps, as an interruption would (the last
@@ -292,19 +445,32 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
     lowers config.steps to what the budget affords, re-planned at every log step from the cost measured
     so far, so the run still ends properly: a final checkpoint, previews, a cosine schedule that reaches 0.
     Returns the path of the last checkpoint written.
+
+    The run folder is locked for the whole call (RunInUse when another trainer has it). Resuming checks the
+    latest checkpoint against config.json (see the module docstring) and refuses a damaged one, naming the
+    checkpoint before it; Ctrl-C raises TrainingInterrupted saying where the run stopped.
     """
     cpu_start = time.process_time()
-    if cpu_budget is not None and not cpu_budget > 0:
-        raise ValueError(f"the CPU budget must be positive, got {cpu_budget} s")
+    if cpu_budget is not None and not (cpu_budget > 0 and math.isfinite(cpu_budget)):
+        raise ValueError(f"the CPU budget must be a positive number of seconds, got {cpu_budget}")
     run_dir = Path(run_dir)
-    family, model_config, config = read_run_config(run_dir)
-    device = device or default_device()
+    device = resolve_device(device)
+    read_run_config(run_dir)  # a folder that is no run is refused before the lock file is made in it
+    with run_lock(run_dir):
+        _remove_stale_temp_files(run_dir)
+        return _train(run_dir, device, data_dir, progress, stop_after, cpu_budget, on_log, cpu_start)
+
+
+def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int | None,
+           cpu_budget: float | None, on_log, cpu_start: float) -> Path | None:
+    family, model_config, config = read_run_config(run_dir)  # again, now that no other trainer can change it
     model_class, _ = family_classes(family)
     train_data = load_run_data(config, "train", data_dir)
     test_data = load_run_data(config, "test", data_dir)
     if train_data.shape != tuple(model_config.data_shape):
         raise ValueError(f"the data now has shape {train_data.shape} but the run was made for "
                          f"{tuple(model_config.data_shape)}: was {config.data} changed?")
+    check_batches(model_config, config, train_data)
 
     torch.manual_seed(config.seed)
     model = model_class(model_config).to(device)
@@ -317,8 +483,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
     count = 0
     existing = ckpt.list_checkpoints(run_dir)
     if existing:
-        checkpoint = ckpt.load_checkpoint(existing[-1], device)
-        ckpt.restore(checkpoint, model, optimizers, restore_rng=True)
+        checkpoint = _resume(run_dir, existing, device, family, model_config, config, model, optimizers)
         start = checkpoint.step
         # a checkpoint between two log lines carries the half-filled window, so the next line is unchanged
         sums, count = checkpoint.meta["log_window"]["sums"], checkpoint.meta["log_window"]["count"]
@@ -342,6 +507,13 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
     task = bar.add_task("train", total=config.steps, completed=start, terms="") if bar else None
     model.train()
     budget = _CPUBudget(cpu_budget, cpu_start, start, config.steps) if cpu_budget is not None else None
+    step = start
+
+    def diverged(what: str) -> TrainingDiverged:
+        kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written"
+        return TrainingDiverged(f"{what} at step {step + 1}; {kept}. "
+                                "Start a new run with a lower learning rate (--set lr=...)")
+
     try:
         for step in range(start, end):
             x = batches.batch(step)
@@ -353,12 +525,9 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                         group["lr"] = group.setdefault("base_lr", group["lr"]) * learning_rate_factor(config, step)
             terms = step_fn(model, optimizers, x, forward)
             values = {name: value.item() for name, value in terms.items()}
-            diverged = [f"{name} = {value}" for name, value in values.items() if not math.isfinite(value)]
-            if diverged:
-                kept = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint
-                        else "no checkpoint was written")
-                raise TrainingDiverged(f"{', '.join(diverged)} at step {step + 1}; {kept}. "
-                                       "Lower the learning rate (--set lr=...) and resume or start again.")
+            if exploded := [f"{name} = {value:.4g}" for name, value in values.items()
+                            if not (math.isfinite(value) and abs(value) <= MAX_LOSS)]:
+                raise diverged(", ".join(exploded))
             for name, value in values.items():
                 sums[name] = sums.get(name, 0.0) + value
             count += 1
@@ -369,10 +538,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
                           **{name: total / count for name, total in sums.items()},
                           "images_per_s": count * config.batch_size / max(elapsed, 1e-9)}
                 if family == "gan" and done >= config.steps // 5:
-                    warning = detector.update(*collapse_evidence(model, train_data, record))
-                    if warning:
-                        record["warning"] = str(warning)
-                        log.warning("step %d: %s", done, warning)
+                    _check_collapse(detector, model, train_data, record)
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 for name, value in record.items():
@@ -396,23 +562,99 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
             if done % config.sample_every == 0 or done == config.steps:
                 save_previews(model, run_dir, done, test_data)
             if done % config.checkpoint_every == 0 or done == config.steps:
-                last_checkpoint = ckpt.checkpoint_path(run_dir, done)
                 epoch, batch_index = batches.position(done)
                 meta = {"family": family, "model_config": to_json_dict(model_config),
                         "train_config": to_json_dict(config), "step": done,
                         "data_position": {"epoch": epoch, "batch": batch_index},
                         "log_window": {"sums": sums, "count": count}, "collapse_streaks": detector.streaks}
-                ckpt.save_checkpoint(last_checkpoint, meta=meta, model=model, optimizers=optimizers)
+                try:
+                    ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, done), meta=meta, model=model,
+                                         optimizers=optimizers)
+                except ckpt.NonFiniteTensors as error:  # finite losses, but the last update overflowed
+                    raise diverged(f"the weights diverged ({error})") from None
+                last_checkpoint = ckpt.checkpoint_path(run_dir, done)
                 ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
                 if budget is not None:  # a resumed run ends where the budget's latest plan ended it
                     _write_run_config(run_dir, family, model_config, config)
             if done >= end:  # the budget moved the end closer
                 break
+    except KeyboardInterrupt:
+        kept = f"the last checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
+        raise TrainingInterrupted(f"interrupted at step {step}; {kept}; resume with "
+                                  f"`genlab train --resume {run_dir}`") from None
     finally:
         writer.close()
         if bar:
             bar.stop()
     return last_checkpoint
+
+
+def _resume(run_dir: Path, existing: list[Path], device: str, family: str, model_config, config: TrainConfig,
+            model, optimizers) -> ckpt.Checkpoint:
+    """Load the latest checkpoint into the model and optimizers, after checking that config.json still says
+    what it was saved with. A damaged checkpoint is refused, never skipped silently: the message names the
+    one before it, which the user can resume from by moving the damaged one aside."""
+    latest = existing[-1]
+    try:
+        checkpoint = ckpt.load_checkpoint(latest, device)
+    except ckpt.DamagedCheckpoint as error:
+        raise _damaged_latest(error, existing) from None
+    if edits := _config_edits(checkpoint.meta, family, model_config, config):
+        wanted = " ".join(f"--set {key}={_as_setting(now)}" for key, _, now in edits if key != "family")
+        raise ValueError(f"{run_dir / 'config.json'} was edited since {latest.name} was saved: "
+                         f"{', '.join(f'{key} {saved} -> {now}' for key, saved, now in edits)}; resume uses the "
+                         f"run's configuration: put the values back, or start a new run with {wanted or 'the family'}")
+    try:
+        ckpt.restore(checkpoint, model, optimizers, restore_rng=True)
+        window, streaks = checkpoint.meta.get("log_window"), checkpoint.meta.get("collapse_streaks", {})
+        if not _is_log_window(window) or not isinstance(streaks, dict) or not all(
+                isinstance(v, int) for v in streaks.values()):
+            raise ckpt.DamagedCheckpoint(latest, "has damaged genlab metadata (log_window or collapse_streaks)")
+    except ckpt.DamagedCheckpoint as error:
+        raise _damaged_latest(error, existing) from None
+    return checkpoint
+
+
+def _damaged_latest(error: ckpt.DamagedCheckpoint, existing: list[Path]) -> ValueError:
+    if len(existing) == 1:
+        return ValueError(f"the run's only checkpoint {error.path} {error.problem}: start the run again "
+                          "(a new --run) or restore the file")
+    return ValueError(f"the latest checkpoint {error.path} {error.problem}: to resume from the one before, "
+                      f"{existing[-2].name}, move {error.path.name} out of {error.path.parent}")
+
+
+def _is_log_window(window) -> bool:
+    return (isinstance(window, dict) and isinstance(window.get("sums"), dict)
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in window["sums"].values())
+            and isinstance(window.get("count"), int) and window["count"] >= 0)
+
+
+def _config_edits(meta: dict, family: str, model_config, config: TrainConfig) -> list[tuple[str, object, object]]:
+    """(key, saved, now) for each setting config.json changed since the checkpoint `meta` was saved
+    (steps aside: genlab itself changes it)."""
+    if meta["family"] != family:
+        return [("family", meta["family"], family)]
+    saved = {**meta["model_config"], **meta["train_config"]}  # read_meta filled in every setting
+    now = {**to_json_dict(model_config), **to_json_dict(config)}
+    return [(key, saved[key], now[key]) for key in now if key != "steps" and saved[key] != now[key]]
+
+
+def _as_setting(value) -> str:
+    """A config value as --set writes it: 128,64 for a list."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _check_collapse(detector: CollapseDetector, model, train_data: Dataset, record: dict) -> None:
+    """Run the collapse checks into `record`. A diagnostic never ends a run: if one fails, that is logged."""
+    try:
+        warning = detector.update(*collapse_evidence(model, train_data, record))
+    except Exception as error:  # noqa: BLE001 (any failure of a diagnostic, by design)
+        log.warning("step %d: the collapse check failed (%s: %s); training goes on", record["step"],
+                    type(error).__name__, error)
+        return
+    if warning:
+        record["warning"] = str(warning)
+        log.warning("step %d: %s", record["step"], warning)
 
 
 @dataclass
@@ -446,6 +688,13 @@ def collapse_evidence(model, train_data: Dataset, record: dict) -> list:
     """
     was_training = model.training
     model.eval()
+    try:
+        return _collapse_checks(model, train_data, record)
+    finally:
+        model.train(was_training)
+
+
+def _collapse_checks(model, train_data: Dataset, record: dict) -> list:
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(record["step"])
     checks = []
@@ -461,10 +710,9 @@ def collapse_evidence(model, train_data: Dataset, record: dict) -> list:
         checks.append(check_diversity(fake, real))
     if model.config.loss in ("minimax", "non-saturating"):
         def probability(logit: float) -> float:
-            return 1 / (1 + math.exp(-logit))
+            return 0.5 * (1 + math.tanh(logit / 2))  # the logistic sigmoid, without exp's overflow at |logit| > 709
 
         checks.append(check_discriminator(probability(record["d_real"]), probability(record["d_fake"])))
-    model.train(was_training)
     return checks
 
 
