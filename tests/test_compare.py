@@ -106,7 +106,7 @@ def test_compare_refuses_to_train_over_existing_runs(digits_comparison):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--budget", "0"], "error: the duration '0' must be positive"),
+    (["--budget", "0"], "error: the duration '0' must be positive and at most 1000h"),
     (["--budget", "soon"], "error: cannot read the duration 'soon': write e.g. 90s, 10m or 1h"),
     (["--seeds", "0"], "error: --seeds must be between 1 and 10, got 0"),
     (["--seeds", "11"], "error: --seeds must be between 1 and 10, got 11"),

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from genlab import checkpoint as ckpt
 from genlab.cli import app
+from genlab.config import to_json_dict
 from genlab.data.toys import RING_STD, ring_centres
 from genlab.metrics import mixture_coverage, mode_coverage
 from genlab.models import DDPM, DDPMConfig
@@ -328,7 +329,8 @@ def test_checkpoint_round_trip(tmp_path):
     model = tiny((1, 8, 8))
     model.update_ema()
     path = tmp_path / "ddpm.safetensors"
-    meta = {"family": "ddpm", "model_config": {**vars(model.config), "data_shape": [1, 8, 8]}, "step": 1}
+    meta = {"family": "ddpm", "model_config": {**vars(model.config), "data_shape": [1, 8, 8]}, "step": 1,
+            "train_config": to_json_dict(TrainConfig()), "data_position": {"epoch": 0, "batch": 1}}
     ckpt.save_checkpoint(path, meta=meta, model=model, optimizers={})
     loaded, loaded_meta = ckpt.load_model(path)
     assert loaded.config == model.config and loaded_meta["step"] == 1
