@@ -86,6 +86,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def _write_then_rename(path: Path, data: bytes) -> None:
     if path.is_dir():  # else the rename fails naming the temp file, which tells the user nothing
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if path.exists() and not path.is_file():  # a device or a FIFO: the rename would replace it with our file
+        raise ValueError(f"{path} is not a regular file (a device, a pipe or a socket): give a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -265,9 +265,12 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--run {run_dir} is a file: choose a folder name")
     model_class, config_class = family_classes(family)
+    if "data_shape" in model_settings:
+        raise ValueError("data_shape is read from the data, not set: drop it (image_size and channels resize "
+                         "image folders)")
     train_data = load_run_data(train_config, "train", data_dir)
     test_data = load_run_data(train_config, "test", data_dir)
-    model_config = config_class(**{"data_shape": train_data.shape, **model_settings})
+    model_config = config_class(**{**model_settings, "data_shape": train_data.shape})
     check_batches(model_config, train_config, train_data)
     if len(test_data) == 0:
         raise ValueError(f"{train_config.data} has no test examples, which previews and eval need: add data")
