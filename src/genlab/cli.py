@@ -369,13 +369,18 @@ def lab(port: Annotated[int, typer.Option(help="Port to listen on (0: any free p
 
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be between 0 and 65535, got {port}")
+    if not host.strip():  # the socket would take "" for every interface: the opposite of what a slip means
+        raise ValueError("--host is empty: give an address, e.g. 127.0.0.1 (0.0.0.0 listens on every interface)")
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait out TIME_WAIT
     try:
         sock.bind((host, port))
         sock.listen(2048)  # from now on a browser that comes early waits in the backlog instead of being refused
     except OSError as error:
-        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}): pick another --port") from None
+        sock.close()
+        advice = "pick another --port" if error.errno in (errno.EADDRINUSE, errno.EACCES) else \
+            "give an address of this machine as --host, e.g. 127.0.0.1"
+        raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}): {advice}") from None
     shown = f"[{host}]" if ":" in host else host
     console.print(f"genlab lab on http://{shown}:{sock.getsockname()[1]}/  (runs in {runs}; Ctrl-C stops it)",
                   markup=False)
