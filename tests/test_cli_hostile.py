@@ -162,7 +162,13 @@ def test_lesson_names(name):
 
 @pytest.mark.parametrize("args", [["--port", "-1"], ["--port", "70000"], ["--port", "abc"],
                                   ["--host", "256.1.1.1"], ["--host", ""], ["--host", "not a host"]])
-def test_lab_options(args):
+def test_lab_options(args, monkeypatch):
+    import uvicorn
+
+    def serve(self, sockets):  # an accepted option would serve forever: fail instead of hanging the suite
+        raise AssertionError(f"the lab started on {sockets[0].getsockname()}")
+
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
     assert_clean_refusal(invoke("lab", *args))
 
 
