@@ -375,7 +375,11 @@ def read_metrics(path: Path) -> list[dict]:
     records = []
     if not path.is_file():
         return records
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines.pop()  # a line without its newline is being written now (the lab reads while a run trains)
+    for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

@@ -11,7 +11,6 @@ run is not bit-reproducible; train from the command line when that matters.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
@@ -23,9 +22,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from genlab.checkpoint import list_checkpoints
-from genlab.config import parse_overrides
+from genlab.config import parse_overrides, to_json_dict
 from genlab.models import FAMILIES, family_classes
-from genlab.train import TrainConfig, create_run, train
+from genlab.train import TrainConfig, create_run, read_metrics, read_run_config, train
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SAMPLE_FILE = re.compile(r"^step-\d{8}-(samples|reconstructions)\.png$")
@@ -231,33 +230,25 @@ class RunManager:
         return folder
 
     def describe(self, name: str) -> dict:
+        """A run as the dashboard shows it, read through the library's one reader of each file."""
         folder = self.run_dir(name)
         try:
-            config = json.loads((folder / "config.json").read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            config = None
-        if not (isinstance(config, dict) and isinstance(config.get("model"), dict)
-                and isinstance(config.get("train"), dict) and isinstance(config["train"].get("steps"), int)):
-            raise ValueError(f"run {name!r} has a config.json that is not a genlab run's: fix or remove the folder")
-        metrics_path = folder / "metrics.jsonl"
-        records = []
-        if metrics_path.exists():
-            for line in metrics_path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line being written right now
-                if isinstance(record, dict) and isinstance(record.get("step"), int):
-                    records.append(finite(record))
+            family, model_config, train_config = read_run_config(folder)
+        except FileNotFoundError:
+            raise NotFound(f"no run named {name!r} in the runs folder") from None
+        except ValueError:
+            raise ValueError(f"run {name!r} has a config.json that is not a genlab run's: fix or remove the "
+                             "folder") from None
+        records = [finite(record) for record in read_metrics(folder / "metrics.jsonl")]
         job = self.jobs.get(name)
         checkpoints = list_checkpoints(folder)
         samples = sorted(p.name for p in (folder / "samples").glob("step-*.png") if SAMPLE_FILE.match(p.name))
         done = records[-1]["step"] if records else 0
-        return {"name": name, "family": config.get("family"), "data": config["train"].get("data"),
-                "steps": config["train"]["steps"], "step": done,
-                "status": job.status if job else ("finished" if done >= config["train"]["steps"] else "stopped"),
-                "error": job.error if job else None, "model": config["model"], "train": config["train"],
-                "records": records, "checkpoints": [p.name for p in checkpoints], "samples": samples}
+        return {"name": name, "family": family, "data": train_config.data, "steps": train_config.steps, "step": done,
+                "status": job.status if job else ("finished" if done >= train_config.steps else "stopped"),
+                "error": job.error if job else None, "model": finite(to_json_dict(model_config)),
+                "train": finite(to_json_dict(train_config)), "records": records,
+                "checkpoints": [p.name for p in checkpoints], "samples": samples}
 
     def list(self) -> list[dict]:
         if not self.runs_dir.is_dir():
