@@ -120,7 +120,7 @@ def _optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dic
 
 def save_checkpoint(path: Path, *, meta: dict[str, Any], model: torch.nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer]) -> None:
-    """Save weights, optimizer states and RNG states with `meta` (family, configs, step...) atomically.
+    """Save weights, optimizer states and RNG states with `meta` (the run record, step...) atomically.
     NonFiniteTensors, and nothing written, when a weight or optimizer state holds NaN or infinity."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     groups = {}
