@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from genlab.checkpoint import load_model
 from genlab.data import load_dataset
 from genlab.explore import save_image_grid
 from genlab.models.gan import GAN, GANConfig
-from genlab.train import TrainConfig, create_run, train
+from genlab.run import create_run, open_run
+from genlab.train import TrainConfig, train
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "out"
@@ -104,7 +104,8 @@ def budget_samples(data_dir: Path, budget: float, folder: Path) -> tuple[int, fl
                      {**MODEL, "ema_decay": 0.999}, data_dir=data_dir)
     train(run, device="cpu", data_dir=data_dir, cpu_budget=budget)
     spent = time.process_time() - cpu_start
-    model, meta = load_model(run)
+    opened = open_run(run, splits=())
+    model, meta = opened.model, opened.meta
     OUT.mkdir(exist_ok=True)
     picture = save_image_grid(model.sample(64, generator=torch.Generator().manual_seed(0)),
                               OUT / "gan_budget_samples.png", nrow=8)

@@ -7,7 +7,7 @@
     python benchmarks/mode_coverage.py --results runs.jsonl --table-only   # print the table of what is there
 
 Each (data, recipe, seed) is a real genlab run: create_run + train in a temporary run folder, then
-load_model and mixture_coverage on NUM_SAMPLES = 2,500 samples drawn with torch.Generator().manual_seed(seed).
+open_run and mixture_coverage on NUM_SAMPLES = 2,500 samples drawn with torch.Generator().manual_seed(seed).
 "CPU-s" is the process CPU time (time.process_time) of train() on one thread, logging, collapse checks, the
 last preview PNG and the checkpoint included. Every recipe's step count keeps a seed within 60 CPU-s here.
 
@@ -47,11 +47,11 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from genlab.checkpoint import load_model  # noqa: E402
 from genlab.data import load_dataset  # noqa: E402
 from genlab.explore import save_points  # noqa: E402
 from genlab.metrics import NUM_SAMPLES, mixture_coverage  # noqa: E402
-from genlab.train import TrainConfig, create_run, train  # noqa: E402
+from genlab.run import create_run, open_run  # noqa: E402
+from genlab.train import TrainConfig, train  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -100,7 +100,8 @@ def run_seed(data: str, model_settings: dict, train_settings: dict, seed: int, p
         start = time.process_time()
         train(run, device="cpu", cpu_budget=cpu_budget)
         cpu_s = time.process_time() - start
-        model, meta = load_model(run)
+        opened = open_run(run, splits=())
+        model, meta = opened.model, opened.meta
         steps = meta["step"]
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     samples = model.sample(NUM_SAMPLES, generator=torch.Generator().manual_seed(seed))

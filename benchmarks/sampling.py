@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from genlab.checkpoint import load_model
 from genlab.models.ddpm import DDPM, DDPMConfig
 from genlab.models.gan import GAN, GANConfig
 from genlab.models.vae import VAE, VAEConfig
+from genlab.run import open_run
 
 MNIST_SHAPE = (1, 28, 28)
 CONTENDERS = {  # name -> (family, sample() options)
@@ -51,7 +51,7 @@ def load_models(runs: Path | None) -> dict[str, torch.nn.Module]:
         found = sorted(runs.glob(f"{family}-seed*"))
         if not found:
             raise SystemExit(f"{runs} has no {family}-seedN run: run `genlab compare --out {runs}` first")
-        models[family], _ = load_model(found[0], "cpu")
+        models[family] = open_run(found[0], splits=()).model
         print(f"{family}: {found[0]}")
     return models
 

@@ -7,7 +7,7 @@ and PacGAN's table 2.
 
 Each (recipe, seed) is a real genlab run on data "stacked-mnist" (60,000 triples of MNIST train digits as
 R, G, B, drawn with the seed): create_run + train(cpu_budget=--budget) in a temporary folder, then
-load_model and genlab.metrics.stacked.stacked_mnist_coverage on NUM_SAMPLES = 26,000 samples drawn with
+open_run and genlab.metrics.stacked.stacked_mnist_coverage on NUM_SAMPLES = 26,000 samples drawn with
 torch.Generator().manual_seed(seed). "train CPU-s" is the process CPU time (time.process_time) of train() on
 one thread, data loading, collapse checks, previews and the checkpoint included; "eval CPU-s" is sampling
 and classifying the 78,000 channels. The KL is KL(p_gen || uniform over 1000), the direction of PacGAN's
@@ -48,10 +48,10 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from genlab.checkpoint import load_model  # noqa: E402
 from genlab.explore import save_image_grid  # noqa: E402
 from genlab.metrics.stacked import NUM_SAMPLES, stacked_mnist_coverage  # noqa: E402
-from genlab.train import TrainConfig, create_run, train  # noqa: E402
+from genlab.run import create_run, open_run  # noqa: E402
+from genlab.train import TrainConfig, train  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -87,7 +87,8 @@ def run_seed(name: str, seed: int, budget: float, data_dir: Path, png: Path | No
         run = create_run(Path(folder) / "run", "gan", config, model_settings, data_dir=data_dir)
         train(run, device="cpu", data_dir=data_dir, cpu_budget=budget)
         train_cpu_s = time.process_time() - start
-        model, meta = load_model(run)
+        opened = open_run(run, splits=())
+        model, meta = opened.model, opened.meta
     start = time.process_time()
     model.eval()
     samples = model.sample(NUM_SAMPLES, generator=torch.Generator().manual_seed(seed)).float()

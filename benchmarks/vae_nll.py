@@ -30,14 +30,11 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from genlab.checkpoint import (  # noqa: E402
-    list_checkpoints,
-    load_model,  # noqa: E402
-    read_meta,
-)
+from genlab.checkpoint import list_checkpoints, read_meta  # noqa: E402
 from genlab.data import load_dataset  # noqa: E402
 from genlab.models import VAE, VAEConfig  # noqa: E402
-from genlab.train import STEPS, TrainConfig, autoencoder_optimizers, create_run, set_run_steps, train  # noqa: E402
+from genlab.run import create_run, open_run, set_run_steps  # noqa: E402
+from genlab.train import STEPS, TrainConfig, autoencoder_optimizers, train  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHUNK = 10_000  # steps between CPU-budget checks
@@ -101,7 +98,7 @@ def main() -> None:
     train_wall = time.perf_counter() - wall
 
     torch.set_num_threads(eval_threads)
-    model, _ = load_model(run)
+    model = open_run(run, splits=()).model
     test = load_dataset("mnist", "test", data_dir=args.data_dir).x[: args.test_examples]
     test = torch.bernoulli(test, generator=torch.Generator().manual_seed(0))  # binarised once, fixed
     torch.manual_seed(0)

@@ -38,7 +38,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from genlab.data import load_dataset
-from genlab.train import TrainConfig, create_run, train
+from genlab.run import create_run
+from genlab.train import TrainConfig, train
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HERE = Path(__file__).resolve().parent

@@ -16,7 +16,8 @@ import torch
 import genlab.train
 from genlab import checkpoint as ckpt
 from genlab.data import load_dataset
-from genlab.train import TrainConfig, create_run, train
+from genlab.run import create_run, open_run
+from genlab.train import TrainConfig, train
 
 
 def train_tiny(run_dir: Path, family: str, architecture: str, steps: int = 6):
@@ -51,10 +52,10 @@ def vae_run(tmp_path_factory):
 def test_load_model_reproduces_the_trained_model_exactly(tmp_path, family, architecture):
     run, trained = train_tiny(tmp_path / "run", family, architecture)
     trained.eval()
-    loaded, meta = ckpt.load_model(run)
+    loaded, meta = (o := open_run(run, splits=())).model, o.meta
     assert type(loaded) is type(trained) and not loaded.training
     assert loaded.config == trained.config and loaded.config.architecture == architecture
-    assert meta["family"] == family and meta["step"] == 6
+    assert meta["run"]["family"] == family and meta["step"] == 6
     assert trained.state_dict().keys() == loaded.state_dict().keys()
     for name, tensor in trained.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
@@ -75,10 +76,10 @@ def test_load_model_reproduces_the_trained_model_exactly(tmp_path, family, archi
 
 
 def test_a_checkpoint_file_loads_the_same_as_its_run(vae_run):
-    first, _ = ckpt.load_model(ckpt.checkpoint_path(vae_run, 3))
-    latest, meta = ckpt.load_model(vae_run)
+    first = open_run(ckpt.checkpoint_path(vae_run, 3), splits=()).model
+    latest, meta = (o := open_run(vae_run, splits=())).model, o.meta
     assert meta["step"] == 6
-    assert ckpt.load_model(ckpt.checkpoint_path(vae_run, 6))[1] == meta
+    assert open_run(ckpt.checkpoint_path(vae_run, 6), splits=()).meta == meta
     assert not torch.equal(first.decoder[0][0].weight, latest.decoder[0][0].weight)
 
 
@@ -87,14 +88,15 @@ def test_the_file_is_plain_safetensors_with_genlab_metadata(vae_run):
     with safetensors.safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["genlab"])
         names = set(f.keys())
-    assert {"format_version", "genlab_version", "family", "model_config", "train_config", "step",
-            "data_position", "optimizer_param_groups"} <= set(meta)
-    assert meta["format_version"] == ckpt.FORMAT_VERSION and meta["family"] == "vae" and meta["step"] == 6
-    assert meta["model_config"]["data_shape"] == [1, 8, 8] and meta["model_config"]["latent_dim"] == 3
-    assert meta["train_config"]["batch_size"] == 16
+    assert {"format_version", "genlab_version", "run", "step", "data_position", "optimizer_param_groups"} <= set(meta)
+    assert meta["run"] == json.loads((vae_run / "config.json").read_text())  # one layout, in both files
+    assert meta["format_version"] == ckpt.FORMAT_VERSION and meta["run"]["family"] == "vae" and meta["step"] == 6
+    assert meta["run"]["model"]["data_shape"] == [1, 8, 8] and meta["run"]["model"]["latent_dim"] == 3
+    assert meta["run"]["train"]["batch_size"] == 16
     assert meta["data_position"] == {"epoch": 0, "batch": 6}  # 1500 // 16 = 93 batches per epoch
     assert "rng.torch" in names
-    assert {n for n in names if n.startswith("model.")} == {f"model.{k}" for k in ckpt.load_model(path)[0].state_dict()}
+    weights = open_run(path, splits=()).model.state_dict()
+    assert {n for n in names if n.startswith("model.")} == {f"model.{k}" for k in weights}
     assert any(n.startswith("optimizer.model.") and n.endswith(".exp_avg") for n in names)
     assert ckpt.read_meta(path) == meta
 
@@ -107,7 +109,7 @@ def test_loading_never_unpickles(vae_run, monkeypatch):
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.setattr(pickle, "Unpickler", refuse)
     monkeypatch.setattr(torch, "load", refuse)
-    model, meta = ckpt.load_model(vae_run)
+    model, meta = (o := open_run(vae_run, splits=())).model, o.meta
     assert meta["step"] == 6 and sum(p.numel() for p in model.parameters()) > 0
     assert ckpt.load_checkpoint(ckpt.checkpoint_path(vae_run, 3)).step == 3
 
@@ -127,7 +129,7 @@ def test_truncated_checkpoint(vae_run, tmp_path, keep):
     data = ckpt.checkpoint_path(vae_run, 6).read_bytes()
     path = tmp_path / "step-00000006.safetensors"
     path.write_bytes(data[: int(len(data) * keep) if keep < 1 else keep])
-    for load in (ckpt.read_meta, ckpt.load_checkpoint, ckpt.load_model):
+    for load in (ckpt.read_meta, ckpt.load_checkpoint, open_run):
         with pytest.raises(ValueError) as error:
             load(path)
         assert_names_file(error, path, "truncated")
@@ -136,7 +138,7 @@ def test_truncated_checkpoint(vae_run, tmp_path, keep):
 def test_random_bytes(tmp_path):
     path = tmp_path / "noise.safetensors"
     path.write_bytes(os.urandom(5000))
-    for load in (ckpt.read_meta, ckpt.load_model):
+    for load in (ckpt.read_meta, open_run):
         with pytest.raises(ValueError) as error:
             load(path)
         assert_names_file(error, path, "not a readable safetensors")
@@ -146,7 +148,7 @@ def test_safetensors_without_genlab_metadata(tmp_path):
     path = tmp_path / "foreign.safetensors"
     safetensors.torch.save_file({"weight": torch.zeros(3)}, str(path), metadata={"other": "tool"})
     with pytest.raises(ValueError) as error:
-        ckpt.load_model(path)
+        open_run(path)
     assert_names_file(error, path, "not a genlab checkpoint")
     safetensors.torch.save_file({"weight": torch.zeros(3)}, str(path))  # no metadata at all
     with pytest.raises(ValueError, match="not a genlab checkpoint"):
@@ -164,7 +166,7 @@ def test_newer_format_version(vae_run, tmp_path):
     path = tmp_path / "future.safetensors"
     rewrite_meta(ckpt.checkpoint_path(vae_run, 6), path,
                  lambda text: json.dumps({**json.loads(text), "format_version": ckpt.FORMAT_VERSION + 1}))
-    for load in (ckpt.read_meta, ckpt.load_model):
+    for load in (ckpt.read_meta, open_run):
         with pytest.raises(ValueError) as error:
             load(path)
         assert_names_file(error, path, f"format {ckpt.FORMAT_VERSION + 1}", "upgrade genlab")
@@ -174,7 +176,7 @@ def test_rewritten_metadata_still_loads(vae_run, tmp_path):
     """rewrite_meta itself keeps a checkpoint loadable: the failures above come from the change alone."""
     path = tmp_path / "same.safetensors"
     rewrite_meta(ckpt.checkpoint_path(vae_run, 6), path, lambda text: text)
-    assert ckpt.load_model(path)[1]["step"] == 6
+    assert open_run(path, splits=()).meta["step"] == 6
 
 
 def test_garbled_genlab_metadata_names_the_file(vae_run, tmp_path):
@@ -187,18 +189,18 @@ def test_garbled_genlab_metadata_names_the_file(vae_run, tmp_path):
 
 def test_missing_paths(tmp_path):
     missing = tmp_path / "nowhere" / "step-00000001.safetensors"
-    for load in (ckpt.read_meta, ckpt.load_checkpoint, ckpt.load_model):
+    for load in (ckpt.read_meta, ckpt.load_checkpoint, open_run):
         with pytest.raises(FileNotFoundError) as error:
             load(missing)
         assert str(missing) in str(error.value)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ckpt.load_model(tmp_path / "no-such-run")
+        open_run(tmp_path / "no-such-run")
 
 
 def test_run_folder_without_checkpoints(tmp_path):
     run = create_run(tmp_path / "run", "vae", TrainConfig(data="digits"), {"hidden_dims": (16,)})
     with pytest.raises(FileNotFoundError, match="holds no checkpoints yet") as error:
-        ckpt.load_model(run)
+        open_run(run)
     assert str(run / "checkpoints") in str(error.value)
 
 
@@ -232,7 +234,7 @@ def test_atomic_write_replaces_and_creates_folders(tmp_path):
 def test_save_checkpoint_failure_keeps_the_previous_checkpoint(vae_run, tmp_path, monkeypatch):
     path = tmp_path / "step-00000006.safetensors"
     path.write_bytes(ckpt.checkpoint_path(vae_run, 6).read_bytes())
-    model, meta = ckpt.load_model(path)
+    model, meta = (o := open_run(path, splits=())).model, o.meta
     monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk gone")))
     with pytest.raises(OSError, match="disk gone"):
         ckpt.save_checkpoint(path, meta={**meta, "step": 7}, model=model, optimizers={})

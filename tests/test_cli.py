@@ -22,6 +22,7 @@ import genlab.train
 from genlab import checkpoint as ckpt
 from genlab.cli import app
 from genlab.data import images, load_dataset
+from genlab.run import open_run
 
 SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
 SHARED_MNIST = SHARED_DATA / "mnist"
@@ -105,7 +106,7 @@ def test_sample_writes_a_grid(digits_run):
     picture = png(digits_run / "sample-step30-seed0.png")
     assert "wrote" in output and "sample-step30-seed0.png" in output
     assert picture.mode == "L" and picture.size == (588, 588)  # 4x4 tiles of 8 px + 2 px padding, enlarged 14x
-    model, _ = ckpt.load_model(digits_run)
+    model = open_run(digits_run, splits=()).model
     expected = model.sample(16, generator=torch.Generator().manual_seed(0))
     assert np.abs(tile(picture, 5, nrow=4) - (expected[5, 0] * 255).round().numpy()).max() <= 1
 
@@ -118,7 +119,7 @@ def test_reconstruct_writes_originals_beside_reconstructions(digits_run):
     picture = png(digits_run / "reconstruct-step30.png")
     assert picture.size == (1148, 308)  # 16 tiles, 8 a row: (8*10+2)*14 by (2*10+2)*14
     x = load_dataset("digits", "test").x[:8]
-    model, _ = ckpt.load_model(digits_run)
+    model = open_run(digits_run, splits=()).model
     for i in range(8):
         assert np.abs(tile(picture, 2 * i, nrow=8) - (x[i, 0] * 255).round().numpy()).max() <= 1
         reconstruction = (model.reconstruct(x[i:i + 1])[0, 0] * 255).round().numpy()
@@ -132,7 +133,7 @@ def test_interpolate_writes_one_strip_per_method(digits_run, method, rows):
     picture = png(digits_run / f"interpolate-0-1-{method}.png")
     assert picture.size == ((5 * 10 + 2) * 14, (rows * 10 + 2) * 14)
     # The ends of each strip decode the posterior means of test examples 0 and 1.
-    model, _ = ckpt.load_model(digits_run)
+    model = open_run(digits_run, splits=()).model
     ends = (model.reconstruct(load_dataset("digits", "test").x[:2])[:, 0] * 255).round().numpy()
     for row in range(rows):
         assert np.abs(tile(picture, row * 5, nrow=5) - ends[0]).max() <= 1
@@ -155,7 +156,7 @@ def test_resume_extends_a_finished_run(digits_run, tmp_path):
     shutil.copytree(digits_run, run)
     succeeded(invoke("train", "--resume", run, "--steps", 40))
     assert ckpt.list_checkpoints(run)[-1] == ckpt.checkpoint_path(run, 40)
-    assert ckpt.read_meta(ckpt.checkpoint_path(run, 40))["train_config"]["steps"] == 40
+    assert ckpt.read_meta(ckpt.checkpoint_path(run, 40))["run"]["train"]["steps"] == 40
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [10, 20, 30, 40]
     assert "vae at step 40 of 40" in succeeded(invoke("info", run))
@@ -329,7 +330,7 @@ def test_train_on_mnist(tmp_path, shared_mnist):
     succeeded(invoke("train", "vae", "--data", "mnist", "--data-dir", shared_mnist.parent, "--steps", 5,
                      "--run", run, *TINY, "--set", "batch_size=32"))
     meta = ckpt.read_meta(ckpt.resolve_checkpoint(run))
-    assert meta["step"] == 5 and meta["model_config"]["data_shape"] == [1, 28, 28]
+    assert meta["step"] == 5 and meta["run"]["model"]["data_shape"] == [1, 28, 28]
     assert "data: mnist" in succeeded(invoke("info", run))
 
 

@@ -60,11 +60,11 @@ def test_eval_writes_every_vae_score_with_its_protocol(vae_digits):
 
 
 def test_binarized_runs_are_scored_on_binarized_test_images(vae_digits):
-    from genlab.checkpoint import load_model
     from genlab.data import load_dataset
     from genlab.evaluate import _nll
+    from genlab.run import open_run
 
-    model, _ = load_model(vae_digits)
+    model = open_run(vae_digits, splits=()).model
     test = load_dataset("digits", "test")
     grey = _nll(model, test, "digits", 50, k=2, seed=0, binarize=False)
     binary = _nll(model, test, "digits", 50, k=2, seed=0, binarize=True)
@@ -115,9 +115,9 @@ def test_eval_of_a_stacked_mnist_gan_counts_its_1000_modes(tmp_path, monkeypatch
     (26,000 in the real protocol; 2,000 here for speed), the same figures stacked_mnist_coverage gives for
     the very samples eval drew."""
     import genlab.evaluate
-    from genlab.checkpoint import load_model
     from genlab.evaluate import _draw
     from genlab.metrics.stacked import NUM_SAMPLES, stacked_mnist_coverage
+    from genlab.run import open_run
     from test_data_images import write_mnist
 
     assert genlab.evaluate.STACKED_SAMPLES == NUM_SAMPLES == 26_000
@@ -130,7 +130,7 @@ def test_eval_of_a_stacked_mnist_gan_counts_its_1000_modes(tmp_path, monkeypatch
                      "--run", run, "--set", "conv_channels=4,8", "--set", "batch_size=8", "--set", "sample_every=1000"))
     report = evaluate_run(run, samples=200, data_dir=tmp_path / "data", seed=1)
     result = report["results"]["stacked_mnist_modes"]
-    model, _ = load_model(run)
+    model = open_run(run, splits=()).model
     expected = stacked_mnist_coverage(_draw(model, 2_000, 1).clamp(0, 1))
     assert result["scores"] == {"modes_covered": expected.modes_covered, "num_modes": 1000,
                                 "reverse_kl": expected.reverse_kl}

@@ -22,7 +22,8 @@ from genlab.metrics import mixture_coverage, mode_coverage
 from genlab.models import DDPM, DDPMConfig
 from genlab.models.noise_schedule import NoiseSchedule, cosine_betas
 from genlab.models.unet import UNet, timestep_embedding
-from genlab.train import TrainConfig, create_run, train
+from genlab.run import create_run, open_run
+from genlab.train import TrainConfig, train
 
 # ----------------------------------------------------------------------------- the schedule
 
@@ -315,7 +316,7 @@ def test_a_ddpm_trained_on_the_ring_puts_its_samples_on_the_modes(tmp_path):
     config = TrainConfig(data="ring", steps=1200, batch_size=512, lr=1e-2, lr_schedule="cosine",
                          log_every=100, sample_every=10_000, checkpoint_every=10_000)
     run = create_run(tmp_path / "ring", "ddpm", config, {"num_timesteps": 100, "schedule": "cosine"})
-    model, _ = ckpt.load_model(train(run, device="cpu"))
+    model = open_run(train(run, device="cpu"), splits=()).model
     samples = model.sample(2500, generator=torch.Generator().manual_seed(0))
     strict = mixture_coverage(samples, "ring")  # within 3 std (0.03) of a centre, PacGAN's criterion
     near = mode_coverage(samples, ring_centres(), RING_STD, threshold_stds=10)  # 0.1, centres are 0.77 apart
@@ -332,7 +333,7 @@ def test_checkpoint_round_trip(tmp_path):
     meta = {"family": "ddpm", "model_config": {**vars(model.config), "data_shape": [1, 8, 8]}, "step": 1,
             "train_config": to_json_dict(TrainConfig()), "data_position": {"epoch": 0, "batch": 1}}
     ckpt.save_checkpoint(path, meta=meta, model=model, optimizers={})
-    loaded, loaded_meta = ckpt.load_model(path)
+    loaded, loaded_meta = (o := open_run(path, splits=())).model, o.meta
     assert loaded.config == model.config and loaded_meta["step"] == 1
     assert loaded.ema_updates.item() == 1
     assert not any(name.startswith("model.schedule") for name in ckpt.load_checkpoint(path).tensors)

@@ -26,16 +26,8 @@ from typer.testing import CliRunner
 import genlab.train
 from genlab import checkpoint as ckpt
 from genlab.cli import app
-from genlab.train import (
-    RunInUse,
-    TrainConfig,
-    TrainingDiverged,
-    create_run,
-    read_run_config,
-    resolve_device,
-    run_lock,
-    train,
-)
+from genlab.run import LOCK_FILE, RunInUse, create_run, open_run, read_run_record, run_lock, set_run_steps
+from genlab.train import TrainConfig, TrainingDiverged, resolve_device, train
 
 TINY = {"hidden_dims": (32,), "latent_dim": 2, "architecture": "mlp"}
 TINY_ARGS = ["--set", "hidden_dims=32", "--set", "latent_dim=2", "--set", "architecture=mlp", "--set", "batch_size=32"]
@@ -84,7 +76,7 @@ def run(trained, tmp_path) -> Path:
 def snapshot(run: Path) -> dict[str, bytes]:
     """Every file a run keeps, by relative path (the lock file aside)."""
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*"))
-            if p.is_file() and p.name != genlab.train.LOCK_FILE and "tensorboard" not in p.parts}
+            if p.is_file() and p.name != LOCK_FILE and "tensorboard" not in p.parts}
 
 
 # ----------------------------------------------------------------------------- damaged checkpoints
@@ -127,6 +119,12 @@ def drop(key):
     return change
 
 
+def drop_from_run(key):
+    def change(meta):
+        del meta["run"][key]
+    return change
+
+
 def setting(key, value):
     def change(meta):
         meta[key] = value
@@ -153,11 +151,12 @@ DAMAGES = {
     "step text": (meta_change(setting("step", "abc")), "meta", "step 'abc'"),
     "step negative": (meta_change(setting("step", -1)), "meta", "step -1"),
     "step past the run": (meta_change(setting("step", 10**12)), "meta", "past the run"),
-    "unknown family": (meta_change(setting("family", "flow")), "meta", "unknown model family 'flow'"),
-    "model_config a list": (meta_change(setting("model_config", [1, 2])), "meta", "model_config is not a JSON object"),
-    "model_config mistyped": (meta_change(lambda m: m["model_config"].update(latent_dim="two")), "meta",
-                              "latent_dim='two'"),
-    "train_config unknown key": (meta_change(lambda m: m["train_config"].update(colour=1)), "meta", "colour"),
+    "unknown family": (meta_change(lambda m: m["run"].update(family="flow")), "meta", "unknown model family 'flow'"),
+    "run a list": (meta_change(setting("run", [1, 2])), "meta", "run is not a JSON object"),
+    "run without train": (meta_change(drop_from_run("train")), "meta", "no run.train"),
+    "model a list": (meta_change(lambda m: m["run"].update(model=[1, 2])), "meta", "run.model is not a JSON object"),
+    "model mistyped": (meta_change(lambda m: m["run"]["model"].update(latent_dim="two")), "meta", "latent_dim='two'"),
+    "train unknown key": (meta_change(lambda m: m["run"]["train"].update(colour=1)), "meta", "colour"),
     "data_position a number": (meta_change(setting("data_position", 3)), "meta", "data_position"),
     "missing weight": (tensor_change(lambda t: t.pop(first(t, "model."))), "tensors", "missing model"),
     "extra weight": (tensor_change(lambda t: t.update({"model.extra": torch.zeros(3)})), "tensors",
@@ -200,11 +199,11 @@ def test_damaged_latest_checkpoint(run, case):
 
     # The library: a ValueError naming the file, or (resume-only damage) a model to sample from.
     if level == "resume":
-        model, meta = ckpt.load_model(latest)
+        model, meta = (o := open_run(latest, splits=())).model, o.meta
         assert meta["step"] == 4 and all(torch.isfinite(p).all() for p in model.parameters())
     else:
         with pytest.raises(ValueError) as error:
-            ckpt.load_model(latest)
+            open_run(latest)
         assert str(latest) in str(error.value) and words in str(error.value)
     with pytest.raises(ValueError) as error:
         train(run, device="cpu")
@@ -230,7 +229,7 @@ def test_damaged_latest_checkpoint(run, case):
     # Moving the damaged checkpoint aside, as the message says, resumes from the one before.
     latest.rename(run.parent / latest.name)
     assert train(run, device="cpu") == latest
-    assert ckpt.load_model(run)[1]["step"] == 4
+    assert open_run(run, splits=()).meta["step"] == 4
 
 
 def test_the_only_checkpoint_damaged(run):
@@ -289,7 +288,7 @@ def test_damaged_config_json(run, case):
         path.write_text(contents if isinstance(contents, str) else json.dumps(contents))
     before = snapshot(run)
     with pytest.raises(ValueError) as error:
-        read_run_config(run)
+        read_run_record(run)
     assert str(path) in str(error.value) and words in str(error.value)
     line = user_error(invoke("train", "--resume", run, "--steps", 6))
     assert str(path) in line and words in line and "genlab info RUN" in line
@@ -332,7 +331,7 @@ def test_damaged_metrics_lines_are_skipped_with_a_warning(run, bad, caplog):
     path = run / "metrics.jsonl"
     lines = path.read_text().splitlines()
     path.write_text("\n".join([lines[0], bad, lines[1]]) + "\n")
-    with caplog.at_level(logging.WARNING, logger="genlab.train"):
+    with caplog.at_level(logging.WARNING, logger="genlab.run"):
         output = succeeded(invoke("info", run))
     assert "latest metrics: step=4" in output
     assert f"{path} line 2 is not a metrics record" in caplog.text
@@ -468,7 +467,7 @@ def test_ctrl_c_during_training_is_one_line_and_status_130(tmp_path, monkeypatch
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_config(run, monkeypatch):
-    genlab.train.set_run_steps(run, 6)
+    set_run_steps(run, 6)
     before = snapshot(run)
     real_fsync = os.fsync
 
@@ -542,7 +541,7 @@ def test_the_collapse_check_survives_huge_logits_and_its_own_failure(tmp_path, m
     run = create_run(tmp_path / "gan", "gan", TrainConfig(data="ring", steps=10, batch_size=64, log_every=5,
                                                           checkpoint_every=10, sample_every=1000),
                      {"hidden_dims": (16,), "latent_dim": 2})
-    with caplog.at_level(logging.WARNING, logger="genlab.train"):
+    with caplog.at_level(logging.WARNING, logger="genlab.run"):
         assert train(run, device="cpu") == ckpt.checkpoint_path(run, 10)
     assert "the collapse check failed (OverflowError: math range error); training goes on" in caplog.text
 
@@ -612,7 +611,7 @@ def test_a_run_that_never_trained_is_replaced_and_one_that_did_is_kept(tmp_path,
     assert (run / "config.json").exists() and not ckpt.list_checkpoints(run)
     monkeypatch.undo()
     succeeded(invoke("train", "vae", "--run", run, "--steps", 2, *TINY_ARGS, "--set", "lr=0.002"))
-    assert read_run_config(run)[2].lr == 0.002
+    assert read_run_record(run).train.lr == 0.002
     line = user_error(invoke("train", "vae", "--run", run, "--steps", 2, *TINY_ARGS))
     assert f"{run} already holds a run: resume it with --resume {run}" in line
 

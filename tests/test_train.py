@@ -20,7 +20,8 @@ import genlab.train
 from genlab import checkpoint as ckpt
 from genlab.cli import app
 from genlab.models import AutoencoderConfig, VAEConfig
-from genlab.train import TrainConfig, TrainingDiverged, create_run, read_run_config, train
+from genlab.run import create_run, open_run, read_run_record
+from genlab.train import TrainConfig, TrainingDiverged, train
 
 TINY = {"hidden_dims": (32,), "latent_dim": 2, "architecture": "mlp"}
 
@@ -198,7 +199,7 @@ def test_nan_loss_stops_training_and_keeps_good_checkpoints(tmp_path, monkeypatc
     assert "nan" in message and "step 23" in message and str(good) in message
     assert ckpt.list_checkpoints(run) == [ckpt.checkpoint_path(run, 10), good]
     for path in ckpt.list_checkpoints(run):
-        model, meta = ckpt.load_model(path)
+        model, meta = (o := open_run(path, splits=())).model, o.meta
         assert all(torch.isfinite(p).all() for p in model.parameters())
         assert meta["step"] == int(path.stem.removeprefix("step-"))
     assert [r["step"] for r in metrics(run)] == [10, 20]
@@ -233,7 +234,7 @@ def test_cpu_budget_ends_the_run_at_the_steps_it_affords(tmp_path, monkeypatch, 
     run = make_run(tmp_path / "run", log_every=5, checkpoint_every=100, sample_every=100)
     last = train(run, device="cpu", cpu_budget=budget)
     assert last == ckpt.checkpoint_path(run, expected_steps)
-    assert read_run_config(run)[2].steps == expected_steps
+    assert read_run_record(run).train.steps == expected_steps
     assert (run / "samples" / f"step-{expected_steps:08d}-samples.png").exists()
     assert metrics(run)[-1]["step"] == expected_steps
 
@@ -270,7 +271,7 @@ def test_bf16_mixed_runs_forward_passes_in_bfloat16_and_keeps_weights_float32(tm
     run = make_run(tmp_path / "run", "vae", precision="bf16-mixed", steps=3, log_every=1)
     train(run, device="cpu")
     assert torch.bfloat16 in seen
-    model, _ = ckpt.load_model(run)
+    model = open_run(run, splits=()).model
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert all(math.isfinite(r["loss"]) for r in metrics(run))
     with pytest.raises(ValueError, match="precision='fp16' is not one of fp32, bf16-mixed"):
@@ -312,19 +313,21 @@ def test_pruning_logging_samples_tensorboard_and_config(tmp_path):
     assert {p.name for p in (run / "samples").iterdir()} == expected
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
 
-    family, model_config, train_config = read_run_config(run)
+    record = read_run_record(run)
+    family, model_config, train_config = record.family, record.model, record.train
     assert family == "vae"
     assert model_config == VAEConfig(data_shape=(1, 8, 8), **settings)
     assert train_config == config
 
 
-def test_read_run_config_of_an_ae(tmp_path):
+def test_read_run_record_of_an_ae(tmp_path):
     run = make_run(tmp_path / "run", "ae", {"noise_std": 0.1, "code_activation": "tanh"})
-    family, model_config, _ = read_run_config(run)
+    record = read_run_record(run)
+    family, model_config = record.family, record.model
     assert family == "ae"
     assert model_config == AutoencoderConfig(data_shape=(1, 8, 8), noise_std=0.1, code_activation="tanh", **TINY)
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        read_run_config(tmp_path)
+        read_run_record(tmp_path)
 
 
 def test_create_run_refuses_an_existing_run(tmp_path):

@@ -28,8 +28,7 @@ import safetensors.torch
 import torch
 
 import genlab
-from genlab.config import from_json_dict, to_json_dict
-from genlab.models import family_classes
+from genlab.config import one_line
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = re.compile(r"step-(\d+)\.safetensors$")
@@ -38,8 +37,9 @@ CHECKPOINT_NAME = re.compile(r"step-(\d+)\.safetensors$")
 @dataclass
 class Checkpoint:
     path: Path
-    meta: dict[str, Any]  # format_version, genlab_version, family, model_config, train_config, step, ...
+    meta: dict[str, Any]  # format_version, genlab_version, run, step, data_position, ...
     tensors: dict[str, torch.Tensor]
+    record: Any  # the run's RunRecord, parsed from meta["run"] as the file was read
 
     @property
     def step(self) -> int:
@@ -65,11 +65,6 @@ class NonFiniteTensors(ValueError):
 def nonfinite(tensors: dict[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors holding a NaN or an infinity."""
     return [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:200] + "..." if len(text) > 200 else text
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -125,7 +120,7 @@ def _optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dic
 
 def save_checkpoint(path: Path, *, meta: dict[str, Any], model: torch.nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer]) -> None:
-    """Save weights, optimizer states and RNG states with `meta` (family, configs, step...) atomically.
+    """Save weights, optimizer states and RNG states with `meta` (the run record, step...) atomically.
     NonFiniteTensors, and nothing written, when a weight or optimizer state holds NaN or infinity."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     groups = {}
@@ -145,12 +140,17 @@ def save_checkpoint(path: Path, *, meta: dict[str, Any], model: torch.nn.Module,
 
 
 # What every reader needs; resuming needs more (log_window, RNG and optimizer state), checked when it resumes.
-REQUIRED_META = ("family", "model_config", "train_config", "step", "data_position", "optimizer_param_groups")
+REQUIRED_META = ("run", "step", "data_position", "optimizer_param_groups")
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    """The JSON description of a checkpoint, without reading its tensors; checked, so that its family,
-    configs and step are usable as they are (DamagedCheckpoint otherwise), with every setting of the configs
+    """The JSON description of a checkpoint (see read_meta_and_record)."""
+    return read_meta_and_record(path)[0]
+
+
+def read_meta_and_record(path: Path) -> tuple[dict[str, Any], Any]:
+    """(meta, RunRecord): the JSON description of a checkpoint, without reading its tensors; checked, so that
+    its record and step are usable as they are (DamagedCheckpoint otherwise), with every setting of the configs
     present (a checkpoint older than a setting gets its default)."""
     path = Path(path)
     if path.is_dir():
@@ -161,7 +161,7 @@ def read_meta(path: Path) -> dict[str, Any]:
         with safetensors.safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except Exception as error:  # safetensors raises its own error types for every kind of damage
-        raise DamagedCheckpoint(path, f"is not a readable safetensors checkpoint ({_one_line(error)}); "
+        raise DamagedCheckpoint(path, f"is not a readable safetensors checkpoint ({one_line(error)}); "
                                       "it may be truncated") from None
     if "genlab" not in metadata:
         raise DamagedCheckpoint(path, "is a safetensors file but not a genlab checkpoint (no 'genlab' metadata)",
@@ -170,15 +170,15 @@ def read_meta(path: Path) -> dict[str, Any]:
         meta = json.loads(metadata["genlab"])
     except (json.JSONDecodeError, RecursionError) as error:
         raise DamagedCheckpoint(path, f"has damaged genlab metadata ({error})") from None
-    _check_meta(path, meta)
-    return meta
+    return meta, _check_meta(path, meta)
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_meta(path: Path, meta: Any) -> None:
+def _check_meta(path: Path, meta: Any):
+    """The run's RunRecord, once the metadata is checked; DamagedCheckpoint otherwise."""
     def damaged(what: str) -> DamagedCheckpoint:
         return DamagedCheckpoint(path, f"has damaged genlab metadata ({what})")
 
@@ -190,6 +190,11 @@ def _check_meta(path: Path, meta: Any) -> None:
     if version > FORMAT_VERSION:
         raise ValueError(f"{path} has checkpoint format {version}, newer than this genlab reads "
                          f"({FORMAT_VERSION}): upgrade genlab")
+    # Checkpoints written before the run record had one (genlab 0.x, format 1 all the same) hold its three
+    # parts as top-level keys: this is the one place that reads them, as the record they are.
+    if "run" not in meta and "family" in meta:
+        old = {"family": "family", "model": "model_config", "train": "train_config"}
+        meta["run"] = {new: meta.pop(key) for new, key in old.items() if key in meta}
     if missing := [key for key in REQUIRED_META if key not in meta]:
         raise damaged(f"no {', '.join(missing)}")
     if not _is_int(meta["step"]) or meta["step"] < 0:
@@ -197,39 +202,28 @@ def _check_meta(path: Path, meta: Any) -> None:
     for key in ("data_position", "optimizer_param_groups"):
         if not isinstance(meta[key], dict):
             raise damaged(f"{key} is not an object")
-    from genlab.train import TrainConfig  # train.py writes checkpoints, so it imports this module first
+    from genlab.run import RunRecord  # run.py imports this module
 
     try:
-        _, config_class = family_classes(meta["family"])
-        model_config = parse_config(config_class, meta["model_config"], "model_config")
-        train_config = parse_config(TrainConfig, meta["train_config"], "train_config")
+        record = RunRecord.from_json(meta["run"], "run.")
     except ValueError as error:
         raise damaged(str(error)) from None
-    if meta["step"] > train_config.steps:
-        raise damaged(f"step {meta['step']} is past the run's {train_config.steps} steps")
-    meta["model_config"], meta["train_config"] = to_json_dict(model_config), to_json_dict(train_config)
-
-
-def parse_config(cls: type, values: Any, what: str):
-    """A config dataclass from its JSON object; ValueError naming `what` (a file, a key) when it does not fit."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{what} is not a JSON object")
-    try:
-        return from_json_dict(cls, values)
-    except (ValueError, TypeError) as error:  # TypeError: a key the dataclass does not take positionally
-        raise ValueError(f"{what}: {_one_line(error)}") from None
+    if meta["step"] > record.train.steps:
+        raise damaged(f"step {meta['step']} is past the run's {record.train.steps} steps")
+    meta["run"] = record.to_json()  # every setting present: one older than a setting gets its default
+    return record
 
 
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> Checkpoint:
-    meta = read_meta(path)
+    meta, record = read_meta_and_record(path)
     try:
         tensors = safetensors.torch.load_file(str(path), device=str(device))
     except Exception as error:  # as in read_meta: safetensors' own error types
-        raise DamagedCheckpoint(path, f"is not a readable safetensors checkpoint ({_one_line(error)}); "
+        raise DamagedCheckpoint(path, f"is not a readable safetensors checkpoint ({one_line(error)}); "
                                       "it may be truncated") from None
     if bad := nonfinite(tensors):
         raise DamagedCheckpoint(path, f"holds non-finite values ({', '.join(bad[:3])}); a diverged run saved it")
-    return Checkpoint(Path(path), meta, tensors)
+    return Checkpoint(Path(path), meta, tensors, record)
 
 
 def restore(checkpoint: Checkpoint, model: torch.nn.Module,
@@ -338,7 +332,7 @@ def _restore_rng(checkpoint: Checkpoint) -> None:
         if cuda_states:
             torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
     except RuntimeError as error:  # bytes of the right size that are no generator state
-        raise DamagedCheckpoint(checkpoint.path, f"holds a damaged RNG state ({_one_line(error)})") from None
+        raise DamagedCheckpoint(checkpoint.path, f"holds a damaged RNG state ({one_line(error)})") from None
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -372,13 +366,3 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
     """Delete all but the newest `keep` checkpoints."""
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
-
-
-def load_model(run_or_file: str | Path, device: str | torch.device = "cpu"):
-    """(model in eval mode, checkpoint meta) from a run folder (its latest checkpoint) or a checkpoint file."""
-    path = resolve_checkpoint(run_or_file)
-    checkpoint = load_checkpoint(path, device)
-    model_class, config_class = family_classes(checkpoint.meta["family"])
-    model = model_class(parse_config(config_class, checkpoint.meta["model_config"], "model_config")).to(device)
-    restore(checkpoint, model)
-    return model.eval(), checkpoint.meta

@@ -31,7 +31,8 @@ DataDirOpt = Annotated[Path | None, typer.Option(envvar="GENLAB_DATA_DIR",
 
 def user_errors(command):
     """Turn the errors a user can fix into one line on stderr and exit status 1; Ctrl-C into one line and 130."""
-    from genlab.train import RunInUse, TrainingDiverged
+    from genlab.run import RunInUse
+    from genlab.train import TrainingDiverged
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -101,7 +102,8 @@ def train(
     """Train a model; the run folder gets config.json, metrics.jsonl, checkpoints/ and samples/."""
     from genlab.config import parse_overrides
     from genlab.models import family_classes
-    from genlab.train import TrainConfig, create_run, read_run_config, resolve_device, set_run_steps
+    from genlab.run import create_run, read_run_record, set_run_steps
+    from genlab.train import TrainConfig, resolve_device
     from genlab.train import train as train_run
 
     # Everything that can be refused is checked before a run folder is made or changed.
@@ -114,7 +116,7 @@ def train(
         run_dir = resume
         if steps is not None:
             set_run_steps(run_dir, steps)
-        read_run_config(run_dir)
+        read_run_record(run_dir)
     else:
         if family is None:
             raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")
@@ -146,11 +148,12 @@ def parse_duration(text: str) -> float:
 MAX_DURATION = 1000 * 3600  # a budget is CPU time for one run: six weeks is past any run of this lab
 
 
-def _load(run: Path, device: str | None):
-    from genlab.checkpoint import load_model
+def _open(run: Path, device: str | None, data_dir: Path | None = None, splits: tuple[str, ...] = ()):
+    """The run or checkpoint opened on the chosen device, with the data splits the command uses."""
+    from genlab.run import open_run
     from genlab.train import resolve_device
 
-    return load_model(run, resolve_device(device))
+    return open_run(run, device=resolve_device(device), data_dir=data_dir, splits=splits)
 
 
 MAX_SEED = 2**63 - 1  # torch's generators take seeds up to 2**64 - 1; TrainConfig.seed stops at 2**63 - 1
@@ -180,27 +183,21 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     if not 1 <= n <= 10_000:
         raise ValueError(f"--n must be between 1 and 10000, got {n}")
     check_seed(seed)
-    model, meta = _load(run, device)
+    opened = _open(run, device)
+    model, family = opened.model, opened.record.family
     if not hasattr(model, "sample"):
-        raise ValueError(f"a {meta['family']} model does not sample: try `genlab reconstruct` or train a vae")
+        raise ValueError(f"a {family} model does not sample: try `genlab reconstruct` or train a vae")
     diffusion_options = {name: value for name, value in (("steps", steps), ("sampler", sampler)) if value is not None}
-    if diffusion_options and meta["family"] != "ddpm":
-        raise ValueError(f"--{' and --'.join(diffusion_options)} only apply to ddpm models; this is a {meta['family']}")
+    if diffusion_options and family != "ddpm":
+        raise ValueError(f"--{' and --'.join(diffusion_options)} only apply to ddpm models; this is a {family}")
     generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     samples = model.sample(n, generator=generator, **diffusion_options)
-    out = out or _output_folder(run) / f"sample-step{meta['step']}-seed{seed}.png"
+    out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}.png"
     if samples.dim() == 4:
         save_image_grid(samples, out)
     else:
         save_points(samples, out, title=f"{n} samples")
     console.print(f"wrote {out}", markup=False)
-
-
-def _test_examples(meta: dict, data_dir: Path | None):
-    from genlab.config import from_json_dict
-    from genlab.train import TrainConfig, load_run_data
-
-    return load_run_data(from_json_dict(TrainConfig, meta["train_config"]), "test", data_dir)
 
 
 @app.command()
@@ -213,14 +210,14 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
 
     from genlab.explore import save_image_grid, save_points
 
-    model, meta = _load(run, device)
+    opened = _open(run, device, data_dir, splits=("test",))
+    model, test = opened.model, opened.data["test"]
     if not hasattr(model, "reconstruct"):
-        raise ValueError(f"a {meta['family']} model has no encoder to reconstruct with: try `genlab sample`")
-    test = _test_examples(meta, data_dir)
+        raise ValueError(f"a {opened.record.family} model has no encoder to reconstruct with: try `genlab sample`")
     if not 1 <= n <= len(test):
         raise ValueError(f"--n must be between 1 and {len(test)} (the test split's size), got {n}")
     x = test.x[:n].to(next(model.parameters()).device)
-    out = out or _output_folder(run) / f"reconstruct-step{meta['step']}.png"
+    out = out or _output_folder(run) / f"reconstruct-step{opened.step}.png"
     if test.kind == "image":
         save_image_grid(torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1), out, nrow=8)
     else:
@@ -241,10 +238,10 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
     from genlab.explore import save_image_grid
 
     methods = ["lerp", "slerp"] if method == "both" else [method]
-    model, meta = _load(run, device)
+    opened = _open(run, device, data_dir, splits=("test",))
+    model, test = opened.model, opened.data["test"]
     if not hasattr(model, "interpolate"):
-        raise ValueError(f"a {meta['family']} model has no encoder to place images in its latent space")
-    test = _test_examples(meta, data_dir)
+        raise ValueError(f"a {opened.record.family} model has no encoder to place images in its latent space")
     if test.kind != "image":
         raise ValueError("interpolate draws image strips; this run's data are points")
     for index in (start, end):
@@ -263,15 +260,16 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
 @user_errors
 def info(run: RunArg):
     """What a run or checkpoint is: family, configs, step, checkpoints and the latest metrics."""
-    from genlab.checkpoint import list_checkpoints, read_meta, resolve_checkpoint
-    from genlab.train import read_metrics
+    from genlab.checkpoint import list_checkpoints, read_meta_and_record, resolve_checkpoint
+    from genlab.run import read_metrics
 
-    meta = read_meta(resolve_checkpoint(run))
-    console.print(f"[bold]{meta['family']}[/] at step {meta['step']} of {meta['train_config']['steps']} "
+    meta, record = read_meta_and_record(resolve_checkpoint(run))  # not the weights: info works on damaged ones
+    saved = record.to_json()
+    console.print(f"[bold]{record.family}[/] at step {meta['step']} of {record.train.steps} "
                   f"(genlab {meta.get('genlab_version', 'unknown')}, checkpoint format {meta['format_version']})")
-    console.print(f"data: {meta['train_config']['data']}, position {meta['data_position']}")
-    console.print("model: " + ", ".join(f"{k}={v}" for k, v in meta["model_config"].items()))
-    console.print("train: " + ", ".join(f"{k}={v}" for k, v in meta["train_config"].items()))
+    console.print(f"data: {record.train.data}, position {meta['data_position']}")
+    console.print("model: " + ", ".join(f"{k}={v}" for k, v in saved["model"].items()))
+    console.print("train: " + ", ".join(f"{k}={v}" for k, v in saved["train"].items()))
     if run.is_dir():
         console.print("checkpoints: " + ", ".join(p.name for p in list_checkpoints(run)))
         if records := read_metrics(run / "metrics.jsonl"):

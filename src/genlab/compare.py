@@ -3,8 +3,8 @@ same CPU-time budget, evaluated with one protocol.
 
   train     out/FAMILY-seedN for every family and seed, train(cpu_budget=...): each run ends at the step count
             its budget affords; the CPU seconds it took go to out/FAMILY-seedN/compare.json
-  evaluate  evaluate_run(samples=N, seed=0) on every run: reconstruction (ae, vae), FID/precision/recall (vae,
-            gan, ddpm) against the same N test examples in the same feature space
+  evaluate  open_run (model and test split, loaded once per run), then evaluate(samples=N, seed=0): reconstruction
+            (ae, vae), FID/precision/recall (vae, gan, ddpm) against the same N test examples in one feature space
   sampling  CPU seconds to draw 1,000 samples from each run, 250 at a time
   report    compare.json (every figure), compare.md, compare.html (self-contained, a sample grid per family),
             compare.png (FID against sampling time), samples-FAMILY.png
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import torch
 
-from genlab.checkpoint import atomic_write_bytes, load_model
-from genlab.config import from_json_dict
-from genlab.evaluate import DEFAULT_NLL_K, evaluate_run
+from genlab.checkpoint import atomic_write_bytes
+from genlab.evaluate import DEFAULT_NLL_K, check_evaluation, evaluate
 from genlab.explore import save_image_grid
-from genlab.train import TrainConfig, create_run, load_run_data, read_run_config, train
+from genlab.run import OpenRun, create_run, open_run, read_run_record
+from genlab.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,9 @@ def find_runs(folder: Path, data: str) -> list[Path]:
         raise ValueError(f"{folder} holds no FAMILY-seedN runs (e.g. gan-seed0): train them with "
                          f"`genlab train gan --run {folder}/gan-seed0` or let compare train them")
     for run in runs:
-        _, _, config = read_run_config(run)
-        if config.data != data:
-            raise ValueError(f"{run} was trained on {config.data}, not {data}: compare runs on one data set")
+        trained_on = read_run_record(run).train.data
+        if trained_on != data:
+            raise ValueError(f"{run} was trained on {trained_on}, not {data}: compare runs on one data set")
     return runs
 
 
@@ -154,15 +154,16 @@ def sampling_seconds(model, count: int = SAMPLING_COUNT, batch: int = SAMPLING_B
     return time.process_time() - start
 
 
-def measure(run: Path, samples: int, seed: int, nll_k: int, data_dir: str | Path | None) -> RunResult:
-    family, _, config = read_run_config(run)
-    report = evaluate_run(run, samples=samples, seed=seed, nll_k=nll_k, data_dir=data_dir, device="cpu")
+def measure(opened: OpenRun, samples: int, seed: int, nll_k: int) -> RunResult:
+    """Evaluate an opened run (its test split loaded) and time its sampling."""
+    report = evaluate(opened, samples=samples, seed=seed, nll_k=nll_k)
     results = report["results"]
     quality = results.get("sample_quality", {}).get("scores", {})
-    model, _ = load_model(run, "cpu")
-    train_cpu_s = recorded_cpu_seconds(run / RECORD_FILE)
+    model = opened.model
+    train_cpu_s = recorded_cpu_seconds(opened.folder / RECORD_FILE)
     return RunResult(
-        family=family, seed=config.seed, run=run, steps=report["step"], train_cpu_s=train_cpu_s,
+        family=opened.record.family, seed=opened.record.train.seed, run=opened.folder, steps=report["step"],
+        train_cpu_s=train_cpu_s,
         mse=results["reconstruction"]["scores"]["mse"] if "reconstruction" in results else None,
         fid=quality.get("fid"), precision=quality.get("precision"), recall=quality.get("recall"),
         sampling_cpu_s=sampling_seconds(model) if hasattr(model, "sample") else None)
@@ -174,6 +175,7 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
     """Train (or take from `runs_from`), evaluate and tabulate; writes the report files into `out`, returns
     compare.json's content. `on_run(family, seed)` is called before each run trains (progress)."""
     check_options(data, budget if runs_from is None else None, seeds)
+    check_evaluation(samples, nll_k)
     out = Path(out)
     if runs_from is not None:
         runs = find_runs(Path(runs_from), data)
@@ -184,12 +186,14 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
             raise FileExistsError(f"{out} already holds runs ({', '.join(clashes)}): evaluate them with "
                                   f"--runs-from {out}, or pick another --out")
         runs = train_runs(out, data, budget, seeds, data_dir, on_run=on_run)
-    results = [measure(run, samples, eval_seed, nll_k, data_dir) for run in runs]
     out.mkdir(parents=True, exist_ok=True)
-    grids = {}
-    for result in results:  # one grid per family, from its lowest seed
-        if result.family not in grids:
-            grids[result.family] = sample_grid(result.run, out / f"samples-{result.family}.png", data_dir)
+    results, grids = [], {}
+    for run in runs:
+        opened = open_run(run, device="cpu", data_dir=data_dir, splits=("test",))  # once: eval, timing, grid
+        results.append(measure(opened, samples, eval_seed, nll_k))
+        if opened.record.family not in grids:  # one grid per family, from its lowest seed
+            grids[opened.record.family] = sample_grid(opened, out / f"samples-{opened.record.family}.png")
+        del opened
     summary = {
         "data": data, "budget_cpu_s": budget, "seeds": sorted({r.seed for r in results}),
         "protocol": {"samples": samples, "seed": eval_seed, "reference": f"{data}/test[:{samples}]",
@@ -207,12 +211,12 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
 
 
 @torch.no_grad()
-def sample_grid(run: Path, path: Path, data_dir: str | Path | None) -> Path:
+def sample_grid(opened: OpenRun, path: Path) -> Path:
     """64 samples (8x8), or for an autoencoder, which cannot sample, 32 test images beside their reconstructions."""
-    model, meta = load_model(run, "cpu")
+    model = opened.model
     if hasattr(model, "sample"):
         return save_image_grid(model.sample(64, generator=torch.Generator().manual_seed(0)), path, nrow=8)
-    x = load_run_data(from_json_dict(TrainConfig, meta["train_config"]), "test", data_dir).x[:32]
+    x = opened.data["test"].x[:32]
     return save_image_grid(torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1), path, nrow=8)
 
 

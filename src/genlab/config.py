@@ -90,6 +90,22 @@ def from_json_dict(cls: type, values: dict[str, Any]) -> Any:
     return cls(**values)
 
 
+def one_line(error: BaseException) -> str:
+    """An error's message on one line of at most ~200 characters, for messages that quote it."""
+    text = " ".join(str(error).split())
+    return text[:200] + "..." if len(text) > 200 else text
+
+
+def parse_config(cls: type, values: Any, what: str):
+    """A config dataclass from its JSON object; ValueError naming `what` (a file, a key) when it does not fit."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    try:
+        return from_json_dict(cls, values)
+    except (ValueError, TypeError) as error:  # TypeError: a key the dataclass does not take positionally
+        raise ValueError(f"{what}: {one_line(error)}") from None
+
+
 def check_fields(config: Any, ranges: dict[str, tuple[float, float]]) -> None:
     """Refuse what no run can use, in one line naming the setting: a value of the wrong type (an edited
     config.json, a JSON request), a number that is not finite, a number outside its range.

@@ -8,7 +8,8 @@
   grid mixtures, mode coverage (VEEGAN/PacGAN protocol, 2,500 samples); for Stacked-MNIST, the 1000 modes
   and KL of 26,000 samples (genlab.metrics.stacked).
 
-`evaluate_run` writes eval.json into the run folder (atomically) and returns the same dict.
+`evaluate_run` opens a run, writes eval.json into its folder (atomically) and returns the same dict;
+`evaluate` measures a run already opened (genlab.run.open_run with its test split).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from pathlib import Path
 import torch
 
 import genlab
-from genlab.checkpoint import atomic_write_bytes, load_model, resolve_checkpoint
-from genlab.config import from_json_dict
+from genlab.checkpoint import atomic_write_bytes
 from genlab.data import Dataset
 from genlab.metrics.features import FeatureNetwork, load_feature_network, mnist_feature_network
 from genlab.metrics.modes import MIXTURES, NUM_SAMPLES, mixture_coverage
@@ -29,7 +29,7 @@ from genlab.metrics.quality import nats_to_bits_per_dim, reconstruction_scores, 
 from genlab.metrics.stacked import NUM_MODES as STACKED_MODES
 from genlab.metrics.stacked import NUM_SAMPLES as STACKED_SAMPLES
 from genlab.metrics.stacked import stacked_mnist_coverage
-from genlab.train import TrainConfig, load_run_data
+from genlab.run import OpenRun, open_run
 
 DEFAULT_SAMPLES = 10_000  # the size of MNIST's test split: FID "10k" compares with the literature's MNIST figures
 DEFAULT_NLL_K = 100  # importance samples per example; 1000 (Burda et al.) is tighter but 10x slower on a CPU
@@ -132,6 +132,13 @@ def _stacked_modes(model, seed: int) -> dict:
                          "kl": "KL(p_gen || uniform), as PacGAN's table 2", "fake_pixels_clamped_to_0_1": clamped}}
 
 
+def check_evaluation(samples: int | None, nll_k: int) -> None:
+    if samples is not None and not 2 <= samples <= MAX_SAMPLES:
+        raise ValueError(f"--samples must be between 2 and {MAX_SAMPLES}, got {samples}")
+    if not 1 <= nll_k <= MAX_NLL_K:
+        raise ValueError(f"the NLL's k (--nll-k) must be between 1 and {MAX_NLL_K}, got {nll_k}")
+
+
 def evaluate_run(run: str | Path, *, samples: int | None = None, seed: int = 0, nll_k: int = DEFAULT_NLL_K,
                  features: str | Path | None = None, data_dir: str | Path | None = None,
                  device: str | None = None) -> dict:
@@ -140,14 +147,16 @@ def evaluate_run(run: str | Path, *, samples: int | None = None, seed: int = 0, 
     `samples`: generated samples, and the number of test examples used (default 10,000). Mode coverage of
     the 2-D mixtures always draws 2,500, as VEEGAN and PacGAN do, so its figures compare with theirs.
     """
-    if samples is not None and not 2 <= samples <= MAX_SAMPLES:
-        raise ValueError(f"--samples must be between 2 and {MAX_SAMPLES}, got {samples}")
-    if not 1 <= nll_k <= MAX_NLL_K:
-        raise ValueError(f"the NLL's k (--nll-k) must be between 1 and {MAX_NLL_K}, got {nll_k}")
-    checkpoint = resolve_checkpoint(run)
-    model, meta = load_model(checkpoint, device or "cpu")
-    config = from_json_dict(TrainConfig, meta["train_config"])
-    test = load_run_data(config, "test", data_dir)
+    check_evaluation(samples, nll_k)
+    opened = open_run(run, device=device or "cpu", data_dir=data_dir, splits=("test",))
+    return evaluate(opened, samples=samples, seed=seed, nll_k=nll_k, features=features)
+
+
+def evaluate(opened: OpenRun, *, samples: int | None = None, seed: int = 0, nll_k: int = DEFAULT_NLL_K,
+             features: str | Path | None = None) -> dict:
+    """evaluate_run for a run already opened with its test split; writes eval.json into its folder."""
+    check_evaluation(samples, nll_k)
+    model, config, test = opened.model, opened.record.train, opened.data["test"]
     n = samples or DEFAULT_SAMPLES
     results: dict = {}
     if hasattr(model, "reconstruct"):
@@ -166,11 +175,10 @@ def evaluate_run(run: str | Path, *, samples: int | None = None, seed: int = 0, 
                              "seed": seed, "threshold": "3 std of the mixture"}}
         if config.data == "stacked-mnist":
             results["stacked_mnist_modes"] = _stacked_modes(model, seed)
-    report = {"checkpoint": checkpoint.name, "step": meta["step"], "family": meta["family"], "data": config.data,
-              "genlab_version": genlab.__version__, "results": results}
-    run_dir = checkpoint.parent.parent
+    report = {"checkpoint": opened.path.name, "step": opened.step, "family": opened.record.family,
+              "data": config.data, "genlab_version": genlab.__version__, "results": results}
     # A reverse KL with no high-quality sample is inf: json writes it as Infinity, and reads that back.
-    atomic_write_bytes(run_dir / EVAL_FILE, (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(opened.folder / EVAL_FILE, (json.dumps(report, indent=2) + "\n").encode())
     return report
 
 

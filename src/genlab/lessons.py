@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from genlab.checkpoint import load_model
 from genlab.data import default_data_dir, load_dataset
 from genlab.data.images import MNIST_SHA256
 from genlab.data.toys import PATTERNS, gaussian1d
 from genlab.explore import _figure, _save_figure, decoded_latent_grid, save_image_grid, save_latent_map
 from genlab.models.gan import GAN, LOSSES, GANConfig
-from genlab.train import TrainConfig, create_run, gan_optimizers, gan_step, train
+from genlab.run import create_run, open_run
+from genlab.train import TrainConfig, gan_optimizers, gan_step, train
 
 
 def _fresh_run(folder: Path, family: str, config: TrainConfig, model_settings: dict, data_dir) -> Path:
@@ -43,7 +43,7 @@ def autoencoder(out: Path, console: Console, data_dir=None) -> Path:
                      {"latent_dim": 3, "code_activation": "tanh", "hidden_dims": (32,)}, data_dir)
     train(run, device="cpu", on_log=lambda r: console.print(f"step {r['step']:5d}  reconstruction loss "
                                                             f"{r['reconstruction']:.4f}"))
-    model, _ = load_model(run)
+    model = open_run(run, splits=()).model
     x = load_dataset("patterns").x
     with torch.no_grad():
         codes, reconstructions = model.encode(x), model.reconstruct(x)
@@ -78,7 +78,7 @@ def vae(out: Path, console: Console, data_dir=None) -> Path:
     train(run, device="cpu", data_dir=data_dir,
           on_log=lambda r: console.print(f"step {r['step']:5d}  reconstruction {r['reconstruction']:8.3f}  "
                                          f"KL {r['kl']:6.3f}  (nats per image)"))
-    model, _ = load_model(run)
+    model = open_run(run, splits=()).model
     test = load_dataset(data, "test", data_dir=data_dir)
     with torch.no_grad():
         mu, _ = model.encode(test.x)

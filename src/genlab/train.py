@@ -4,28 +4,20 @@ A run is a folder:  config.json  metrics.jsonl  checkpoints/step-*.safetensors  
 Batch `s` is a pure function of (seed, s) and every checkpoint holds the RNG states, so a run
 resumed from its latest checkpoint ends bit-identical (on CPU) to one never interrupted.
 
-The run's configuration is its config.json, written once by create_run and changed only by genlab
-(set_run_steps, and a CPU budget's plan): `steps` is the one setting that may change between sessions.
-Resuming compares config.json with the configuration saved in the latest checkpoint and refuses, naming
-the settings, when they differ: an edited lr would otherwise be ignored (Adam's saved state carries the
-old one) while an edited batch_size would be honoured, and an edited latent_dim would no longer fit the
-weights. A change of setting is a new run (`genlab train ... --set key=value`).
-
-A run folder is locked (flock on train.lock) while one trainer writes into it: a second trainer, another
-process or another thread of the lab, gets RunInUse. The kernel drops the lock when its process dies,
-so a killed run never blocks the next one.
+The run's record (genlab.run: family, model and train configs) is its config.json. Resuming compares it with
+the record saved in the latest checkpoint and refuses, naming the settings, when they differ: an edited lr
+would otherwise be ignored (Adam's saved state carries the old one) while an edited batch_size would be
+honoured, and an edited latent_dim would no longer fit the weights. A change of setting is a new run
+(`genlab train ... --set key=value`). The folder is locked (genlab.run.run_lock) while a trainer writes in it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import fcntl
 import functools
 import json
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Callable
@@ -38,8 +30,8 @@ from rich.markup import escape
 from torch.nn.utils import parametrize
 
 from genlab import checkpoint as ckpt
-from genlab.config import check_fields, to_json_dict
-from genlab.data import Batches, Dataset, load_dataset
+from genlab.config import check_fields
+from genlab.data import Batches, Dataset
 from genlab.explore import save_image_grid, save_points
 from genlab.metrics import (
     MIXTURES,
@@ -52,6 +44,7 @@ from genlab.metrics import (
     sample_diversity,
 )
 from genlab.models import family_classes
+from genlab.run import RunRecord, load_run_data, read_metrics, read_run_record, run_lock, write_run_record
 
 log = logging.getLogger(__name__)
 
@@ -119,35 +112,6 @@ MAX_LOSS = 1e12
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: a KeyboardInterrupt whose message says where the run stopped and how to resume."""
-
-
-class RunInUse(RuntimeError):
-    """Another trainer (process, or thread of this process) holds the run folder's lock."""
-
-
-LOCK_FILE = "train.lock"
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path):
-    """Hold `run_dir`'s lock while writing into it; RunInUse at once when another trainer holds it.
-
-    flock belongs to an open file description: the kernel releases it when the process dies however it dies
-    (a stale lock never blocks), and two descriptions conflict even within one process, so two threads of
-    the lab exclude each other as two processes do. The lock file stays: deleting it would let a third
-    trainer lock a new file while the first still holds the old one.
-    """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunInUse(f"{run_dir} is being trained by another genlab (process or lab run): wait for it "
-                           f"to end or stop it, then resume with `genlab train --resume {run_dir}`") from None
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 # --- the steps: one explicit update per family -------------------------------------------------------
@@ -247,42 +211,6 @@ def real_batches_per_step(model_config) -> int:
 # --- runs --------------------------------------------------------------------------------------------
 
 
-def load_run_data(config: TrainConfig, split: str, data_dir: str | Path | None = None) -> Dataset:
-    return load_dataset(config.data, split, data_dir=data_dir, image_size=config.image_size,
-                        channels=config.channels, seed=config.seed)
-
-
-def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, model_settings: dict,
-               data_dir: str | Path | None = None) -> Path:
-    """Make a new run folder with its config.json; the model config takes its data shape from the data.
-
-    Everything a first step needs is checked before anything is written (the data loads, the model builds,
-    a step's batches fit in the data), so a refused command leaves no folder behind. A folder whose run
-    never got going (config.json, but no checkpoint and no metrics: its first steps failed or were
-    interrupted) is replaced, so the corrected command just works; one that trained is refused.
-    """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"--run {run_dir} is a file: choose a folder name")
-    model_class, config_class = family_classes(family)
-    if "data_shape" in model_settings:
-        raise ValueError("data_shape is read from the data, not set: drop it (image_size and channels resize "
-                         "image folders)")
-    train_data = load_run_data(train_config, "train", data_dir)
-    test_data = load_run_data(train_config, "test", data_dir)
-    model_config = config_class(**{**model_settings, "data_shape": train_data.shape})
-    check_batches(model_config, train_config, train_data)
-    if len(test_data) == 0:
-        raise ValueError(f"{train_config.data} has no test examples, which previews and eval need: add data")
-    model_class(model_config)  # a network the config describes but torch cannot build fails here, not at step 1
-    with run_lock(run_dir):
-        if (run_dir / "config.json").exists() and _has_trained(run_dir):
-            raise FileExistsError(f"{run_dir} already holds a run: resume it with --resume {run_dir} "
-                                  "or pick another --run")
-        _write_run_config(run_dir, family, model_config, train_config)
-    return run_dir
-
-
 def check_batches(model_config, train_config: TrainConfig, data: Dataset) -> None:
     """A step's batches must fit in the training split, and PacGAN's packs in a batch."""
     pack = getattr(model_config, "pack", 1)  # PacGAN's D judges `pack` samples at a time
@@ -295,55 +223,6 @@ def check_batches(model_config, train_config: TrainConfig, data: Dataset) -> Non
         raise ValueError(f"batch_size {train_config.batch_size}{f' x n_critic {per_step}' if per_step > 1 else ''} "
                          f"is more than the {len(data)} training examples of {train_config.data}: "
                          f"use --set batch_size={most} or less")
-
-
-def _has_trained(run_dir: Path) -> bool:
-    """Whether a run folder holds anything of a training session: a checkpoint or a metrics line."""
-    metrics = run_dir / "metrics.jsonl"
-    return bool(ckpt.list_checkpoints(run_dir)) or (metrics.exists() and metrics.stat().st_size > 0)
-
-
-def _write_run_config(run_dir: Path, family: str, model_config, train_config: TrainConfig) -> None:
-    config = {"family": family, "model": to_json_dict(model_config), "train": to_json_dict(train_config)}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.atomic_write_bytes(run_dir / "config.json", (json.dumps(config, indent=2) + "\n").encode())
-
-
-MAX_CONFIG_BYTES = 1_000_000  # genlab writes ~2 kB; a bigger config.json is not one of ours, so it is not read
-
-
-def read_run_config(run_dir: str | Path):
-    """(family, model config, train config) of a run folder; ValueError naming config.json when it is damaged."""
-    path = Path(run_dir) / "config.json"
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder, not a run's config file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
-    advice = "put back the file genlab wrote (`genlab info RUN` shows the configuration its checkpoints hold)"
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{path} is {path.stat().st_size} bytes, too large for a run's configuration: {advice}")
-    try:
-        config = json.loads(path.read_bytes())
-    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, or nested deeper than json recurses
-        raise ValueError(f"{path} is not valid JSON ({error}): {advice}") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} is not a JSON object: {advice}")
-    if missing := [key for key in ("family", "model", "train") if key not in config]:
-        raise ValueError(f"{path} has no {', '.join(missing)}: {advice}")
-    try:
-        _, config_class = family_classes(str(config["family"]))
-        model_config = ckpt.parse_config(config_class, config["model"], "model")
-        train_config = ckpt.parse_config(TrainConfig, config["train"], "train")
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}; {advice}") from None
-    return config["family"], model_config, train_config
-
-
-def set_run_steps(run_dir: str | Path, steps: int) -> None:
-    """Change a run's total step count (to extend it, or to end it sooner); checked before it is written."""
-    with run_lock(Path(run_dir)):
-        family, model_config, train_config = read_run_config(run_dir)
-        _write_run_config(Path(run_dir), family, model_config, dataclasses.replace(train_config, steps=steps))
 
 
 def resolve_device(name: str | None) -> str:
@@ -367,29 +246,6 @@ def resolve_device(name: str | None) -> str:
         return name
     raise ValueError(f"{name} is not available on this machine: use --device cpu"
                      + (" or cuda" if torch.cuda.is_available() else ""))
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl, in order. A line that is not a JSON object with an integer step (one
-    torn by a crash, or edited) is skipped with a warning naming the file and line."""
-    records = []
-    if not path.is_file():
-        return records
-    text = path.read_text(errors="replace")
-    lines = text.splitlines()
-    if lines and not text.endswith("\n"):
-        lines.pop()  # a line without its newline is being written now (the lab reads while a run trains)
-    for number, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        step = record.get("step") if isinstance(record, dict) else None
-        if isinstance(step, int) and not isinstance(step, bool):
-            records.append(record)
-        elif line.strip():
-            log.warning("%s line %d is not a metrics record (torn by a crash, or edited): skipped", path, number)
-    return records
 
 
 def _truncate_metrics(path: Path, after_step: int) -> None:
@@ -462,7 +318,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
         raise ValueError(f"the CPU budget must be a positive number of seconds, got {cpu_budget}")
     run_dir = Path(run_dir)
     device = resolve_device(device)
-    read_run_config(run_dir)  # a folder that is no run is refused before the lock file is made in it
+    read_run_record(run_dir)  # a folder that is no run is refused before the lock file is made in it
     with run_lock(run_dir):
         _remove_stale_temp_files(run_dir)
         return _train(run_dir, device, data_dir, progress, stop_after, cpu_budget, on_log, cpu_start)
@@ -470,7 +326,8 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
 
 def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int | None,
            cpu_budget: float | None, on_log, cpu_start: float) -> Path | None:
-    family, model_config, config = read_run_config(run_dir)  # again, now that no other trainer can change it
+    run = read_run_record(run_dir)  # again, now that no other trainer can change it
+    family, model_config, config = run.family, run.model, run.train
     model_class, _ = family_classes(family)
     train_data = load_run_data(config, "train", data_dir)
     test_data = load_run_data(config, "test", data_dir)
@@ -570,8 +427,7 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
                 save_previews(model, run_dir, done, test_data)
             if done % config.checkpoint_every == 0 or done == config.steps:
                 epoch, batch_index = batches.position(done)
-                meta = {"family": family, "model_config": to_json_dict(model_config),
-                        "train_config": to_json_dict(config), "step": done,
+                meta = {"run": run.to_json(), "step": done,
                         "data_position": {"epoch": epoch, "batch": batch_index},
                         "log_window": {"sums": sums, "count": count}, "collapse_streaks": detector.streaks}
                 try:
@@ -582,7 +438,7 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
                 last_checkpoint = ckpt.checkpoint_path(run_dir, done)
                 ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
                 if budget is not None:  # a resumed run ends where the budget's latest plan ended it
-                    _write_run_config(run_dir, family, model_config, config)
+                    write_run_record(run_dir, run)
             if done >= end:  # the budget moved the end closer
                 break
     except KeyboardInterrupt:
@@ -606,7 +462,7 @@ def _resume(run_dir: Path, existing: list[Path], device: str, family: str, model
         checkpoint = ckpt.load_checkpoint(latest, device)
     except ckpt.DamagedCheckpoint as error:
         raise _damaged_latest(error, existing) from None
-    if edits := _config_edits(checkpoint.meta, family, model_config, config):
+    if edits := RunRecord(family, model_config, config).edits_since(checkpoint.record):
         wanted = " ".join(f"--set {key}={_as_setting(now)}" for key, _, now in edits if key != "family")
         raise ValueError(f"{run_dir / 'config.json'} was edited since {latest.name} was saved: "
                          f"{', '.join(f'{key} {saved} -> {now}' for key, saved, now in edits)}; resume uses the "
@@ -634,16 +490,6 @@ def _is_log_window(window) -> bool:
     return (isinstance(window, dict) and isinstance(window.get("sums"), dict)
             and all(isinstance(v, (int, float)) and math.isfinite(v) for v in window["sums"].values())
             and isinstance(window.get("count"), int) and window["count"] >= 0)
-
-
-def _config_edits(meta: dict, family: str, model_config, config: TrainConfig) -> list[tuple[str, object, object]]:
-    """(key, saved, now) for each setting config.json changed since the checkpoint `meta` was saved
-    (steps aside: genlab itself changes it)."""
-    if meta["family"] != family:
-        return [("family", meta["family"], family)]
-    saved = {**meta["model_config"], **meta["train_config"]}  # read_meta filled in every setting
-    now = {**to_json_dict(model_config), **to_json_dict(config)}
-    return [(key, saved[key], now[key]) for key in now if key != "steps" and saved[key] != now[key]]
 
 
 def _as_setting(value) -> str:

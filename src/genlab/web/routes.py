@@ -21,13 +21,12 @@ from fastapi.responses import FileResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
-from genlab.checkpoint import load_model, resolve_checkpoint
-from genlab.config import from_json_dict
+from genlab.checkpoint import resolve_checkpoint
 from genlab.data import load_dataset
 from genlab.explore import image_grid, save_points
 from genlab.models import FAMILIES
 from genlab.models.layers import interpolate_latents
-from genlab.train import TrainConfig, load_run_data
+from genlab.run import OpenRun, open_run
 from genlab.web.guard import parse_json
 from genlab.web.runs import MAX_STEPS, NotFound, RunRequest
 
@@ -118,12 +117,13 @@ def sample_picture(name: str, file: str, request: Request, download: bool = Fals
     return FileResponse(path, media_type="image/png", filename=f"{name}-{file}" if download else None)
 
 
-def _trained_model(lab, name: str):
+def _trained_model(lab, name: str) -> OpenRun:
+    """The run's latest checkpoint opened, with its test split; the last LOADED_MODELS stay in memory."""
     checkpoint = resolve_checkpoint(lab.runs.run_dir(name))  # FileNotFoundError when no checkpoint is written yet
     key = (name, checkpoint.name)
     with lab.loaded_lock:
         if key not in lab.loaded:
-            lab.loaded[key] = load_model(checkpoint)
+            lab.loaded[key] = open_run(checkpoint, data_dir=lab.data_dir, splits=("test",))
             while len(lab.loaded) > LOADED_MODELS:
                 lab.loaded.popitem(last=False)
         lab.loaded.move_to_end(key)
@@ -147,24 +147,24 @@ async def generate(name: str, request: Request, n: Annotated[int, Query(ge=1, le
 def _draw_samples(lab, name: str, n: int, seed: int) -> tuple[bytes, int]:
     """(PNG bytes, checkpoint step): sampling and encoding, in a worker thread."""
     try:
-        model, meta = _trained_model(lab, name)
+        opened = _trained_model(lab, name)
     except FileNotFoundError:
         raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
+    model, step = opened.model, opened.step
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         if hasattr(model, "sample"):
             out = model.sample(n, generator=generator)
         else:
-            # the run's own test split: its image_size, channels and seed, as training used them
-            test = load_run_data(from_json_dict(TrainConfig, meta["train_config"]), "test", lab.data_dir)
+            test = opened.data["test"]  # the run's own test split: its image_size, channels and seed
             x = test.x[:n]
             out = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1) if test.kind == "image" else \
                 model.reconstruct(x)
     if out.dim() == 4:
-        return _png(image_grid(out, scale=max(1, 64 // out.shape[-1]))), meta["step"]
+        return _png(image_grid(out, scale=max(1, 64 // out.shape[-1]))), step
     with tempfile.TemporaryDirectory() as folder:
-        path = save_points(out, Path(folder) / "points.png", title=f"{len(out)} from step {meta['step']}")
-        return path.read_bytes(), meta["step"]
+        path = save_points(out, Path(folder) / "points.png", title=f"{len(out)} from step {step}")
+        return path.read_bytes(), step
 
 
 def _png(picture) -> bytes:
@@ -250,12 +250,13 @@ def _explorer_model(lab, key: str):
         return lab.models.get(key)
     name = key.removeprefix("run:")
     try:
-        model, meta = _trained_model(lab, name)
+        opened = _trained_model(lab, name)
     except FileNotFoundError:
         raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
-    if meta["family"] not in ("vae", "ae") or meta["train_config"]["data"] != "digits":
-        raise ValueError(f"the explorer maps digits through an encoder: run {name!r} is a {meta['family']} "
-                         f"on {meta['train_config']['data']}; pick a vae or ae run on digits")
+    model, family, data = opened.model, opened.record.family, opened.record.train.data
+    if family not in ("vae", "ae") or data != "digits":
+        raise ValueError(f"the explorer maps digits through an encoder: run {name!r} is a {family} "
+                         f"on {data}; pick a vae or ae run on digits")
     if model.config.latent_dim > MAX_LATENT:
         raise ValueError(f"run {name!r} has {model.config.latent_dim} latent dimensions: the explorer shows "
                          f"at most {MAX_LATENT}")

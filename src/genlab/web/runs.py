@@ -1,6 +1,6 @@
 """The training dashboard's side of the server: start and stop runs in a worker thread, and read past runs.
 
-A run started here is an ordinary run folder (genlab.train.create_run + train), so `genlab info`,
+A run started here is an ordinary run folder (genlab.run.create_run + genlab.train.train), so `genlab info`,
 `genlab sample` and `genlab train --resume` work on it afterwards. Runs live in one folder chosen when the
 server starts; the client names a run by its folder name only, which is checked against NAME and must
 already exist in that folder: no path from a client ever reaches the file system.
@@ -22,9 +22,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from genlab.checkpoint import list_checkpoints
-from genlab.config import parse_overrides, to_json_dict
+from genlab.config import parse_overrides
 from genlab.models import FAMILIES, family_classes
-from genlab.train import TrainConfig, create_run, read_metrics, read_run_config, train
+from genlab.run import create_run, read_metrics, read_run_record
+from genlab.train import TrainConfig, train
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SAMPLE_FILE = re.compile(r"^step-\d{8}-(samples|reconstructions)\.png$")
@@ -233,7 +234,7 @@ class RunManager:
         """A run as the dashboard shows it, read through the library's one reader of each file."""
         folder = self.run_dir(name)
         try:
-            family, model_config, train_config = read_run_config(folder)
+            record = read_run_record(folder)
         except FileNotFoundError:
             raise NotFound(f"no run named {name!r} in the runs folder") from None
         except ValueError:
@@ -244,10 +245,11 @@ class RunManager:
         checkpoints = list_checkpoints(folder)
         samples = sorted(p.name for p in (folder / "samples").glob("step-*.png") if SAMPLE_FILE.match(p.name))
         done = records[-1]["step"] if records else 0
-        return {"name": name, "family": family, "data": train_config.data, "steps": train_config.steps, "step": done,
-                "status": job.status if job else ("finished" if done >= train_config.steps else "stopped"),
-                "error": job.error if job else None, "model": finite(to_json_dict(model_config)),
-                "train": finite(to_json_dict(train_config)), "records": records,
+        saved, steps = record.to_json(), record.train.steps
+        return {"name": name, "family": record.family, "data": record.train.data, "steps": steps, "step": done,
+                "status": job.status if job else ("finished" if done >= steps else "stopped"),
+                "error": job.error if job else None, "model": finite(saved["model"]),
+                "train": finite(saved["train"]), "records": records,
                 "checkpoints": [p.name for p in checkpoints], "samples": samples}
 
     def list(self) -> list[dict]:

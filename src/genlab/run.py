@@ -1,0 +1,256 @@
+"""The one record of a run, and open_run(): what every command, the lab and eval start from.
+
+A run is a folder:  config.json  metrics.jsonl  checkpoints/step-*.safetensors  samples/*.png  tensorboard/
+Its record (RunRecord: family, model config, train config; the train config names the data) is stored in one
+layout, `{"family", "model", "train"}`, in config.json and under the key "run" of every checkpoint's metadata,
+and read back through RunRecord.from_json, which checks every setting once (check_fields, via the configs).
+
+config.json is written once by create_run and changed only by genlab (set_run_steps, and a CPU budget's plan):
+`steps` is the one setting that may change between sessions. Resuming compares config.json with the record
+in the latest checkpoint and refuses, naming the settings, when they differ (RunRecord.edits_since).
+
+A run folder is locked (flock on train.lock) while one trainer writes into it: a second trainer, another
+process or another thread of the lab, gets RunInUse. The kernel drops the lock when its process dies,
+so a killed run never blocks the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from genlab import checkpoint as ckpt
+from genlab.config import parse_config, to_json_dict
+from genlab.data import Dataset, load_dataset
+from genlab.models import family_classes
+
+if TYPE_CHECKING:
+    from genlab.train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+RECORD_KEYS = ("family", "model", "train")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run is: its model family, the family's config (data_shape included) and the train config."""
+
+    family: str
+    model: Any  # the family's config dataclass, e.g. VAEConfig
+    train: TrainConfig
+
+    def to_json(self) -> dict[str, Any]:
+        return {"family": self.family, "model": to_json_dict(self.model), "train": to_json_dict(self.train)}
+
+    @classmethod
+    def from_json(cls, values: Any, where: str = "") -> RunRecord:
+        """The record from its JSON object; ValueError naming the part that does not fit (`where` prefixes the
+        part's name: "run." in a checkpoint's metadata, nothing in config.json)."""
+        from genlab.train import TrainConfig  # train.py imports this module: TrainConfig is read when called
+
+        if not isinstance(values, dict):
+            raise ValueError(f"{where.rstrip('.') or 'the run record'} is not a JSON object")
+        if missing := [key for key in RECORD_KEYS if key not in values]:
+            raise ValueError(f"no {', '.join(where + key for key in missing)}")
+        _, config_class = family_classes(str(values["family"]))
+        return cls(str(values["family"]), parse_config(config_class, values["model"], f"{where}model"),
+                   parse_config(TrainConfig, values["train"], f"{where}train"))
+
+    def build_model(self) -> torch.nn.Module:
+        model_class, _ = family_classes(self.family)
+        return model_class(self.model)
+
+    def edits_since(self, saved: RunRecord) -> list[tuple[str, object, object]]:
+        """(key, saved, now) for each setting that differs from `saved` (steps aside: genlab itself changes it)."""
+        if saved.family != self.family:
+            return [("family", saved.family, self.family)]
+        before = {**to_json_dict(saved.model), **to_json_dict(saved.train)}
+        now = {**to_json_dict(self.model), **to_json_dict(self.train)}
+        return [(key, before[key], now[key]) for key in now if key != "steps" and before[key] != now[key]]
+
+
+def load_run_data(config: TrainConfig, split: str, data_dir: str | Path | None = None) -> Dataset:
+    """A split of the run's data, as training saw it: its image_size, channels and seed."""
+    return load_dataset(config.data, split, data_dir=data_dir, image_size=config.image_size,
+                        channels=config.channels, seed=config.seed)
+
+
+# --- the run folder ----------------------------------------------------------------------------------
+
+
+class RunInUse(RuntimeError):
+    """Another trainer (process, or thread of this process) holds the run folder's lock."""
+
+
+LOCK_FILE = "train.lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold `run_dir`'s lock while writing into it; RunInUse at once when another trainer holds it.
+
+    flock belongs to an open file description: the kernel releases it when the process dies however it dies
+    (a stale lock never blocks), and two descriptions conflict even within one process, so two threads of
+    the lab exclude each other as two processes do. The lock file stays: deleting it would let a third
+    trainer lock a new file while the first still holds the old one.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUse(f"{run_dir} is being trained by another genlab (process or lab run): wait for it "
+                           f"to end or stop it, then resume with `genlab train --resume {run_dir}`") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, model_settings: dict,
+               data_dir: str | Path | None = None) -> Path:
+    """Make a new run folder with its config.json; the model config takes its data shape from the data.
+
+    Everything a first step needs is checked before anything is written (the data loads, the model builds,
+    a step's batches fit in the data), so a refused command leaves no folder behind. A folder whose run
+    never got going (config.json, but no checkpoint and no metrics: its first steps failed or were
+    interrupted) is replaced, so the corrected command just works; one that trained is refused.
+    """
+    from genlab.train import check_batches  # train.py imports this module
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run {run_dir} is a file: choose a folder name")
+    _, config_class = family_classes(family)
+    if "data_shape" in model_settings:
+        raise ValueError("data_shape is read from the data, not set: drop it (image_size and channels resize "
+                         "image folders)")
+    train_data = load_run_data(train_config, "train", data_dir)
+    test_data = load_run_data(train_config, "test", data_dir)
+    record = RunRecord(family, config_class(**{**model_settings, "data_shape": train_data.shape}), train_config)
+    check_batches(record.model, train_config, train_data)
+    if len(test_data) == 0:
+        raise ValueError(f"{train_config.data} has no test examples, which previews and eval need: add data")
+    record.build_model()  # a network the config describes but torch cannot build fails here, not at step 1
+    with run_lock(run_dir):
+        if (run_dir / "config.json").exists() and has_trained(run_dir):
+            raise FileExistsError(f"{run_dir} already holds a run: resume it with --resume {run_dir} "
+                                  "or pick another --run")
+        write_run_record(run_dir, record)
+    return run_dir
+
+
+def has_trained(run_dir: Path) -> bool:
+    """Whether a run folder holds anything of a training session: a checkpoint or a metrics line."""
+    metrics = run_dir / "metrics.jsonl"
+    return bool(ckpt.list_checkpoints(run_dir)) or (metrics.exists() and metrics.stat().st_size > 0)
+
+
+def write_run_record(run_dir: Path, record: RunRecord) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.atomic_write_bytes(run_dir / "config.json", (json.dumps(record.to_json(), indent=2) + "\n").encode())
+
+
+MAX_CONFIG_BYTES = 1_000_000  # genlab writes ~2 kB; a bigger config.json is not one of ours, so it is not read
+
+
+def read_run_record(run_dir: str | Path) -> RunRecord:
+    """A run folder's record from its config.json; ValueError naming config.json when it is damaged."""
+    path = Path(run_dir) / "config.json"
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a run's config file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
+    advice = "put back the file genlab wrote (`genlab info RUN` shows the configuration its checkpoints hold)"
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size} bytes, too large for a run's configuration: {advice}")
+    try:
+        values = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, or nested deeper than json recurses
+        raise ValueError(f"{path} is not valid JSON ({error}): {advice}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} is not a JSON object: {advice}")
+    try:
+        return RunRecord.from_json(values)
+    except ValueError as error:
+        text = str(error)
+        raise ValueError(f"{path} has {text}: {advice}" if text.startswith("no ") else
+                         f"{path}: {text}; {advice}") from None
+
+
+def set_run_steps(run_dir: str | Path, steps: int) -> None:
+    """Change a run's total step count (to extend it, or to end it sooner); checked before it is written."""
+    with run_lock(Path(run_dir)):
+        record = read_run_record(run_dir)
+        write_run_record(Path(run_dir), dataclasses.replace(record, train=dataclasses.replace(record.train,
+                                                                                              steps=steps)))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl, in order. A line that is not a JSON object with an integer step (one
+    torn by a crash, or edited) is skipped with a warning naming the file and line."""
+    records = []
+    if not path.is_file():
+        return records
+    text = path.read_text(errors="replace")
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines.pop()  # a line without its newline is being written now (the lab reads while a run trains)
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        step = record.get("step") if isinstance(record, dict) else None
+        if isinstance(step, int) and not isinstance(step, bool):
+            records.append(record)
+        elif line.strip():
+            log.warning("%s line %d is not a metrics record (torn by a crash, or edited): skipped", path, number)
+    return records
+
+
+# --- open_run: a trained model with its record and its data -------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """A checkpoint opened for use: the model (eval mode), the run's record, the checkpoint's metadata (step,
+    data_position, versions...) and the run's own data splits, loaded once each."""
+
+    path: Path  # the checkpoint file
+    record: RunRecord
+    model: torch.nn.Module
+    meta: dict[str, Any]
+    data: dict[str, Dataset]
+
+    @property
+    def step(self) -> int:
+        return self.meta["step"]
+
+    @property
+    def folder(self) -> Path:
+        """The run folder the checkpoint belongs to (where eval.json and pictures go)."""
+        return self.path.parent.parent
+
+
+def open_run(run_or_checkpoint: str | Path, *, device: str | torch.device = "cpu",
+             data_dir: str | Path | None = None, splits: tuple[str, ...] = ("test",)) -> OpenRun:
+    """Open a run folder (its latest checkpoint) or a checkpoint file: the model with its weights, in eval
+    mode on `device`, and `splits` of the run's data loaded as training loaded them."""
+    path = ckpt.resolve_checkpoint(run_or_checkpoint)
+    checkpoint = ckpt.load_checkpoint(path, device)
+    record = checkpoint.record
+    model = record.build_model().to(device)
+    ckpt.restore(checkpoint, model)
+    data = {split: load_run_data(record.train, split, data_dir) for split in splits}
+    return OpenRun(path, record, model.eval(), checkpoint.meta, data)

@@ -1,0 +1,70 @@
+"""The run record: one layout in config.json and checkpoints, old checkpoints still open, open_run's parts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import safetensors
+import safetensors.torch
+import torch
+
+from genlab import checkpoint as ckpt
+from genlab.models import VAEConfig
+from genlab.run import RunRecord, create_run, open_run, read_run_record
+from genlab.train import TrainConfig, train
+
+TINY = {"hidden_dims": (32,), "latent_dim": 3, "architecture": "mlp"}
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    run = create_run(tmp_path_factory.mktemp("run") / "vae", "vae", TrainConfig(steps=4, batch_size=16, log_every=2,
+                     sample_every=4, checkpoint_every=2), TINY)
+    train(run, device="cpu")
+    return run
+
+
+def test_record_round_trip():
+    record = RunRecord("vae", VAEConfig(data_shape=(1, 8, 8), **TINY), TrainConfig(lr=3e-4))
+    assert RunRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+
+
+@pytest.mark.parametrize("values, words", [([1], "the run record is not a JSON object"),
+                                           ({"family": "vae", "model": {}}, "no train"),
+                                           ({"family": "vae", "model": {"latent_dim": 0}, "train": {}}, "latent_dim")])
+def test_record_refuses_what_does_not_fit(values, words):
+    with pytest.raises(ValueError, match=words):
+        RunRecord.from_json(values)
+
+
+def test_config_json_and_checkpoint_hold_the_same_record(vae_run):
+    meta = ckpt.read_meta(ckpt.resolve_checkpoint(vae_run))
+    assert meta["run"] == json.loads((vae_run / "config.json").read_text())
+    assert RunRecord.from_json(meta["run"]) == read_run_record(vae_run)
+
+
+def test_a_checkpoint_in_the_old_layout_still_opens(vae_run, tmp_path):
+    """Checkpoints written before the record had the keys family, model_config and train_config."""
+    path = ckpt.resolve_checkpoint(vae_run)
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["genlab"])
+    record = meta.pop("run")
+    del record["model"]["beta"]  # older still: a setting added since gets its default
+    old = {**meta, "family": record["family"], "model_config": record["model"], "train_config": record["train"]}
+    old_path = tmp_path / "old.safetensors"
+    safetensors.torch.save_file(safetensors.torch.load_file(str(path)), str(old_path),
+                                metadata={"genlab": json.dumps(old)})
+    opened = open_run(old_path, splits=())
+    new = open_run(path, splits=())
+    assert opened.record == new.record and opened.step == new.step == 4
+    assert ckpt.read_meta(old_path) == ckpt.read_meta(path)
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(opened.model.reconstruct(x), new.model.reconstruct(x))
+
+
+def test_open_run_gives_model_record_and_the_runs_own_splits(vae_run):
+    opened = open_run(vae_run, splits=("train", "test"))
+    assert not opened.model.training and opened.folder == vae_run and opened.step == 4
+    assert opened.record.model.latent_dim == 3 and opened.record.train.data == "digits"
+    assert set(opened.data) == {"train", "test"} and opened.data["test"].shape == (1, 8, 8)
