@@ -3,6 +3,7 @@ clear errors for damaged files, atomic writes, and picking the newest checkpoint
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -13,7 +14,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-import genlab.train
+import genlab.models
 from genlab import checkpoint as ckpt
 from genlab.data import load_dataset
 from genlab.train import TrainConfig, create_run, train
@@ -25,17 +26,17 @@ def train_tiny(run_dir: Path, family: str, architecture: str, steps: int = 6):
 
     def step(model, optimizers, x, forward):
         models.append(model)
-        return genlab.train.autoencoder_step(model, optimizers, x, forward)
+        return genlab.models.vae.training_step(model, optimizers, x, forward)
 
     settings = {"hidden_dims": (16,), "conv_channels": (4, 8), "latent_dim": 3, "architecture": architecture}
     config = TrainConfig(data="digits", steps=steps, batch_size=16, checkpoint_every=3, log_every=3, sample_every=100)
     run = create_run(run_dir, family, config, settings)
-    original = genlab.train.STEPS[family]
-    genlab.train.STEPS[family] = step
+    original = genlab.models.FAMILIES[family]
+    genlab.models.FAMILIES[family] = dataclasses.replace(original, step=step)
     try:
         train(run, device="cpu")
     finally:
-        genlab.train.STEPS[family] = original
+        genlab.models.FAMILIES[family] = original
     assert all(model is models[0] for model in models)
     return run, models[0]
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from genlab.data import toys
 from genlab.models.gan import GAN, GANConfig, MinibatchStddev
-from genlab.train import gan_optimizers
+from genlab.models.gan import configure_optimizers as gan_optimizers
 
 
 def small(**settings) -> GANConfig:

@@ -1,4 +1,5 @@
-"""One visible training loop for every family, and one explicit step per family.
+"""One visible training loop for every family; each family's optimizers and step live in its own file
+(genlab.models.FAMILIES), so the loop never asks which family it trains.
 
 A run is a folder:  config.json  metrics.jsonl  checkpoints/step-*.safetensors  samples/*.png  tensorboard/
 Batch `s` is a pure function of (seed, s) and every checkpoint holds the RNG states, so a run
@@ -35,23 +36,13 @@ from typing import Literal
 
 import torch
 from rich.markup import escape
-from torch.nn.utils import parametrize
 
 from genlab import checkpoint as ckpt
 from genlab.config import check_fields, to_json_dict
 from genlab.data import Batches, Dataset, load_dataset
 from genlab.explore import save_image_grid, save_points
-from genlab.metrics import (
-    MIXTURES,
-    NUM_SAMPLES,
-    CollapseDetector,
-    check_discriminator,
-    check_diversity,
-    check_modes,
-    mixture_coverage,
-    sample_diversity,
-)
-from genlab.models import family_classes
+from genlab.metrics import CollapseDetector
+from genlab.models import Family, family, family_classes
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +78,7 @@ class TrainConfig:
 PRECISIONS = {"fp32": None, "bf16-mixed": torch.bfloat16}  # name -> autocast dtype
 
 
-def forward_precision(config: TrainConfig, device: str) -> Callable[[], contextlib.AbstractContextManager]:
+def autocast_for(config: TrainConfig, device: str) -> Callable[[], contextlib.AbstractContextManager]:
     """What a step wraps its forward passes in: autocast for bf16-mixed (never the backward pass, which
     runs in the dtypes the forward chose), nothing for fp32."""
     dtype = PRECISIONS[config.precision]
@@ -150,100 +141,6 @@ def run_lock(run_dir: Path):
         os.close(fd)  # releases the lock
 
 
-# --- the steps: one explicit update per family -------------------------------------------------------
-
-
-def autoencoder_step(model, optimizers, x: torch.Tensor, forward=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """AE and VAE: one gradient step on model.loss(x) (reconstruction, plus beta * KL for the VAE).
-    `forward`: the context the forward pass runs in (see forward_precision)."""
-    with forward():
-        terms = model.loss(x)
-    optimizer = optimizers["model"]
-    optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
-    optimizer.step()
-    return terms
-
-
-def adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
-    """Adam with the fused kernel: one pass over all parameters instead of a handful of ops per tensor,
-    which on CPU was a third of a small model's step (benchmarks/vae_throughput.py)."""
-    return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
-
-
-def autoencoder_optimizers(model, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    return {"model": adam(model.parameters(), config.lr)}
-
-
-def gan_step(model, optimizers, x: torch.Tensor, forward=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """GAN: n_critic discriminator updates, one real batch each (x holds n_critic batches), then one
-    generator update; with the EMA copy of G moved after it. `forward`: as in autoencoder_step."""
-    config = model.config
-    d_optimizer, g_optimizer = optimizers["discriminator"], optimizers["generator"]
-    for real in x.chunk(config.n_critic):
-        # (1) Update D: tell real from fake. D sees the fakes detached, so no gradient reaches G here.
-        # cached(): spectral norm's weights are computed once for D's passes on real, fake and the GP points.
-        with parametrize.cached():
-            with forward():
-                fake = model.generate(model.latents(len(real)))
-                d_terms = model.discriminator_loss(real, fake.detach())
-            d_optimizer.zero_grad(set_to_none=True)
-            d_terms["loss"].backward()
-        d_optimizer.step()
-        if config.loss == "wgan":
-            model.clip_weights()  # keeps the critic K-Lipschitz for some K (Arjovsky et al. 2017)
-    # (2) Update G: make the updated D call the last fakes real (reusing them, as pytorch/examples' DCGAN
-    # does, saves a generator pass). G needs gradients through D but not D's own: freezing D skips them.
-    model.discriminator.requires_grad_(False)
-    try:
-        with forward():
-            g_terms = model.generator_loss(fake)
-        g_optimizer.zero_grad(set_to_none=True)
-        g_terms["loss"].backward()
-    finally:
-        model.discriminator.requires_grad_(True)
-    g_optimizer.step()
-    if model.ema_generator is not None:
-        model.update_ema()
-    return {"d_loss": d_terms.pop("loss"), "g_loss": g_terms.pop("loss"), **d_terms}
-
-
-def gan_optimizers(model, lr: float) -> dict[str, torch.optim.Optimizer]:
-    """Adam for G (lr) and D (the model's lr_d, or lr), both with the model's betas."""
-    config = model.config
-    lr_d = config.lr_d if config.lr_d is not None else lr
-    return {"generator": adam(model.generator.parameters(), lr, config.betas),
-            "discriminator": adam(model.discriminator.parameters(), lr_d, config.betas)}
-
-
-def ddpm_step(model, optimizers, x: torch.Tensor, forward=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """Diffusion: the same gradient step on model.loss(x) (the noise-prediction MSE at a random timestep per
-    example, Ho et al. alg. 1), then the EMA copy moves towards the new weights."""
-    terms = autoencoder_step(model, optimizers, x, forward)
-    if model.ema_network is not None:
-        model.update_ema()
-    return terms
-
-
-def ddpm_optimizers(model, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    """Adam on the network being trained; the EMA copy and the schedule have nothing to optimise."""
-    return {"model": adam(model.network.parameters(), config.lr)}
-
-
-STEPS = {"ae": autoencoder_step, "vae": autoencoder_step, "gan": gan_step, "ddpm": ddpm_step}
-OPTIMIZERS = {
-    "ae": autoencoder_optimizers,
-    "vae": autoencoder_optimizers,
-    "gan": lambda model, config: gan_optimizers(model, config.lr),
-    "ddpm": ddpm_optimizers,
-}
-
-
-def real_batches_per_step(model_config) -> int:
-    """How many batches one step consumes: a GAN's n_critic discriminator updates each take their own."""
-    return getattr(model_config, "n_critic", 1)
-
-
 # --- runs --------------------------------------------------------------------------------------------
 
 
@@ -252,7 +149,7 @@ def load_run_data(config: TrainConfig, split: str, data_dir: str | Path | None =
                         channels=config.channels, seed=config.seed)
 
 
-def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, model_settings: dict,
+def create_run(run_dir: str | Path, family_name: str, train_config: TrainConfig, model_settings: dict,
                data_dir: str | Path | None = None) -> Path:
     """Make a new run folder with its config.json; the model config takes its data shape from the data.
 
@@ -264,14 +161,14 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--run {run_dir} is a file: choose a folder name")
-    model_class, config_class = family_classes(family)
+    model_class, config_class = family_classes(family_name)
     if "data_shape" in model_settings:
         raise ValueError("data_shape is read from the data, not set: drop it (image_size and channels resize "
                          "image folders)")
     train_data = load_run_data(train_config, "train", data_dir)
     test_data = load_run_data(train_config, "test", data_dir)
     model_config = config_class(**{**model_settings, "data_shape": train_data.shape})
-    check_batches(model_config, train_config, train_data)
+    check_batches(family(family_name), model_config, train_config, train_data)
     if len(test_data) == 0:
         raise ValueError(f"{train_config.data} has no test examples, which previews and eval need: add data")
     model_class(model_config)  # a network the config describes but torch cannot build fails here, not at step 1
@@ -279,20 +176,18 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
         if (run_dir / "config.json").exists() and _has_trained(run_dir):
             raise FileExistsError(f"{run_dir} already holds a run: resume it with --resume {run_dir} "
                                   "or pick another --run")
-        _write_run_config(run_dir, family, model_config, train_config)
+        _write_run_config(run_dir, family_name, model_config, train_config)
     return run_dir
 
 
-def check_batches(model_config, train_config: TrainConfig, data: Dataset) -> None:
-    """A step's batches must fit in the training split, and PacGAN's packs in a batch."""
-    pack = getattr(model_config, "pack", 1)  # PacGAN's D judges `pack` samples at a time
-    if train_config.batch_size % pack:
-        raise ValueError(f"batch_size {train_config.batch_size} is not divisible by pack={pack}: "
-                         f"use a multiple of {pack}")
-    per_step = real_batches_per_step(model_config)
+def check_batches(recipe: Family, model_config, train_config: TrainConfig, data: Dataset) -> None:
+    """The family can take the batch size, and a step's batches fit in the training split."""
+    recipe.check_batch_size(model_config, train_config.batch_size)
+    per_step = recipe.batches_per_step(model_config)
     if train_config.batch_size * per_step > len(data):
         most = len(data) // per_step
-        raise ValueError(f"batch_size {train_config.batch_size}{f' x n_critic {per_step}' if per_step > 1 else ''} "
+        times = f" x {per_step} batches a step" if per_step > 1 else ""
+        raise ValueError(f"batch_size {train_config.batch_size}{times} "
                          f"is more than the {len(data)} training examples of {train_config.data}: "
                          f"use --set batch_size={most} or less")
 
@@ -470,27 +365,26 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
 
 def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int | None,
            cpu_budget: float | None, on_log, cpu_start: float) -> Path | None:
-    family, model_config, config = read_run_config(run_dir)  # again, now that no other trainer can change it
-    model_class, _ = family_classes(family)
+    family_name, model_config, config = read_run_config(run_dir)  # again, now that no other trainer can change it
+    recipe = family(family_name)
     train_data = load_run_data(config, "train", data_dir)
     test_data = load_run_data(config, "test", data_dir)
     if train_data.shape != tuple(model_config.data_shape):
         raise ValueError(f"the data now has shape {train_data.shape} but the run was made for "
                          f"{tuple(model_config.data_shape)}: was {config.data} changed?")
-    check_batches(model_config, config, train_data)
+    check_batches(recipe, model_config, config, train_data)
 
     torch.manual_seed(config.seed)
-    model = model_class(model_config).to(device)
-    optimizers = OPTIMIZERS[family](model, config)
-    step_fn = STEPS[family]
-    forward = forward_precision(config, device)
+    model = recipe.model(model_config).to(device)
+    optimizers = recipe.optimizers(model, config.lr)
+    autocast = autocast_for(config, device)
     start = 0
-    detector = CollapseDetector()  # GANs only; quiet for the first fifth of a run, before G has learned anything
+    detector = CollapseDetector()  # for a family's diagnostics; quiet for the first fifth of a run
     sums: dict[str, float] = {}  # loss terms summed over the current logging window
     count = 0
     existing = ckpt.list_checkpoints(run_dir)
     if existing:
-        checkpoint = _resume(run_dir, existing, device, family, model_config, config, model, optimizers)
+        checkpoint = _resume(run_dir, existing, device, family_name, model_config, config, model, optimizers)
         start = checkpoint.step
         # a checkpoint between two log lines carries the half-filled window, so the next line is unchanged
         sums, count = checkpoint.meta["log_window"]["sums"], checkpoint.meta["log_window"]["count"]
@@ -505,12 +399,12 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
-    batches = Batches(train_data.x.to(device), config.batch_size * real_batches_per_step(model_config),
+    batches = Batches(train_data.x.to(device), config.batch_size * recipe.batches_per_step(model_config),
                       seed=config.seed)
     stop = config.steps if stop_after is None else start + stop_after  # where this call stops at the latest
     end = min(config.steps, stop)
     window_start = time.perf_counter()
-    bar = _progress_bar(progress, family, config.data)
+    bar = _progress_bar(progress, family_name, config.data)
     task = bar.add_task("train", total=config.steps, completed=start, terms="") if bar else None
     model.train()
     budget = _CPUBudget(cpu_budget, cpu_start, start, config.steps) if cpu_budget is not None else None
@@ -530,7 +424,7 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
                 for optimizer in optimizers.values():
                     for group in optimizer.param_groups:
                         group["lr"] = group.setdefault("base_lr", group["lr"]) * learning_rate_factor(config, step)
-            terms = step_fn(model, optimizers, x, forward)
+            terms = recipe.step(model, optimizers, x, autocast)
             values = {name: value.item() for name, value in terms.items()}
             if exploded := [f"{name} = {value:.4g}" for name, value in values.items()
                             if not (math.isfinite(value) and abs(value) <= MAX_LOSS)]:
@@ -544,8 +438,8 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
                 record = {"step": done, "epoch": batches.position(step)[0],
                           **{name: total / count for name, total in sums.items()},
                           "images_per_s": count * config.batch_size / max(elapsed, 1e-9)}
-                if family == "gan" and done >= config.steps // 5:
-                    _check_collapse(detector, model, train_data, record)
+                if recipe.diagnostics is not None and done >= config.steps // 5:
+                    _check_collapse(detector, recipe.diagnostics, model, train_data, record)
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 for name, value in record.items():
@@ -570,7 +464,7 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
                 save_previews(model, run_dir, done, test_data)
             if done % config.checkpoint_every == 0 or done == config.steps:
                 epoch, batch_index = batches.position(done)
-                meta = {"family": family, "model_config": to_json_dict(model_config),
+                meta = {"family": family_name, "model_config": to_json_dict(model_config),
                         "train_config": to_json_dict(config), "step": done,
                         "data_position": {"epoch": epoch, "batch": batch_index},
                         "log_window": {"sums": sums, "count": count}, "collapse_streaks": detector.streaks}
@@ -582,7 +476,7 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
                 last_checkpoint = ckpt.checkpoint_path(run_dir, done)
                 ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
                 if budget is not None:  # a resumed run ends where the budget's latest plan ended it
-                    _write_run_config(run_dir, family, model_config, config)
+                    _write_run_config(run_dir, family_name, model_config, config)
             if done >= end:  # the budget moved the end closer
                 break
     except KeyboardInterrupt:
@@ -651,10 +545,11 @@ def _as_setting(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _check_collapse(detector: CollapseDetector, model, train_data: Dataset, record: dict) -> None:
-    """Run the collapse checks into `record`. A diagnostic never ends a run: if one fails, that is logged."""
+def _check_collapse(detector: CollapseDetector, diagnostics, model, train_data: Dataset, record: dict) -> None:
+    """Run the family's collapse checks into `record`. A diagnostic never ends a run: if one fails, that is
+    logged."""
     try:
-        warning = detector.update(*collapse_evidence(model, train_data, record))
+        warning = detector.update(*diagnostics(model, train_data, record))
     except Exception as error:  # noqa: BLE001 (any failure of a diagnostic, by design)
         log.warning("step %d: the collapse check failed (%s: %s); training goes on", record["step"],
                     type(error).__name__, error)
@@ -683,44 +578,6 @@ class _CPUBudget:
         # 2% is kept for the last checkpoint and previews; a budget already spent ends the run at this step
         left = self.seconds * 0.98 - (now - self.cpu_start)
         return max(done, min(self.max_steps, done + int(left / per_step)))
-
-
-@torch.no_grad()
-def collapse_evidence(model, train_data: Dataset, record: dict) -> list:
-    """A GAN's collapse checks at a log step; adds what they measured to `record`.
-
-    2-D mixtures: mode coverage of NUM_SAMPLES samples. Images: the spread of 256 samples against 256
-    real images. Probability losses: whether D has won (its mean outputs, logits, through a sigmoid).
-    Samples come from their own generator, in eval mode, so checking never changes training.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        return _collapse_checks(model, train_data, record)
-    finally:
-        model.train(was_training)
-
-
-def _collapse_checks(model, train_data: Dataset, record: dict) -> list:
-    device = next(model.parameters()).device
-    generator = torch.Generator(device).manual_seed(record["step"])
-    checks = []
-    if train_data.name in MIXTURES:
-        coverage = mixture_coverage(model.sample(NUM_SAMPLES, generator=generator).cpu(), train_data.name)
-        record.update(modes_covered=coverage.modes_covered, high_quality=coverage.high_quality_fraction,
-                      reverse_kl=coverage.reverse_kl)
-        checks.append(check_modes(coverage))
-    elif train_data.kind == "image":
-        fake = sample_diversity(model.sample(256, generator=generator).cpu())
-        real = sample_diversity(train_data.x[:256].cpu())
-        record["diversity_ratio"] = fake / real
-        checks.append(check_diversity(fake, real))
-    if model.config.loss in ("minimax", "non-saturating"):
-        def probability(logit: float) -> float:
-            return 0.5 * (1 + math.tanh(logit / 2))  # the logistic sigmoid, without exp's overflow at |logit| > 709
-
-        checks.append(check_discriminator(probability(record["d_real"]), probability(record["d_fake"])))
-    return checks
 
 
 def _progress_bar(enabled: bool, family: str, data: str):

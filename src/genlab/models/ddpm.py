@@ -14,6 +14,7 @@ for images. Images are moved from genlab's [0, 1] to [-1, 1] (Ho sec. 3.3) and b
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.config import check_fields
-from genlab.models.layers import MAX_CHANNELS, MAX_DATA_SIZE, MAX_WIDTH, ema_update
+from genlab.models.layers import MAX_CHANNELS, MAX_DATA_SIZE, MAX_WIDTH, adam, ema_update, loss_step
 from genlab.models.noise_schedule import NoiseSchedule
 from genlab.models.unet import UNet, check_unet_shape, time_mlp, timestep_embedding, unet_fits
 
@@ -164,3 +165,20 @@ class DDPM(nn.Module):
         if self.ema_network is None:
             raise ValueError("update_ema needs an EMA network: set ema_decay > 0 (e.g. 0.999)")
         ema_update(self.ema_network, self.network, self.config.ema_decay, self.ema_updates)
+
+
+# --- the training recipe (train.py's loop decides when it runs) ---------------------------------------
+
+
+def configure_optimizers(model: DDPM, lr: float) -> dict[str, torch.optim.Optimizer]:
+    """Adam on the network being trained; the EMA copy and the schedule have nothing to optimise."""
+    return {"model": adam(model.network.parameters(), lr)}
+
+
+def training_step(model: DDPM, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """One gradient step on model.loss(x) (the noise-prediction MSE at a random timestep per example, Ho et al.
+    alg. 1), then the EMA copy moves towards the new weights."""
+    terms = loss_step(model, optimizers["model"], x, autocast)
+    if model.ema_network is not None:
+        model.update_ema()
+    return terms
