@@ -235,7 +235,9 @@ def test_cpu_budget_ends_the_run_at_the_steps_it_affords(tmp_path, monkeypatch, 
     run = make_run(tmp_path / "run", log_every=5, checkpoint_every=100, sample_every=100)
     last = train(run, device="cpu", cpu_budget=budget)
     assert last == ckpt.checkpoint_path(run, expected_steps)
-    assert read_run_config(run)[2].steps == expected_steps
+    assert read_run_config(run)[2].steps == 40  # the user's config is never rewritten: the plan is loop state
+    assert ckpt.load_checkpoint(last, "cpu").meta["planned_steps"] == expected_steps
+    assert train(run, device="cpu") == last  # resumed, the run ends where the plan ended it
     assert (run / "samples" / f"step-{expected_steps:08d}-samples.png").exists()
     assert metrics(run)[-1]["step"] == expected_steps
 
