@@ -266,3 +266,32 @@ def test_prune_keeps_the_newest(tmp_path):
         ckpt.checkpoint_path(tmp_path, step).write_bytes(b"")
     ckpt.prune_checkpoints(tmp_path, 2)
     assert ckpt.list_checkpoints(tmp_path) == [ckpt.checkpoint_path(tmp_path, 10), ckpt.checkpoint_path(tmp_path, 20)]
+
+
+@pytest.mark.parametrize("family, settings, old_name", [
+    ("gan", {"hidden_dims": (16,), "latent_dim": 2, "ema_decay": 0.9}, "ema_generator"),
+    ("ddpm", {"hidden_dims": (16,), "num_timesteps": 50, "ema_decay": 0.9}, "ema_network"),
+])
+def test_a_checkpoint_with_the_old_ema_names_still_loads_and_resumes(tmp_path, family, settings, old_name):
+    """Checkpoints written before the EMA copies were both named `ema` call them ema_generator / ema_network:
+    rewrite one with the old names, as genlab then wrote it, and it loads and resumes bit-identically."""
+    config = TrainConfig(data="ring", steps=4, batch_size=32, checkpoint_every=2, log_every=2, sample_every=100)
+    run = create_run(tmp_path / "old", family, config, settings)
+    train(run, device="cpu", stop_after=2)
+    path = ckpt.checkpoint_path(run, 2)
+    raw = safetensors.safe_open(str(path), "pt")
+    metadata = raw.metadata()
+    tensors = {name.replace("model.ema.", f"model.{old_name}.", 1): raw.get_tensor(name).clone()
+               for name in raw.keys()}
+    assert any(name.startswith(f"model.{old_name}.") for name in tensors)
+    path.write_bytes(safetensors.torch.save(tensors, metadata=metadata))
+    model, _ = ckpt.load_model(path)
+    assert torch.equal(model.ema.state_dict()[next(iter(model.ema.state_dict()))],
+                       tensors[f"model.{old_name}.{next(iter(model.ema.state_dict()))}"])
+    train(run, device="cpu")  # resumes from the old-format checkpoint
+    fresh = create_run(tmp_path / "new", family, config, settings)
+    train(fresh, device="cpu")
+    resumed, _ = ckpt.load_model(ckpt.checkpoint_path(run, 4))
+    straight, _ = ckpt.load_model(ckpt.checkpoint_path(fresh, 4))
+    for a, b in zip(resumed.state_dict().values(), straight.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

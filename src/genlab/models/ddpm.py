@@ -103,7 +103,7 @@ class DDPM(nn.Module):
         else:
             self.network = MLPDenoiser(config.data_shape, config.hidden_dims)
         # A frozen copy that trails the network (update_ema); sample() uses it. None when ema_decay = 0.
-        self.ema_network = copy.deepcopy(self.network).requires_grad_(False) if config.ema_decay > 0 else None
+        self.ema = copy.deepcopy(self.network).requires_grad_(False) if config.ema_decay > 0 else None
         # How many EMA updates so far, for the warm-up in update_ema; saved with the weights so resume is exact.
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
@@ -141,7 +141,7 @@ class DDPM(nn.Module):
         if sampler == "ddpm" and eta != 0:
             raise ValueError("eta applies to the ddim sampler only (ddpm is ddim with eta = 1): "
                              "use sampler='ddim' or leave eta at 0")
-        network = self.ema_network if self.ema_network is not None else self.network
+        network = self.ema if self.ema is not None else self.network
         timesteps = self.schedule.timesteps(steps if steps is not None else self.config.sampling_steps)
         device = self.ema_updates.device
         clip = 1.0 if self.is_image else None  # images live in [-1, 1]: keep each predicted x_0 there (Ho et al.)
@@ -162,9 +162,9 @@ class DDPM(nn.Module):
     def update_ema(self) -> None:
         """Move the EMA network towards the trained one (layers.ema_update, with its warm-up). The training
         step calls this after each update."""
-        if self.ema_network is None:
+        if self.ema is None:
             raise ValueError("update_ema needs an EMA network: set ema_decay > 0 (e.g. 0.999)")
-        ema_update(self.ema_network, self.network, self.config.ema_decay, self.ema_updates)
+        ema_update(self.ema, self.network, self.config.ema_decay, self.ema_updates)
 
 
 # --- the training recipe (train.py's loop decides when it runs) ---------------------------------------
@@ -179,6 +179,6 @@ def training_step(model: DDPM, optimizers, x: torch.Tensor, autocast=contextlib.
     """One gradient step on model.loss(x) (the noise-prediction MSE at a random timestep per example, Ho et al.
     alg. 1), then the EMA copy moves towards the new weights."""
     terms = loss_step(model, optimizers["model"], x, autocast)
-    if model.ema_network is not None:
+    if model.ema is not None:
         model.update_ema()
     return terms

@@ -284,7 +284,7 @@ class GAN(nn.Module):
         for name in SPECTRAL_NORM[config.spectral_norm]:
             add_spectral_norm(getattr(self, name))
         # A frozen copy that trails G (update_ema); sample() uses it. None when ema_decay = 0.
-        self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
+        self.ema = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
         # How many EMA updates so far, for the warm-up in update_ema; saved with the weights so resume is exact.
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
@@ -300,7 +300,7 @@ class GAN(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n samples in data space, from the EMA generator when there is one."""
-        net = self.ema_generator if self.ema_generator is not None else self.generator
+        net = self.ema if self.ema is not None else self.generator
         return net(self.latents(n, generator))
 
     def discriminate(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
@@ -373,9 +373,9 @@ class GAN(nn.Module):
     def update_ema(self) -> None:
         """Move the EMA generator towards G (layers.ema_update, with its warm-up). The step calls it after each
         G update."""
-        if self.ema_generator is None:
+        if self.ema is None:
             raise ValueError("update_ema needs an EMA generator: set ema_decay > 0 (e.g. 0.999)")
-        ema_update(self.ema_generator, self.generator, self.config.ema_decay, self.ema_updates)
+        ema_update(self.ema, self.generator, self.config.ema_decay, self.ema_updates)
 
 
 # --- the training recipe: optimizers and one step; train.py's loop decides when a step runs ------------
@@ -431,7 +431,7 @@ def generator_update(model: GAN, optimizer, fake: torch.Tensor,
     finally:
         model.discriminator.requires_grad_(True)
     optimizer.step()
-    if model.ema_generator is not None:
+    if model.ema is not None:
         model.update_ema()
     return terms
 
