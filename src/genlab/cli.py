@@ -181,7 +181,7 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
         raise ValueError(f"--n must be between 1 and 10000, got {n}")
     check_seed(seed)
     model, meta = _load(run, device)
-    if not hasattr(model, "sample"):
+    if not model.can_sample:
         raise ValueError(f"a {meta['family']} model does not sample: try `genlab reconstruct` or train a vae")
     diffusion_options = {name: value for name, value in (("steps", steps), ("sampler", sampler)) if value is not None}
     if diffusion_options and meta["family"] != "ddpm":
@@ -214,7 +214,7 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
     from genlab.explore import save_image_grid, save_points
 
     model, meta = _load(run, device)
-    if not hasattr(model, "reconstruct"):
+    if not model.can_reconstruct:
         raise ValueError(f"a {meta['family']} model has no encoder to reconstruct with: try `genlab sample`")
     test = _test_examples(meta, data_dir)
     if not 1 <= n <= len(test):
@@ -242,7 +242,7 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
 
     methods = ["lerp", "slerp"] if method == "both" else [method]
     model, meta = _load(run, device)
-    if not hasattr(model, "interpolate"):
+    if not model.can_interpolate:
         raise ValueError(f"a {meta['family']} model has no encoder to place images in its latent space")
     test = _test_examples(meta, data_dir)
     if test.kind != "image":

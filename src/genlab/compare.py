@@ -165,7 +165,7 @@ def measure(run: Path, samples: int, seed: int, nll_k: int, data_dir: str | Path
         family=family, seed=config.seed, run=run, steps=report["step"], train_cpu_s=train_cpu_s,
         mse=results["reconstruction"]["scores"]["mse"] if "reconstruction" in results else None,
         fid=quality.get("fid"), precision=quality.get("precision"), recall=quality.get("recall"),
-        sampling_cpu_s=sampling_seconds(model) if hasattr(model, "sample") else None)
+        sampling_cpu_s=sampling_seconds(model) if model.can_sample else None)
 
 
 def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.0, seeds: int = 3,
@@ -210,7 +210,7 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
 def sample_grid(run: Path, path: Path, data_dir: str | Path | None) -> Path:
     """64 samples (8x8), or for an autoencoder, which cannot sample, 32 test images beside their reconstructions."""
     model, meta = load_model(run, "cpu")
-    if hasattr(model, "sample"):
+    if model.can_sample:
         return save_image_grid(model.sample(64, generator=torch.Generator().manual_seed(0)), path, nrow=8)
     x = load_run_data(from_json_dict(TrainConfig, meta["train_config"]), "test", data_dir).x[:32]
     return save_image_grid(torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1), path, nrow=8)

@@ -321,20 +321,20 @@ def save_previews(model, run_dir: Path, step: int, test: Dataset) -> None:
     folder = run_dir / "samples"
     device = next(model.parameters()).device
     if test.kind == "image":
-        if hasattr(model, "reconstruct"):
+        if model.can_reconstruct:
             x = test.x[:32].to(device)
             pairs = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1)  # original, reconstruction, ...
             save_image_grid(pairs, folder / f"step-{step:08d}-reconstructions.png", nrow=8)
-        if hasattr(model, "sample"):
+        if model.can_sample:
             generator = torch.Generator(device).manual_seed(0)  # the same z at every step: watch one sample evolve
             save_image_grid(model.sample(64, generator=generator), folder / f"step-{step:08d}-samples.png", nrow=8)
     else:
         reference = test.x[:2000]
-        if hasattr(model, "sample"):
+        if model.can_sample:
             generator = torch.Generator(device).manual_seed(0)
             save_points(model.sample(2000, generator=generator), folder / f"step-{step:08d}-samples.png",
                         reference, f"samples, step {step}")
-        if hasattr(model, "reconstruct"):
+        if model.can_reconstruct:
             save_points(model.reconstruct(reference.to(device)), folder / f"step-{step:08d}-reconstructions.png",
                         reference, f"reconstructions, step {step}")
     model.train(was_training)

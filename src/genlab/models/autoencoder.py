@@ -51,6 +51,10 @@ class AutoencoderConfig:
 
 
 class Autoencoder(nn.Module):
+    # What it can do, declared for every caller (previews, eval, compare, the CLI and the lab) instead of probed:
+    # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x).
+    can_sample, can_reconstruct, can_interpolate, has_likelihood = False, True, True, False
+
     def __init__(self, config: AutoencoderConfig):
         super().__init__()
         self.config = config

@@ -67,6 +67,10 @@ def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Ten
 
 
 class VAE(nn.Module):
+    # What it can do, declared for every caller (previews, eval, compare, the CLI and the lab) instead of probed:
+    # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x).
+    can_sample, can_reconstruct, can_interpolate, has_likelihood = True, True, True, True
+
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config

@@ -152,7 +152,7 @@ def _draw_samples(lab, name: str, n: int, seed: int) -> tuple[bytes, int]:
         raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        if hasattr(model, "sample"):
+        if model.can_sample:
             out = model.sample(n, generator=generator)
         else:
             # the run's own test split: its image_size, channels and seed, as training used them
