@@ -32,9 +32,9 @@ import torch  # noqa: E402
 
 from genlab.checkpoint import list_checkpoints, read_meta  # noqa: E402
 from genlab.data import load_dataset  # noqa: E402
-from genlab.models import VAE, VAEConfig  # noqa: E402
+from genlab.models import VAE, VAEConfig, vae  # noqa: E402
 from genlab.run import create_run, open_run, set_run_steps  # noqa: E402
-from genlab.train import STEPS, TrainConfig, autoencoder_optimizers, train  # noqa: E402
+from genlab.train import TrainConfig, train  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHUNK = 10_000  # steps between CPU-budget checks
@@ -44,12 +44,12 @@ MODEL = {"architecture": "mlp", "hidden_dims": (512, 512), "latent_dim": 32}
 def pilot_cpu_seconds_per_step(x: torch.Tensor, config: TrainConfig, steps: int = 200) -> float:
     """CPU seconds one training step costs, measured on the real model and batch size after a warm-up."""
     model = VAE(VAEConfig(data_shape=tuple(x.shape[1:]), **MODEL))
-    optimizers = autoencoder_optimizers(model, config)
+    optimizers = vae.configure_optimizers(model, config.lr)
     for phase_steps in (20, steps):
         start = time.process_time()
         for i in range(phase_steps):
             batch = torch.bernoulli(x[i * config.batch_size % 50_000:][: config.batch_size])
-            STEPS["vae"](model, optimizers, batch)
+            vae.training_step(model, optimizers, batch)
     return (time.process_time() - start) / steps
 
 

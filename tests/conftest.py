@@ -10,3 +10,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def set_step(monkeypatch, family: str, step) -> None:
+    """Train `family` with `step` instead of its own training step, for this test only."""
+    import dataclasses
+
+    from genlab.models import FAMILIES
+
+    monkeypatch.setitem(FAMILIES, family, dataclasses.replace(FAMILIES[family], step=step))

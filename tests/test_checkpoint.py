@@ -3,6 +3,7 @@ clear errors for damaged files, atomic writes, and picking the newest checkpoint
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -13,7 +14,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-import genlab.train
+import genlab.models
 from genlab import checkpoint as ckpt
 from genlab.data import load_dataset
 from genlab.run import create_run, open_run
@@ -26,17 +27,17 @@ def train_tiny(run_dir: Path, family: str, architecture: str, steps: int = 6):
 
     def step(model, optimizers, x, forward):
         models.append(model)
-        return genlab.train.autoencoder_step(model, optimizers, x, forward)
+        return genlab.models.vae.training_step(model, optimizers, x, forward)
 
     settings = {"hidden_dims": (16,), "conv_channels": (4, 8), "latent_dim": 3, "architecture": architecture}
     config = TrainConfig(data="digits", steps=steps, batch_size=16, checkpoint_every=3, log_every=3, sample_every=100)
     run = create_run(run_dir, family, config, settings)
-    original = genlab.train.STEPS[family]
-    genlab.train.STEPS[family] = step
+    original = genlab.models.FAMILIES[family]
+    genlab.models.FAMILIES[family] = dataclasses.replace(original, step=step)
     try:
         train(run, device="cpu")
     finally:
-        genlab.train.STEPS[family] = original
+        genlab.models.FAMILIES[family] = original
     assert all(model is models[0] for model in models)
     return run, models[0]
 
@@ -267,3 +268,32 @@ def test_prune_keeps_the_newest(tmp_path):
         ckpt.checkpoint_path(tmp_path, step).write_bytes(b"")
     ckpt.prune_checkpoints(tmp_path, 2)
     assert ckpt.list_checkpoints(tmp_path) == [ckpt.checkpoint_path(tmp_path, 10), ckpt.checkpoint_path(tmp_path, 20)]
+
+
+@pytest.mark.parametrize("family, settings, old_name", [
+    ("gan", {"hidden_dims": (16,), "latent_dim": 2, "ema_decay": 0.9}, "ema_generator"),
+    ("ddpm", {"hidden_dims": (16,), "num_timesteps": 50, "ema_decay": 0.9}, "ema_network"),
+])
+def test_a_checkpoint_with_the_old_ema_names_still_loads_and_resumes(tmp_path, family, settings, old_name):
+    """Checkpoints written before the EMA copies were both named `ema` call them ema_generator / ema_network:
+    rewrite one with the old names, as genlab then wrote it, and it loads and resumes bit-identically."""
+    config = TrainConfig(data="ring", steps=4, batch_size=32, checkpoint_every=2, log_every=2, sample_every=100)
+    run = create_run(tmp_path / "old", family, config, settings)
+    train(run, device="cpu", stop_after=2)
+    path = ckpt.checkpoint_path(run, 2)
+    raw = safetensors.safe_open(str(path), "pt")
+    metadata = raw.metadata()
+    tensors = {name.replace("model.ema.", f"model.{old_name}.", 1): raw.get_tensor(name).clone()
+               for name in raw.keys()}
+    assert any(name.startswith(f"model.{old_name}.") for name in tensors)
+    path.write_bytes(safetensors.torch.save(tensors, metadata=metadata))
+    model = open_run(path).model
+    assert torch.equal(model.ema.state_dict()[next(iter(model.ema.state_dict()))],
+                       tensors[f"model.{old_name}.{next(iter(model.ema.state_dict()))}"])
+    train(run, device="cpu")  # resumes from the old-format checkpoint
+    fresh = create_run(tmp_path / "new", family, config, settings)
+    train(fresh, device="cpu")
+    resumed = open_run(ckpt.checkpoint_path(run, 4)).model
+    straight = open_run(ckpt.checkpoint_path(fresh, 4)).model
+    for a, b in zip(resumed.state_dict().values(), straight.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -18,7 +18,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import genlab.models
 import genlab.train
+from conftest import set_step
 from genlab import checkpoint as ckpt
 from genlab.cli import app
 from genlab.data import images, load_dataset
@@ -237,10 +239,10 @@ def test_user_errors_are_one_line(case, tmp_path, digits_run, ring_run):
 
 def test_a_diverging_run_is_a_user_error(tmp_path, monkeypatch):
     def nan_step(model, optimizers, x, forward):
-        terms = genlab.train.autoencoder_step(model, optimizers, x, forward)
+        terms = genlab.models.vae.training_step(model, optimizers, x, forward)
         return {**terms, "loss": torch.tensor(float("nan"))}
 
-    monkeypatch.setitem(genlab.train.STEPS, "vae", nan_step)
+    set_step(monkeypatch, "vae", nan_step)
     line = user_error(invoke(*new_run(tmp_path, "vae", *TINY)))
     assert "loss = nan at step 1; no checkpoint was written" in line and "--set lr=" in line
 

@@ -284,25 +284,25 @@ def test_loss_is_the_simple_noise_prediction_mse(data_shape):
 
 def test_ema_warms_up_then_trails_and_sample_uses_it():
     model = tiny()
-    ema_before = copy.deepcopy(model.ema_network.state_dict())
+    ema_before = copy.deepcopy(model.ema.state_dict())
     with torch.no_grad():
         for p in model.network.parameters():
             p.add_(1.0)
     model.update_ema()  # decay = min(0.999, 1/10): the first update takes 90% of the new weights
     for name, p in model.network.named_parameters():
-        assert torch.allclose(model.ema_network.get_parameter(name), 0.1 * ema_before[name] + 0.9 * p)
+        assert torch.allclose(model.ema.get_parameter(name), 0.1 * ema_before[name] + 0.9 * p)
     assert model.ema_updates.item() == 1
     model.ema_updates.fill_(10_000)
-    before = {name: p.clone() for name, p in model.ema_network.named_parameters()}
+    before = {name: p.clone() for name, p in model.ema.named_parameters()}
     model.update_ema()  # warmed up: decay = ema_decay
     for name, p in model.network.named_parameters():
-        assert torch.allclose(model.ema_network.get_parameter(name), 0.999 * before[name] + 0.001 * p)
+        assert torch.allclose(model.ema.get_parameter(name), 0.999 * before[name] + 0.001 * p)
 
     plain = tiny(ema_decay=0.0)
-    assert plain.ema_network is None
+    assert plain.ema is None
     with pytest.raises(ValueError, match="set ema_decay > 0"):
         plain.update_ema()
-    plain.network.load_state_dict(model.ema_network.state_dict())
+    plain.network.load_state_dict(model.ema.state_dict())
     assert torch.equal(plain.sample(8, generator=torch.Generator().manual_seed(0), steps=5),
                        model.sample(8, generator=torch.Generator().manual_seed(0), steps=5))
 

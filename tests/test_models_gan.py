@@ -12,7 +12,7 @@ from torch import nn
 
 from genlab.data import toys
 from genlab.models.gan import GAN, GANConfig, MinibatchStddev
-from genlab.train import gan_optimizers
+from genlab.models.gan import configure_optimizers as gan_optimizers
 
 
 def small(**settings) -> GANConfig:
@@ -294,37 +294,37 @@ def test_ema_update_and_sampling_from_the_ema_generator():
     torch.manual_seed(0)
     decay = 0.9
     model = GAN(small(data_shape=(1, 8, 8), ema_decay=decay))
-    assert GAN(small()).ema_generator is None
-    assert not any(p.requires_grad for p in model.ema_generator.parameters())
+    assert GAN(small()).ema is None
+    assert not any(p.requires_grad for p in model.ema.parameters())
     with torch.no_grad():
         for p in model.generator.parameters():
             p.add_(torch.randn_like(p))
     model.generate(model.latents(4))  # train mode: BatchNorm's running statistics move
-    old = [p.clone() for p in model.ema_generator.parameters()]
+    old = [p.clone() for p in model.ema.parameters()]
     model.update_ema()  # warm-up: decay = min(0.9, 1/10), the first update takes 90% of the new weights
-    for ema_p, before, p in zip(model.ema_generator.parameters(), old, model.generator.parameters(), strict=True):
+    for ema_p, before, p in zip(model.ema.parameters(), old, model.generator.parameters(), strict=True):
         assert torch.allclose(ema_p, 0.1 * before + 0.9 * p, atol=1e-6)
     assert model.ema_updates.item() == 1
     model.ema_updates.fill_(1000)
     with torch.no_grad():
         for p in model.generator.parameters():
             p.add_(torch.randn_like(p))
-    old = [p.clone() for p in model.ema_generator.parameters()]
+    old = [p.clone() for p in model.ema.parameters()]
     model.update_ema()  # warmed up: decay = ema_decay
-    for ema_p, before, p in zip(model.ema_generator.parameters(), old, model.generator.parameters(), strict=True):
+    for ema_p, before, p in zip(model.ema.parameters(), old, model.generator.parameters(), strict=True):
         assert torch.allclose(ema_p, decay * before + (1 - decay) * p, atol=1e-6)
         assert not torch.allclose(ema_p, p)
-    for ema_b, b in zip(model.ema_generator.buffers(), model.generator.buffers(), strict=True):
+    for ema_b, b in zip(model.ema.buffers(), model.generator.buffers(), strict=True):
         assert torch.equal(ema_b, b)
 
     model.eval()
     z = model.latents(3, torch.Generator().manual_seed(5))
     samples = model.sample(3, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(samples, model.ema_generator(z))
+    assert torch.equal(samples, model.ema(z))
     assert not torch.allclose(samples, model.generate(z))
     optimised = {id(p) for opt in gan_optimizers(model, 1e-3).values() for group in opt.param_groups
                  for p in group["params"]}
-    assert not optimised & {id(p) for p in model.ema_generator.parameters()}
+    assert not optimised & {id(p) for p in model.ema.parameters()}
 
 
 def test_update_ema_without_ema_says_how_to_turn_it_on():

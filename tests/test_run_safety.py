@@ -6,6 +6,7 @@ nothing already saved is lost."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import errno
 import json
 import logging
@@ -23,7 +24,9 @@ import safetensors.torch
 import torch
 from typer.testing import CliRunner
 
+import genlab.models
 import genlab.train
+from conftest import set_step
 from genlab import checkpoint as ckpt
 from genlab.cli import app
 from genlab.run import LOCK_FILE, RunInUse, create_run, open_run, read_run_record, run_lock, set_run_steps
@@ -443,7 +446,7 @@ def test_two_processes_on_one_run_then_ctrl_c(tmp_path):
 
 def test_ctrl_c_during_training_is_one_line_and_status_130(tmp_path, monkeypatch):
     calls = []
-    real_step = genlab.train.STEPS["vae"]
+    real_step = genlab.models.FAMILIES["vae"].step
 
     def interrupted_at_seven(*args):
         calls.append(1)
@@ -451,7 +454,7 @@ def test_ctrl_c_during_training_is_one_line_and_status_130(tmp_path, monkeypatch
             raise KeyboardInterrupt
         return real_step(*args)
 
-    monkeypatch.setitem(genlab.train.STEPS, "vae", interrupted_at_seven)
+    set_step(monkeypatch, "vae", interrupted_at_seven)
     run = tmp_path / "run"
     result = invoke("train", "vae", "--run", run, "--steps", 10, *TINY_ARGS, "--set", "checkpoint_every=4")
     assert result.exit_code == 130 and "Traceback" not in result.output
@@ -495,7 +498,7 @@ def test_a_checkpoint_is_never_written_with_non_finite_weights(tmp_path, monkeyp
     """Finite losses but an update that overflowed the weights (a huge lr): the checkpoint at that step is
     refused and the run stops, naming the last good one."""
     calls = []
-    real_step = genlab.train.STEPS["vae"]
+    real_step = genlab.models.FAMILIES["vae"].step
 
     def overflowing_on_three(model, optimizers, x, forward):
         terms = real_step(model, optimizers, x, forward)
@@ -505,7 +508,7 @@ def test_a_checkpoint_is_never_written_with_non_finite_weights(tmp_path, monkeyp
                 next(model.parameters()).fill_(float("inf"))
         return terms
 
-    monkeypatch.setitem(genlab.train.STEPS, "vae", overflowing_on_three)
+    set_step(monkeypatch, "vae", overflowing_on_three)
     run = make_run(tmp_path / "run", steps=6, checkpoint_every=1)
     with pytest.raises(TrainingDiverged) as error:
         train(run, device="cpu")
@@ -526,18 +529,20 @@ def test_an_exploding_gan_stops_in_one_line(tmp_path):
 
 def test_the_collapse_check_survives_huge_logits_and_its_own_failure(tmp_path, monkeypatch, caplog):
     from genlab.data import load_dataset
+    from genlab.models import gan
     from genlab.models.gan import GAN, GANConfig
 
     model = GAN(GANConfig(data_shape=(2,), hidden_dims=(16,), latent_dim=2, loss="non-saturating"))
     record = {"step": 10, "d_real": 1e32, "d_fake": -1e32}  # exp(1e32) overflows; the sigmoid must not
-    checks = genlab.train.collapse_evidence(model, load_dataset("ring", "train"), record)
+    checks = gan.collapse_evidence(model, load_dataset("ring", "train"), record)
     assert any(check is not None and check.kind == "discriminator" for check in checks)
     assert model.training
 
     def broken(*args):
         raise OverflowError("math range error")
 
-    monkeypatch.setattr(genlab.train, "collapse_evidence", broken)
+    broken_gan = dataclasses.replace(genlab.models.FAMILIES["gan"], diagnostics=broken)
+    monkeypatch.setitem(genlab.models.FAMILIES, "gan", broken_gan)
     run = create_run(tmp_path / "gan", "gan", TrainConfig(data="ring", steps=10, batch_size=64, log_every=5,
                                                           checkpoint_every=10, sample_every=1000),
                      {"hidden_dims": (16,), "latent_dim": 2})
@@ -596,7 +601,8 @@ def test_failed_starts_leave_nothing_that_blocks_the_corrected_command(tmp_path)
         assert words in user_error(invoke("train", "vae", "--run", new, "--steps", 4, *TINY_ARGS, *args))
         assert not new.exists(), f"{args} left a run folder"
     gan_args = ["--data", "moons", "--set", "n_critic=5", "--set", "batch_size=20000", "--set", "hidden_dims=16"]
-    assert "batch_size 20000 x n_critic 5 is more than" in user_error(invoke("train", "gan", "--run", new, *gan_args))
+    line = user_error(invoke("train", "gan", "--run", new, *gan_args))
+    assert "batch_size 20000 x 5 batches a step is more than" in line
     assert not new.exists()
     succeeded(invoke("train", "vae", "--run", new, "--steps", 2, *TINY_ARGS))
 
@@ -605,7 +611,7 @@ def test_a_run_that_never_trained_is_replaced_and_one_that_did_is_kept(tmp_path,
     def failing_first_step(*args):
         raise ValueError("a user error found only by the first step")
 
-    monkeypatch.setitem(genlab.train.STEPS, "vae", failing_first_step)
+    set_step(monkeypatch, "vae", failing_first_step)
     run = tmp_path / "run"
     assert "found only by the first step" in user_error(invoke("train", "vae", "--run", run, "--steps", 4, *TINY_ARGS))
     assert (run / "config.json").exists() and not ckpt.list_checkpoints(run)

@@ -16,7 +16,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import genlab.models
 import genlab.train
+from conftest import set_step
 from genlab import checkpoint as ckpt
 from genlab.cli import app
 from genlab.models import AutoencoderConfig, VAEConfig
@@ -180,7 +182,7 @@ def poisoned_step(after: int):
     calls = []
 
     def step(model, optimizers, x, forward):
-        terms = genlab.train.autoencoder_step(model, optimizers, x, forward)
+        terms = genlab.models.vae.training_step(model, optimizers, x, forward)
         calls.append(1)
         if len(calls) >= after:
             terms["loss"] = torch.tensor(float("nan"))
@@ -191,7 +193,7 @@ def poisoned_step(after: int):
 
 def test_nan_loss_stops_training_and_keeps_good_checkpoints(tmp_path, monkeypatch):
     run = make_run(tmp_path / "run")
-    monkeypatch.setitem(genlab.train.STEPS, "vae", poisoned_step(after=23))
+    set_step(monkeypatch, "vae", poisoned_step(after=23))
     with pytest.raises(TrainingDiverged) as error:
         train(run, device="cpu")
     message = str(error.value)
@@ -208,7 +210,7 @@ def test_nan_loss_stops_training_and_keeps_good_checkpoints(tmp_path, monkeypatc
 
 def test_nan_on_the_first_step_says_no_checkpoint_was_written(tmp_path, monkeypatch):
     run = make_run(tmp_path / "run")
-    monkeypatch.setitem(genlab.train.STEPS, "vae", poisoned_step(after=1))
+    set_step(monkeypatch, "vae", poisoned_step(after=1))
     with pytest.raises(TrainingDiverged, match="at step 1; no checkpoint was written"):
         train(run, device="cpu")
     assert ckpt.list_checkpoints(run) == []
@@ -223,18 +225,20 @@ def test_cpu_budget_ends_the_run_at_the_steps_it_affords(tmp_path, monkeypatch, 
     budget is kept for the end, a budget never lengthens a run, and one already spent stops at the next
     log step. The run still ends properly: last checkpoint, config.json and previews at that step."""
     spent = {"cpu": 0.0}
-    real_step = genlab.train.STEPS["vae"]
+    real_step = genlab.models.FAMILIES["vae"].step
 
     def step_costing_one_second(*args):
         spent["cpu"] += 1.0
         return real_step(*args)
 
-    monkeypatch.setitem(genlab.train.STEPS, "vae", step_costing_one_second)
+    set_step(monkeypatch, "vae", step_costing_one_second)
     monkeypatch.setattr(genlab.train.time, "process_time", lambda: spent["cpu"])
     run = make_run(tmp_path / "run", log_every=5, checkpoint_every=100, sample_every=100)
     last = train(run, device="cpu", cpu_budget=budget)
     assert last == ckpt.checkpoint_path(run, expected_steps)
-    assert read_run_record(run).train.steps == expected_steps
+    assert read_run_record(run).train.steps == 40  # the user's config is never rewritten: the plan is loop state
+    assert ckpt.load_checkpoint(last, "cpu").meta["planned_steps"] == expected_steps
+    assert train(run, device="cpu") == last  # resumed, the run ends where the plan ended it
     assert (run / "samples" / f"step-{expected_steps:08d}-samples.png").exists()
     assert metrics(run)[-1]["step"] == expected_steps
 
@@ -244,14 +248,14 @@ def test_cpu_budget_plan_that_grows_still_ends_with_a_checkpoint(tmp_path, monke
     step 5, 35 after step 10, then the run's own 40. The run must follow the plan to its end and write
     its checkpoint there, not stop at the first plan's step 19 with none."""
     spent = {"cpu": 0.0, "steps": 0}
-    real_step = genlab.train.STEPS["vae"]
+    real_step = genlab.models.FAMILIES["vae"].step
 
     def step_getting_cheaper(*args):
         spent["steps"] += 1
         spent["cpu"] += 1.0 if spent["steps"] <= 5 else 0.1
         return real_step(*args)
 
-    monkeypatch.setitem(genlab.train.STEPS, "vae", step_getting_cheaper)
+    set_step(monkeypatch, "vae", step_getting_cheaper)
     monkeypatch.setattr(genlab.train.time, "process_time", lambda: spent["cpu"])
     run = make_run(tmp_path / "run", log_every=5, checkpoint_every=100, sample_every=100)
     assert train(run, device="cpu", cpu_budget=20.0) == ckpt.checkpoint_path(run, 40)

@@ -11,7 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketDenialResponse
 
-from genlab.train import gan_step
+from genlab.models.gan import training_step as gan_step
 from genlab.web.app import create_app
 from genlab.web.playground import MAX_DRAWN_POINTS, Playground, PlaygroundSettings, check_points
 

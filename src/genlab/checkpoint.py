@@ -245,8 +245,22 @@ def _listed(names, limit: int = 3) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+# Weight names that changed since checkpoints were first written: old prefix -> new. The GAN's EMA generator
+# and the DDPM's EMA network were `ema_generator` and `ema_network` until both became `ema` (one name for an
+# EMA copy); checkpoints written before that still load. This is the one place old names are read.
+RENAMED_WEIGHTS = {"ema_generator.": "ema.", "ema_network.": "ema."}
+
+
+def _current_names(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    renamed = {}
+    for name, tensor in weights.items():
+        old = next((prefix for prefix in RENAMED_WEIGHTS if name.startswith(prefix)), None)
+        renamed[RENAMED_WEIGHTS[old] + name.removeprefix(old) if old else name] = tensor
+    return renamed
+
+
 def _restore_weights(checkpoint: Checkpoint, model: torch.nn.Module) -> None:
-    expected, given = model.state_dict(), checkpoint.prefixed("model.")
+    expected, given = model.state_dict(), _current_names(checkpoint.prefixed("model."))
     problems = []
     if missing := expected.keys() - given.keys():
         problems.append(f"missing {_listed(f'model.{name}' for name in missing)}")

@@ -185,7 +185,7 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     check_seed(seed)
     opened = _open(run, device)
     model, family = opened.model, opened.record.family
-    if not hasattr(model, "sample"):
+    if not model.can_sample:
         raise ValueError(f"a {family} model does not sample: try `genlab reconstruct` or train a vae")
     diffusion_options = {name: value for name, value in (("steps", steps), ("sampler", sampler)) if value is not None}
     if diffusion_options and family != "ddpm":
@@ -212,7 +212,7 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
 
     opened = _open(run, device, data_dir, splits=("test",))
     model, test = opened.model, opened.data["test"]
-    if not hasattr(model, "reconstruct"):
+    if not model.can_reconstruct:
         raise ValueError(f"a {opened.record.family} model has no encoder to reconstruct with: try `genlab sample`")
     if not 1 <= n <= len(test):
         raise ValueError(f"--n must be between 1 and {len(test)} (the test split's size), got {n}")
@@ -240,7 +240,7 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
     methods = ["lerp", "slerp"] if method == "both" else [method]
     opened = _open(run, device, data_dir, splits=("test",))
     model, test = opened.model, opened.data["test"]
-    if not hasattr(model, "interpolate"):
+    if not model.can_interpolate:
         raise ValueError(f"a {opened.record.family} model has no encoder to place images in its latent space")
     if test.kind != "image":
         raise ValueError("interpolate draws image strips; this run's data are points")

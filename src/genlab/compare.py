@@ -166,7 +166,7 @@ def measure(opened: OpenRun, samples: int, seed: int, nll_k: int) -> RunResult:
         train_cpu_s=train_cpu_s,
         mse=results["reconstruction"]["scores"]["mse"] if "reconstruction" in results else None,
         fid=quality.get("fid"), precision=quality.get("precision"), recall=quality.get("recall"),
-        sampling_cpu_s=sampling_seconds(model) if hasattr(model, "sample") else None)
+        sampling_cpu_s=sampling_seconds(model) if model.can_sample else None)
 
 
 def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.0, seeds: int = 3,
@@ -214,7 +214,7 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
 def sample_grid(opened: OpenRun, path: Path) -> Path:
     """64 samples (8x8), or for an autoencoder, which cannot sample, 32 test images beside their reconstructions."""
     model = opened.model
-    if hasattr(model, "sample"):
+    if model.can_sample:
         return save_image_grid(model.sample(64, generator=torch.Generator().manual_seed(0)), path, nrow=8)
     x = opened.data["test"].x[:32]
     return save_image_grid(torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1), path, nrow=8)

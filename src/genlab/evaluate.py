@@ -93,7 +93,7 @@ def _reconstruction(model, test: Dataset, data_name: str, samples: int) -> dict:
     device = next(model.parameters()).device
     scores = reconstruction_scores(x, _batched(model.reconstruct, x, 500, device))
     protocol = {"reference": f"{data_name}/test[:{len(x)}]", "num_examples": len(x),
-                "code": "posterior mean" if hasattr(model, "log_likelihood") else "encoder output"}
+                "code": "posterior mean" if model.has_likelihood else "encoder output"}
     if "ssim" in scores:
         protocol.update(psnr="over the whole set, data range 1", ssim_window=ssim_window(min(x.shape[-2:])))
     return {"scores": scores, "protocol": protocol}
@@ -159,11 +159,11 @@ def evaluate(opened: OpenRun, *, samples: int | None = None, seed: int = 0, nll_
     model, config, test = opened.model, opened.record.train, opened.data["test"]
     n = samples or DEFAULT_SAMPLES
     results: dict = {}
-    if hasattr(model, "reconstruct"):
+    if model.can_reconstruct:
         results["reconstruction"] = _reconstruction(model, test, config.data, n)
-    if hasattr(model, "log_likelihood"):
+    if model.has_likelihood:
         results["nll"] = _nll(model, test, config.data, n, nll_k, seed, config.binarize)
-    if hasattr(model, "sample"):
+    if model.can_sample:
         results["sample_quality"] = _sample_quality(model, test, config.data, n, seed, features)
         if config.data in MIXTURES:
             coverage = mixture_coverage(_draw(model, NUM_SAMPLES, seed), config.data)

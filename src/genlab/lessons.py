@@ -17,9 +17,9 @@ from genlab.data import default_data_dir, load_dataset
 from genlab.data.images import MNIST_SHA256
 from genlab.data.toys import PATTERNS, gaussian1d
 from genlab.explore import _figure, _save_figure, decoded_latent_grid, save_image_grid, save_latent_map
-from genlab.models.gan import GAN, LOSSES, GANConfig
+from genlab.models.gan import GAN, LOSSES, GANConfig, configure_optimizers, training_step
 from genlab.run import create_run, open_run
-from genlab.train import TrainConfig, gan_optimizers, gan_step, train
+from genlab.train import TrainConfig, train
 
 
 def _fresh_run(folder: Path, family: str, config: TrainConfig, model_settings: dict, data_dir) -> Path:
@@ -284,14 +284,14 @@ class PeaksResult:
 
 
 def train_two_peaks(name: str, settings: dict, console: Console, seed: int = 0) -> PeaksResult:
-    """genlab's GAN trained by genlab's two-phase step (train.gan_step) on the two peaks; prints the shares."""
-    torch.manual_seed(seed)  # G's and D's initial weights and the latents z that gan_step draws
+    """genlab's GAN trained by genlab's two-phase step (gan.training_step) on the two peaks; prints the shares."""
+    torch.manual_seed(seed)  # G's and D's initial weights and the latents z that training_step draws
     data_rng = torch.Generator().manual_seed(seed + 1)
     model = GAN(GANConfig(data_shape=(1,), architecture="mlp", latent_dim=1, hidden_dims=(16, 16),
                           loss="non-saturating", lr_d=PEAKS_LR_D, **settings))
-    optimizers = gan_optimizers(model, PEAKS_LR)  # G's rate; D's is lr_d, set above
+    optimizers = configure_optimizers(model, PEAKS_LR)  # G's rate; D's is lr_d, set above
     for step in range(1, PEAKS_STEPS + 1):
-        terms = gan_step(model, optimizers, two_peaks(PEAKS_BATCH, data_rng))
+        terms = training_step(model, optimizers, two_peaks(PEAKS_BATCH, data_rng))
         if step % 500 == 0:
             left, right = peak_shares(model.sample(PEAKS_SAMPLES, torch.Generator().manual_seed(0)))
             console.print(f"  {name:15s} step {step:4d}  losses D {terms['d_loss']:.3f} G {terms['g_loss']:.3f}  "

@@ -31,7 +31,8 @@ import torch
 from genlab import checkpoint as ckpt
 from genlab.config import parse_config, to_json_dict
 from genlab.data import Dataset, load_dataset
-from genlab.models import family_classes
+from genlab.models import Family, family_classes
+from genlab.models import family as family_record
 
 if TYPE_CHECKING:
     from genlab.train import TrainConfig
@@ -126,8 +127,6 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
     never got going (config.json, but no checkpoint and no metrics: its first steps failed or were
     interrupted) is replaced, so the corrected command just works; one that trained is refused.
     """
-    from genlab.train import check_batches  # train.py imports this module
-
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--run {run_dir} is a file: choose a folder name")
@@ -138,7 +137,7 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
     train_data = load_run_data(train_config, "train", data_dir)
     test_data = load_run_data(train_config, "test", data_dir)
     record = RunRecord(family, config_class(**{**model_settings, "data_shape": train_data.shape}), train_config)
-    check_batches(record.model, train_config, train_data)
+    check_batches(family_record(family), record.model, train_config, train_data)
     if len(test_data) == 0:
         raise ValueError(f"{train_config.data} has no test examples, which previews and eval need: add data")
     record.build_model()  # a network the config describes but torch cannot build fails here, not at step 1
@@ -148,6 +147,18 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
                                   "or pick another --run")
         write_run_record(run_dir, record)
     return run_dir
+
+
+def check_batches(recipe: Family, model_config, train_config: TrainConfig, data: Dataset) -> None:
+    """The family can take the batch size, and a step's batches fit in the training split."""
+    recipe.check_batch_size(model_config, train_config.batch_size)
+    per_step = recipe.batches_per_step(model_config)
+    if train_config.batch_size * per_step > len(data):
+        most = len(data) // per_step
+        times = f" x {per_step} batches a step" if per_step > 1 else ""
+        raise ValueError(f"batch_size {train_config.batch_size}{times} "
+                         f"is more than the {len(data)} training examples of {train_config.data}: "
+                         f"use --set batch_size={most} or less")
 
 
 def has_trained(run_dir: Path) -> bool:

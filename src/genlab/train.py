@@ -1,19 +1,28 @@
-"""One visible training loop for every family, and one explicit step per family.
+"""One visible training loop for every family; each family's optimizers and step live in its own file
+(genlab.models.FAMILIES), so the loop never asks which family it trains.
 
 A run is a folder:  config.json  metrics.jsonl  checkpoints/step-*.safetensors  samples/*.png  tensorboard/
 Batch `s` is a pure function of (seed, s) and every checkpoint holds the RNG states, so a run
 resumed from its latest checkpoint ends bit-identical (on CPU) to one never interrupted.
 
-The run's record (genlab.run: family, model and train configs) is its config.json. Resuming compares it with
-the record saved in the latest checkpoint and refuses, naming the settings, when they differ: an edited lr
-would otherwise be ignored (Adam's saved state carries the old one) while an edited batch_size would be
-honoured, and an edited latent_dim would no longer fit the weights. A change of setting is a new run
-(`genlab train ... --set key=value`). The folder is locked (genlab.run.run_lock) while a trainer writes in it.
+The run's record (genlab.run: family, model and train configs) is its config.json, written once by create_run
+and changed only by set_run_steps:
+`steps` is the one setting that may change between sessions. A CPU budget never rewrites it: its plan (how
+many steps the budget affords) is loop state, saved in each checkpoint, so a resumed run ends where the plan
+ended it unless `steps` was changed since.
+Resuming compares config.json with the configuration saved in the latest checkpoint and refuses, naming
+the settings, when they differ: an edited lr would otherwise be ignored (Adam's saved state carries the
+old one) while an edited batch_size would be honoured, and an edited latent_dim would no longer fit the
+weights. A change of setting is a new run (`genlab train ... --set key=value`).
+
+A run folder is locked (genlab.run.run_lock) while one trainer writes into it: a second trainer, another
+process or another thread of the lab, gets RunInUse.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -27,24 +36,14 @@ from typing import Literal
 
 import torch
 from rich.markup import escape
-from torch.nn.utils import parametrize
 
 from genlab import checkpoint as ckpt
 from genlab.config import check_fields
 from genlab.data import Batches, Dataset
 from genlab.explore import save_image_grid, save_points
-from genlab.metrics import (
-    MIXTURES,
-    NUM_SAMPLES,
-    CollapseDetector,
-    check_discriminator,
-    check_diversity,
-    check_modes,
-    mixture_coverage,
-    sample_diversity,
-)
-from genlab.models import family_classes
-from genlab.run import RunRecord, load_run_data, read_metrics, read_run_record, run_lock, write_run_record
+from genlab.metrics import CollapseDetector
+from genlab.models import Family, family
+from genlab.run import RunRecord, check_batches, load_run_data, read_metrics, read_run_record, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ class TrainConfig:
 PRECISIONS = {"fp32": None, "bf16-mixed": torch.bfloat16}  # name -> autocast dtype
 
 
-def forward_precision(config: TrainConfig, device: str) -> Callable[[], contextlib.AbstractContextManager]:
+def autocast_for(config: TrainConfig, device: str) -> Callable[[], contextlib.AbstractContextManager]:
     """What a step wraps its forward passes in: autocast for bf16-mixed (never the backward pass, which
     runs in the dtypes the forward chose), nothing for fp32."""
     dtype = PRECISIONS[config.precision]
@@ -89,11 +88,12 @@ def forward_precision(config: TrainConfig, device: str) -> Callable[[], contextl
     return functools.partial(torch.autocast, torch.device(device).type, dtype=dtype)
 
 
-def learning_rate_factor(config: TrainConfig, step: int) -> float:
-    """Each optimizer's base rate is multiplied by this at batch `step`: a pure function of the step, so
+def learning_rate_factor(config: TrainConfig, step: int, steps: int | None = None) -> float:
+    """Each optimizer's base rate is multiplied by this at batch `step` of `steps` (default config.steps; a
+    CPU budget's plan otherwise, so the cosine reaches 0 where the run ends): a pure function of the step, so
     resuming needs no scheduler state."""
     if config.lr_schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * step / config.steps))
+        return 0.5 * (1 + math.cos(math.pi * step / (steps or config.steps)))
     return 1.0
 
 
@@ -112,117 +112,6 @@ MAX_LOSS = 1e12
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: a KeyboardInterrupt whose message says where the run stopped and how to resume."""
-
-
-# --- the steps: one explicit update per family -------------------------------------------------------
-
-
-def autoencoder_step(model, optimizers, x: torch.Tensor, forward=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """AE and VAE: one gradient step on model.loss(x) (reconstruction, plus beta * KL for the VAE).
-    `forward`: the context the forward pass runs in (see forward_precision)."""
-    with forward():
-        terms = model.loss(x)
-    optimizer = optimizers["model"]
-    optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
-    optimizer.step()
-    return terms
-
-
-def adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
-    """Adam with the fused kernel: one pass over all parameters instead of a handful of ops per tensor,
-    which on CPU was a third of a small model's step (benchmarks/vae_throughput.py)."""
-    return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
-
-
-def autoencoder_optimizers(model, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    return {"model": adam(model.parameters(), config.lr)}
-
-
-def gan_step(model, optimizers, x: torch.Tensor, forward=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """GAN: n_critic discriminator updates, one real batch each (x holds n_critic batches), then one
-    generator update; with the EMA copy of G moved after it. `forward`: as in autoencoder_step."""
-    config = model.config
-    d_optimizer, g_optimizer = optimizers["discriminator"], optimizers["generator"]
-    for real in x.chunk(config.n_critic):
-        # (1) Update D: tell real from fake. D sees the fakes detached, so no gradient reaches G here.
-        # cached(): spectral norm's weights are computed once for D's passes on real, fake and the GP points.
-        with parametrize.cached():
-            with forward():
-                fake = model.generate(model.latents(len(real)))
-                d_terms = model.discriminator_loss(real, fake.detach())
-            d_optimizer.zero_grad(set_to_none=True)
-            d_terms["loss"].backward()
-        d_optimizer.step()
-        if config.loss == "wgan":
-            model.clip_weights()  # keeps the critic K-Lipschitz for some K (Arjovsky et al. 2017)
-    # (2) Update G: make the updated D call the last fakes real (reusing them, as pytorch/examples' DCGAN
-    # does, saves a generator pass). G needs gradients through D but not D's own: freezing D skips them.
-    model.discriminator.requires_grad_(False)
-    try:
-        with forward():
-            g_terms = model.generator_loss(fake)
-        g_optimizer.zero_grad(set_to_none=True)
-        g_terms["loss"].backward()
-    finally:
-        model.discriminator.requires_grad_(True)
-    g_optimizer.step()
-    if model.ema_generator is not None:
-        model.update_ema()
-    return {"d_loss": d_terms.pop("loss"), "g_loss": g_terms.pop("loss"), **d_terms}
-
-
-def gan_optimizers(model, lr: float) -> dict[str, torch.optim.Optimizer]:
-    """Adam for G (lr) and D (the model's lr_d, or lr), both with the model's betas."""
-    config = model.config
-    lr_d = config.lr_d if config.lr_d is not None else lr
-    return {"generator": adam(model.generator.parameters(), lr, config.betas),
-            "discriminator": adam(model.discriminator.parameters(), lr_d, config.betas)}
-
-
-def ddpm_step(model, optimizers, x: torch.Tensor, forward=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """Diffusion: the same gradient step on model.loss(x) (the noise-prediction MSE at a random timestep per
-    example, Ho et al. alg. 1), then the EMA copy moves towards the new weights."""
-    terms = autoencoder_step(model, optimizers, x, forward)
-    if model.ema_network is not None:
-        model.update_ema()
-    return terms
-
-
-def ddpm_optimizers(model, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
-    """Adam on the network being trained; the EMA copy and the schedule have nothing to optimise."""
-    return {"model": adam(model.network.parameters(), config.lr)}
-
-
-STEPS = {"ae": autoencoder_step, "vae": autoencoder_step, "gan": gan_step, "ddpm": ddpm_step}
-OPTIMIZERS = {
-    "ae": autoencoder_optimizers,
-    "vae": autoencoder_optimizers,
-    "gan": lambda model, config: gan_optimizers(model, config.lr),
-    "ddpm": ddpm_optimizers,
-}
-
-
-def real_batches_per_step(model_config) -> int:
-    """How many batches one step consumes: a GAN's n_critic discriminator updates each take their own."""
-    return getattr(model_config, "n_critic", 1)
-
-
-# --- runs --------------------------------------------------------------------------------------------
-
-
-def check_batches(model_config, train_config: TrainConfig, data: Dataset) -> None:
-    """A step's batches must fit in the training split, and PacGAN's packs in a batch."""
-    pack = getattr(model_config, "pack", 1)  # PacGAN's D judges `pack` samples at a time
-    if train_config.batch_size % pack:
-        raise ValueError(f"batch_size {train_config.batch_size} is not divisible by pack={pack}: "
-                         f"use a multiple of {pack}")
-    per_step = real_batches_per_step(model_config)
-    if train_config.batch_size * per_step > len(data):
-        most = len(data) // per_step
-        raise ValueError(f"batch_size {train_config.batch_size}{f' x n_critic {per_step}' if per_step > 1 else ''} "
-                         f"is more than the {len(data)} training examples of {train_config.data}: "
-                         f"use --set batch_size={most} or less")
 
 
 def resolve_device(name: str | None) -> str:
@@ -279,20 +168,20 @@ def save_previews(model, run_dir: Path, step: int, test: Dataset) -> None:
     folder = run_dir / "samples"
     device = next(model.parameters()).device
     if test.kind == "image":
-        if hasattr(model, "reconstruct"):
+        if model.can_reconstruct:
             x = test.x[:32].to(device)
             pairs = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1)  # original, reconstruction, ...
             save_image_grid(pairs, folder / f"step-{step:08d}-reconstructions.png", nrow=8)
-        if hasattr(model, "sample"):
+        if model.can_sample:
             generator = torch.Generator(device).manual_seed(0)  # the same z at every step: watch one sample evolve
             save_image_grid(model.sample(64, generator=generator), folder / f"step-{step:08d}-samples.png", nrow=8)
     else:
         reference = test.x[:2000]
-        if hasattr(model, "sample"):
+        if model.can_sample:
             generator = torch.Generator(device).manual_seed(0)
             save_points(model.sample(2000, generator=generator), folder / f"step-{step:08d}-samples.png",
                         reference, f"samples, step {step}")
-        if hasattr(model, "reconstruct"):
+        if model.can_reconstruct:
             save_points(model.reconstruct(reference.to(device)), folder / f"step-{step:08d}-reconstructions.png",
                         reference, f"reconstructions, step {step}")
     model.train(was_training)
@@ -305,8 +194,9 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
 
     `stop_after` ends this call after that many steps, as an interruption would (the last
     checkpoint is what survives). `cpu_budget` (seconds of this process's CPU time, setup included)
-    lowers config.steps to what the budget affords, re-planned at every log step from the cost measured
-    so far, so the run still ends properly: a final checkpoint, previews, a cosine schedule that reaches 0.
+    ends the run at the step count the budget affords (at most config.steps, which is left as it is),
+    re-planned at every log step from the cost measured so far, so the run still ends properly: a final
+    checkpoint, previews, a cosine schedule that reaches 0.
     Returns the path of the last checkpoint written.
 
     The run folder is locked for the whole call (RunInUse when another trainer has it). Resuming checks the
@@ -326,130 +216,182 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
 
 def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int | None,
            cpu_budget: float | None, on_log, cpu_start: float) -> Path | None:
+    loop = _start(run_dir, device, data_dir)
+    start, config = loop.start, loop.config
+    if start >= loop.steps:
+        return loop.last_checkpoint
+
+    from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
+
+    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
+    batches = Batches(loop.train_data.x.to(device), config.batch_size * loop.recipe.batches_per_step(loop.model_config),
+                      seed=config.seed)
+    autocast = autocast_for(config, device)
+    stop = config.steps if stop_after is None else start + stop_after  # where this call stops at the latest
+    budget = _CPUBudget(cpu_budget, cpu_start, start, config.steps) if cpu_budget is not None else None
+    bar = _ProgressBar(progress, loop.family_name, config.data, total=loop.steps, completed=start)
+    loop.model.train()
+    loop.window_start = time.perf_counter()
+    step = start
+    try:
+        for step in range(start, min(loop.steps, stop)):
+            x = _batch(loop, batches, step)
+            _set_learning_rate(loop, step)
+            terms = loop.recipe.step(loop.model, loop.optimizers, x, autocast)
+            _guard(loop, terms, step)
+            done = step + 1
+            if _due(done, config.log_every, loop.steps):
+                _log(loop, done, batches.position(step)[0], writer, on_log, bar)
+                _replan(loop, budget, done, bar)
+            if _due(done, config.sample_every, loop.steps):
+                save_previews(loop.model, run_dir, done, loop.test_data)
+            if _due(done, config.checkpoint_every, loop.steps):
+                _checkpoint(loop, done, batches)
+            if done >= min(loop.steps, stop):  # the budget moved the end closer
+                break
+    except KeyboardInterrupt:
+        kept = (f"the last checkpoint is {loop.last_checkpoint}" if loop.last_checkpoint
+                else "no checkpoint was written yet")
+        raise TrainingInterrupted(f"interrupted at step {step}; {kept}; resume with "
+                                  f"`genlab train --resume {run_dir}`") from None
+    finally:
+        writer.close()
+        bar.stop()
+    return loop.last_checkpoint
+
+
+@dataclass
+class _Loop:
+    """What one call of train() carries from step to step. The run's own config is never changed: a CPU
+    budget's plan lives in `steps`, saved in each checkpoint (planned_steps) so a resumed run ends there too."""
+
+    run_dir: Path
+    family_name: str
+    recipe: Family
+    model_config: object
+    config: TrainConfig
+    model: torch.nn.Module
+    optimizers: dict
+    train_data: Dataset
+    test_data: Dataset
+    start: int = 0  # the step this call starts from
+    steps: int = 0  # where the run ends: config.steps, or the CPU budget's latest plan
+    sums: dict[str, float] = dataclasses.field(default_factory=dict)  # loss terms summed over the logging window
+    count: int = 0  # steps in the logging window
+    window_start: float = 0.0
+    detector: CollapseDetector = dataclasses.field(default_factory=CollapseDetector)  # for a family's diagnostics
+    last_checkpoint: Path | None = None
+
+
+def _start(run_dir: Path, device: str, data_dir) -> _Loop:
+    """Read the run, load its data, build the model and its optimizers, and resume from the latest checkpoint."""
     run = read_run_record(run_dir)  # again, now that no other trainer can change it
-    family, model_config, config = run.family, run.model, run.train
-    model_class, _ = family_classes(family)
+    family_name, model_config, config = run.family, run.model, run.train
+    recipe = family(family_name)
     train_data = load_run_data(config, "train", data_dir)
     test_data = load_run_data(config, "test", data_dir)
     if train_data.shape != tuple(model_config.data_shape):
         raise ValueError(f"the data now has shape {train_data.shape} but the run was made for "
                          f"{tuple(model_config.data_shape)}: was {config.data} changed?")
-    check_batches(model_config, config, train_data)
-
+    check_batches(recipe, model_config, config, train_data)
     torch.manual_seed(config.seed)
-    model = model_class(model_config).to(device)
-    optimizers = OPTIMIZERS[family](model, config)
-    step_fn = STEPS[family]
-    forward = forward_precision(config, device)
-    start = 0
-    detector = CollapseDetector()  # GANs only; quiet for the first fifth of a run, before G has learned anything
-    sums: dict[str, float] = {}  # loss terms summed over the current logging window
-    count = 0
+    model = recipe.model(model_config).to(device)
+    loop = _Loop(run_dir, family_name, recipe, model_config, config, model, recipe.optimizers(model, config.lr),
+                 train_data, test_data, steps=config.steps)
     existing = ckpt.list_checkpoints(run_dir)
     if existing:
-        checkpoint = _resume(run_dir, existing, device, family, model_config, config, model, optimizers)
-        start = checkpoint.step
+        checkpoint = _resume(run_dir, existing, device, family_name, model_config, config, model, loop.optimizers)
+        loop.start, loop.last_checkpoint = checkpoint.step, existing[-1]
         # a checkpoint between two log lines carries the half-filled window, so the next line is unchanged
-        sums, count = checkpoint.meta["log_window"]["sums"], checkpoint.meta["log_window"]["count"]
-        detector.streaks = checkpoint.meta.get("collapse_streaks", {})
-        log.info("resuming %s from step %d", run_dir, start)
-    metrics_path = run_dir / "metrics.jsonl"
-    _truncate_metrics(metrics_path, start)
-    last_checkpoint = existing[-1] if existing else None
-    if start >= config.steps:
-        return last_checkpoint
+        loop.sums, loop.count = checkpoint.meta["log_window"]["sums"], checkpoint.meta["log_window"]["count"]
+        loop.detector.streaks = checkpoint.meta.get("collapse_streaks", {})
+        if checkpoint.record.train.steps == config.steps:  # a changed step count replaces the plan
+            loop.steps = checkpoint.meta.get("planned_steps", config.steps)
+        log.info("resuming %s from step %d", run_dir, loop.start)
+    _truncate_metrics(run_dir / "metrics.jsonl", loop.start)
+    return loop
 
-    from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
-    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
-    batches = Batches(train_data.x.to(device), config.batch_size * real_batches_per_step(model_config),
-                      seed=config.seed)
-    stop = config.steps if stop_after is None else start + stop_after  # where this call stops at the latest
-    end = min(config.steps, stop)
-    window_start = time.perf_counter()
-    bar = _progress_bar(progress, family, config.data)
-    task = bar.add_task("train", total=config.steps, completed=start, terms="") if bar else None
-    model.train()
-    budget = _CPUBudget(cpu_budget, cpu_start, start, config.steps) if cpu_budget is not None else None
-    step = start
+def _due(done: int, every: int, steps: int) -> bool:
+    """Whether a logging, preview or checkpoint cadence falls on step `done`: every `every` steps, and the last."""
+    return done % every == 0 or done == steps
 
-    def diverged(what: str) -> TrainingDiverged:
-        kept = f"the last good checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written"
-        return TrainingDiverged(f"{what} at step {step + 1}; {kept}. "
-                                "Start a new run with a lower learning rate (--set lr=...)")
 
+def _batch(loop: _Loop, batches: Batches, step: int) -> torch.Tensor:
+    """Batch `step` of the run (a pure function of the seed and the step), binarised when the config says so."""
+    x = batches.batch(step)
+    return torch.bernoulli(x) if loop.config.binarize else x
+
+
+def _set_learning_rate(loop: _Loop, step: int) -> None:
+    if loop.config.lr_schedule == "constant":
+        return
+    factor = learning_rate_factor(loop.config, step, loop.steps)
+    for optimizer in loop.optimizers.values():
+        for group in optimizer.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
+
+
+def _diverged(loop: _Loop, what: str, step: int) -> TrainingDiverged:
+    kept = (f"the last good checkpoint is {loop.last_checkpoint}" if loop.last_checkpoint
+            else "no checkpoint was written")
+    return TrainingDiverged(f"{what} at step {step + 1}; {kept}. Start a new run with a lower learning rate "
+                            "(--set lr=...)")
+
+
+def _guard(loop: _Loop, terms: dict[str, torch.Tensor], step: int) -> None:
+    """Stop on a NaN, infinite or huge loss (MAX_LOSS); otherwise add the terms to the logging window."""
+    values = {name: value.item() for name, value in terms.items()}
+    if exploded := [f"{name} = {value:.4g}" for name, value in values.items()
+                    if not (math.isfinite(value) and abs(value) <= MAX_LOSS)]:
+        raise _diverged(loop, ", ".join(exploded), step)
+    for name, value in values.items():
+        loop.sums[name] = loop.sums.get(name, 0.0) + value
+    loop.count += 1
+
+
+def _log(loop: _Loop, done: int, epoch: int, writer, on_log, bar: _ProgressBar) -> None:
+    """One metrics line (the window's mean terms, throughput, the family's diagnostics) to metrics.jsonl,
+    tensorboard, on_log and the progress bar; then a new window starts."""
+    elapsed = time.perf_counter() - loop.window_start
+    record = {"step": done, "epoch": epoch, **{name: total / loop.count for name, total in loop.sums.items()},
+              "images_per_s": loop.count * loop.config.batch_size / max(elapsed, 1e-9)}
+    if loop.recipe.diagnostics is not None and done >= loop.steps // 5:  # quiet before G has learned anything
+        _check_collapse(loop.detector, loop.recipe.diagnostics, loop.model, loop.train_data, record)
+    with (loop.run_dir / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    for name, value in record.items():
+        if name not in ("step", "epoch", "warning"):
+            writer.add_scalar(name, value, done)
+    if on_log:
+        on_log(record)
+    bar.show(record)
+    loop.sums, loop.count, loop.window_start = {}, 0, time.perf_counter()
+
+
+def _replan(loop: _Loop, budget: _CPUBudget | None, done: int, bar: _ProgressBar) -> None:
+    """A CPU budget re-plans the end at each log step. A plan may grow as well as shrink (the first steps cost
+    the most), so the end follows it."""
+    if budget is not None and done < loop.steps:
+        loop.steps = budget.affordable_steps(done)
+        bar.set_total(loop.steps)
+
+
+def _checkpoint(loop: _Loop, done: int, batches: Batches) -> None:
+    """Save the model, optimizers, RNG states and loop state at step `done`, then prune old checkpoints; a
+    non-finite weight or optimizer state stops the run instead (TrainingDiverged)."""
+    epoch, batch_index = batches.position(done)
+    meta = {"run": RunRecord(loop.family_name, loop.model_config, loop.config).to_json(), "step": done,
+            "planned_steps": loop.steps,
+            "data_position": {"epoch": epoch, "batch": batch_index},
+            "log_window": {"sums": loop.sums, "count": loop.count}, "collapse_streaks": loop.detector.streaks}
+    path = ckpt.checkpoint_path(loop.run_dir, done)
     try:
-        for step in range(start, end):
-            x = batches.batch(step)
-            if config.binarize:
-                x = torch.bernoulli(x)
-            if config.lr_schedule != "constant":
-                for optimizer in optimizers.values():
-                    for group in optimizer.param_groups:
-                        group["lr"] = group.setdefault("base_lr", group["lr"]) * learning_rate_factor(config, step)
-            terms = step_fn(model, optimizers, x, forward)
-            values = {name: value.item() for name, value in terms.items()}
-            if exploded := [f"{name} = {value:.4g}" for name, value in values.items()
-                            if not (math.isfinite(value) and abs(value) <= MAX_LOSS)]:
-                raise diverged(", ".join(exploded))
-            for name, value in values.items():
-                sums[name] = sums.get(name, 0.0) + value
-            count += 1
-            done = step + 1
-            if done % config.log_every == 0 or done == config.steps:
-                elapsed = time.perf_counter() - window_start
-                record = {"step": done, "epoch": batches.position(step)[0],
-                          **{name: total / count for name, total in sums.items()},
-                          "images_per_s": count * config.batch_size / max(elapsed, 1e-9)}
-                if family == "gan" and done >= config.steps // 5:
-                    _check_collapse(detector, model, train_data, record)
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-                for name, value in record.items():
-                    if name not in ("step", "epoch", "warning"):
-                        writer.add_scalar(name, value, done)
-                if on_log:
-                    on_log(record)
-                if bar:
-                    shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items()
-                                      if k not in ("step", "epoch", "warning"))
-                    if "warning" in record:
-                        shown += f"  [red]{escape(record['warning'])}[/]"
-                    bar.update(task, completed=done, terms=shown)
-                sums, count, window_start = {}, 0, time.perf_counter()
-                if budget is not None and done < config.steps:
-                    # A plan may grow as well as shrink (the first steps cost the most), so the end follows it.
-                    config.steps = budget.affordable_steps(done)
-                    end = min(stop, config.steps)
-                    if bar:
-                        bar.update(task, total=config.steps)
-            if done % config.sample_every == 0 or done == config.steps:
-                save_previews(model, run_dir, done, test_data)
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                epoch, batch_index = batches.position(done)
-                meta = {"run": run.to_json(), "step": done,
-                        "data_position": {"epoch": epoch, "batch": batch_index},
-                        "log_window": {"sums": sums, "count": count}, "collapse_streaks": detector.streaks}
-                try:
-                    ckpt.save_checkpoint(ckpt.checkpoint_path(run_dir, done), meta=meta, model=model,
-                                         optimizers=optimizers)
-                except ckpt.NonFiniteTensors as error:  # finite losses, but the last update overflowed
-                    raise diverged(f"the weights diverged ({error})") from None
-                last_checkpoint = ckpt.checkpoint_path(run_dir, done)
-                ckpt.prune_checkpoints(run_dir, config.keep_checkpoints)
-                if budget is not None:  # a resumed run ends where the budget's latest plan ended it
-                    write_run_record(run_dir, run)
-            if done >= end:  # the budget moved the end closer
-                break
-    except KeyboardInterrupt:
-        kept = f"the last checkpoint is {last_checkpoint}" if last_checkpoint else "no checkpoint was written yet"
-        raise TrainingInterrupted(f"interrupted at step {step}; {kept}; resume with "
-                                  f"`genlab train --resume {run_dir}`") from None
-    finally:
-        writer.close()
-        if bar:
-            bar.stop()
-    return last_checkpoint
+        ckpt.save_checkpoint(path, meta=meta, model=loop.model, optimizers=loop.optimizers)
+    except ckpt.NonFiniteTensors as error:  # finite losses, but the last update overflowed
+        raise _diverged(loop, f"the weights diverged ({error})", done - 1) from None
+    loop.last_checkpoint = path
+    ckpt.prune_checkpoints(loop.run_dir, loop.config.keep_checkpoints)
 
 
 def _resume(run_dir: Path, existing: list[Path], device: str, family: str, model_config, config: TrainConfig,
@@ -470,9 +412,12 @@ def _resume(run_dir: Path, existing: list[Path], device: str, family: str, model
     try:
         ckpt.restore(checkpoint, model, optimizers, restore_rng=True)
         window, streaks = checkpoint.meta.get("log_window"), checkpoint.meta.get("collapse_streaks", {})
+        planned = checkpoint.meta.get("planned_steps", checkpoint.step)  # absent before plans were loop state
         if not _is_log_window(window) or not isinstance(streaks, dict) or not all(
-                isinstance(v, int) for v in streaks.values()):
-            raise ckpt.DamagedCheckpoint(latest, "has damaged genlab metadata (log_window or collapse_streaks)")
+                isinstance(v, int) for v in streaks.values()) or not (
+                type(planned) is int and checkpoint.step <= planned <= checkpoint.record.train.steps):
+            raise ckpt.DamagedCheckpoint(latest, "has damaged genlab metadata (log_window, collapse_streaks or "
+                                         "planned_steps)")
     except ckpt.DamagedCheckpoint as error:
         raise _damaged_latest(error, existing) from None
     return checkpoint
@@ -497,10 +442,11 @@ def _as_setting(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
-def _check_collapse(detector: CollapseDetector, model, train_data: Dataset, record: dict) -> None:
-    """Run the collapse checks into `record`. A diagnostic never ends a run: if one fails, that is logged."""
+def _check_collapse(detector: CollapseDetector, diagnostics, model, train_data: Dataset, record: dict) -> None:
+    """Run the family's collapse checks into `record`. A diagnostic never ends a run: if one fails, that is
+    logged."""
     try:
-        warning = detector.update(*collapse_evidence(model, train_data, record))
+        warning = detector.update(*diagnostics(model, train_data, record))
     except Exception as error:  # noqa: BLE001 (any failure of a diagnostic, by design)
         log.warning("step %d: the collapse check failed (%s: %s); training goes on", record["step"],
                     type(error).__name__, error)
@@ -531,50 +477,32 @@ class _CPUBudget:
         return max(done, min(self.max_steps, done + int(left / per_step)))
 
 
-@torch.no_grad()
-def collapse_evidence(model, train_data: Dataset, record: dict) -> list:
-    """A GAN's collapse checks at a log step; adds what they measured to `record`.
+class _ProgressBar:
+    """The terminal's progress bar, or nothing when progress is off."""
 
-    2-D mixtures: mode coverage of NUM_SAMPLES samples. Images: the spread of 256 samples against 256
-    real images. Probability losses: whether D has won (its mean outputs, logits, through a sigmoid).
-    Samples come from their own generator, in eval mode, so checking never changes training.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        return _collapse_checks(model, train_data, record)
-    finally:
-        model.train(was_training)
+    def __init__(self, enabled: bool, family_name: str, data: str, total: int, completed: int):
+        self.bar = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        self.bar = Progress(TextColumn(f"[bold]{family_name}[/] on {data}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), TextColumn("{task.fields[terms]}"))
+        self.bar.start()
+        self.task = self.bar.add_task("train", total=total, completed=completed, terms="")
 
-def _collapse_checks(model, train_data: Dataset, record: dict) -> list:
-    device = next(model.parameters()).device
-    generator = torch.Generator(device).manual_seed(record["step"])
-    checks = []
-    if train_data.name in MIXTURES:
-        coverage = mixture_coverage(model.sample(NUM_SAMPLES, generator=generator).cpu(), train_data.name)
-        record.update(modes_covered=coverage.modes_covered, high_quality=coverage.high_quality_fraction,
-                      reverse_kl=coverage.reverse_kl)
-        checks.append(check_modes(coverage))
-    elif train_data.kind == "image":
-        fake = sample_diversity(model.sample(256, generator=generator).cpu())
-        real = sample_diversity(train_data.x[:256].cpu())
-        record["diversity_ratio"] = fake / real
-        checks.append(check_diversity(fake, real))
-    if model.config.loss in ("minimax", "non-saturating"):
-        def probability(logit: float) -> float:
-            return 0.5 * (1 + math.tanh(logit / 2))  # the logistic sigmoid, without exp's overflow at |logit| > 709
+    def show(self, record: dict) -> None:
+        if self.bar is None:
+            return
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("step", "epoch", "warning"))
+        if "warning" in record:
+            shown += f"  [red]{escape(record['warning'])}[/]"
+        self.bar.update(self.task, completed=record["step"], terms=shown)
 
-        checks.append(check_discriminator(probability(record["d_real"]), probability(record["d_fake"])))
-    return checks
+    def set_total(self, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, total=total)
 
-
-def _progress_bar(enabled: bool, family: str, data: str):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn(f"[bold]{family}[/] on {data}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[terms]}"))
-    bar.start()
-    return bar
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

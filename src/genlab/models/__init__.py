@@ -1,26 +1,58 @@
-"""Model families, one file each. `FAMILIES` is the one place that maps names to classes."""
+"""Model families, one file each. `FAMILIES` is the one registry: a family's name -> its `Family` record,
+everything the training loop and the shells need from it, answered the same way by every family."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from genlab.models import autoencoder, ddpm, gan, vae
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlab.models.ddpm import DDPM, DDPMConfig
 from genlab.models.gan import GAN, GANConfig
 from genlab.models.vae import VAE, VAEConfig
 
+
+def one_batch(config) -> int:
+    return 1
+
+
+def any_batch_size(config, batch_size: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Family:
+    model: type  # built from one config: model(config)
+    config: type  # the family's config dataclass
+    optimizers: Callable  # (model, lr) -> {name: optimizer}; the family's own recipe (nanoGPT's configure_optimizers)
+    step: Callable  # (model, optimizers, x, autocast) -> loss terms ("loss" or "*_loss" among them), one update
+    batches_per_step: Callable[..., int] = one_batch  # (config) -> real batches one step takes, stacked in x
+    check_batch_size: Callable[..., None] = any_batch_size  # (config, batch_size): ValueError when it cannot take it
+    diagnostics: Callable | None = None  # (model, train_data, record) -> checks for a CollapseDetector, at log steps
+
+
 FAMILIES = {
-    "ae": (Autoencoder, AutoencoderConfig),
-    "vae": (VAE, VAEConfig),
-    "gan": (GAN, GANConfig),
-    "ddpm": (DDPM, DDPMConfig),
+    "ae": Family(Autoencoder, AutoencoderConfig, autoencoder.configure_optimizers, autoencoder.training_step),
+    "vae": Family(VAE, VAEConfig, vae.configure_optimizers, vae.training_step),
+    "gan": Family(GAN, GANConfig, gan.configure_optimizers, gan.training_step, batches_per_step=gan.batches_per_step,
+                  check_batch_size=gan.check_batch_size, diagnostics=gan.collapse_evidence),
+    "ddpm": Family(DDPM, DDPMConfig, ddpm.configure_optimizers, ddpm.training_step),
 }
 
 
-def family_classes(family: str):
+def family(name: str) -> Family:
+    """The record of a family name, with the valid names in the error."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}: choose one of {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def family_classes(name: str):
     """(model class, config class) of a family name, with the valid names in the error."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}: choose one of {', '.join(FAMILIES)}")
-    return FAMILIES[family]
+    record = family(name)
+    return record.model, record.config
 
 
-__all__ = ["FAMILIES", "family_classes", "Autoencoder", "AutoencoderConfig", "VAE", "VAEConfig", "GAN", "GANConfig",
-           "DDPM", "DDPMConfig"]
+__all__ = ["FAMILIES", "Family", "family", "family_classes", "Autoencoder", "AutoencoderConfig", "VAE", "VAEConfig",
+           "GAN", "GANConfig", "DDPM", "DDPMConfig"]

@@ -6,6 +6,7 @@ z -> x. With noise_std > 0 it is a denoising autoencoder: it sees x + noise and 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,8 +19,10 @@ from genlab.models.layers import (
     MAX_CHANNELS,
     MAX_DATA_SIZE,
     MAX_WIDTH,
+    adam,
     encoder_decoder,
     interpolate_latents,
+    loss_step,
     resolve_architecture,
 )
 
@@ -48,6 +51,10 @@ class AutoencoderConfig:
 
 
 class Autoencoder(nn.Module):
+    # What it can do, declared for every caller (previews, eval, compare, the CLI and the lab) instead of probed:
+    # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x).
+    can_sample, can_reconstruct, can_interpolate, has_likelihood = False, True, True, False
+
     def __init__(self, config: AutoencoderConfig):
         super().__init__()
         self.config = config
@@ -93,3 +100,16 @@ class Autoencoder(nn.Module):
         """Decode `steps` codes between the codes of examples a and b (each (*data_shape,))."""
         codes = self.encode(torch.stack([a, b]))
         return self.decode(interpolate_latents(codes[0], codes[1], steps, method))
+
+
+# --- the training recipe (train.py's loop decides when it runs) ---------------------------------------
+
+
+def configure_optimizers(model, lr: float) -> dict[str, torch.optim.Optimizer]:
+    """Adam on every weight, as in pytorch/examples' VAE."""
+    return {"model": adam(model.parameters(), lr)}
+
+
+def training_step(model, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """One gradient step on the mean reconstruction loss (on noisy inputs for a denoising autoencoder)."""
+    return loss_step(model, optimizers["model"], x, autocast)

@@ -14,6 +14,7 @@ for images. Images are moved from genlab's [0, 1] to [-1, 1] (Ho sec. 3.3) and b
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.config import check_fields
-from genlab.models.layers import MAX_CHANNELS, MAX_DATA_SIZE, MAX_WIDTH, ema_update
+from genlab.models.layers import MAX_CHANNELS, MAX_DATA_SIZE, MAX_WIDTH, adam, ema_update, loss_step
 from genlab.models.noise_schedule import NoiseSchedule
 from genlab.models.unet import UNet, check_unet_shape, time_mlp, timestep_embedding, unet_fits
 
@@ -93,6 +94,10 @@ class MLPDenoiser(nn.Module):
 
 
 class DDPM(nn.Module):
+    # What it can do, declared for every caller (previews, eval, compare, the CLI and the lab) instead of probed:
+    # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x).
+    can_sample, can_reconstruct, can_interpolate, has_likelihood = True, False, False, False
+
     def __init__(self, config: DDPMConfig):
         super().__init__()
         self.config = config
@@ -102,7 +107,7 @@ class DDPM(nn.Module):
         else:
             self.network = MLPDenoiser(config.data_shape, config.hidden_dims)
         # A frozen copy that trails the network (update_ema); sample() uses it. None when ema_decay = 0.
-        self.ema_network = copy.deepcopy(self.network).requires_grad_(False) if config.ema_decay > 0 else None
+        self.ema = copy.deepcopy(self.network).requires_grad_(False) if config.ema_decay > 0 else None
         # How many EMA updates so far, for the warm-up in update_ema; saved with the weights so resume is exact.
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
@@ -140,7 +145,7 @@ class DDPM(nn.Module):
         if sampler == "ddpm" and eta != 0:
             raise ValueError("eta applies to the ddim sampler only (ddpm is ddim with eta = 1): "
                              "use sampler='ddim' or leave eta at 0")
-        network = self.ema_network if self.ema_network is not None else self.network
+        network = self.ema if self.ema is not None else self.network
         timesteps = self.schedule.timesteps(steps if steps is not None else self.config.sampling_steps)
         device = self.ema_updates.device
         clip = 1.0 if self.is_image else None  # images live in [-1, 1]: keep each predicted x_0 there (Ho et al.)
@@ -161,6 +166,23 @@ class DDPM(nn.Module):
     def update_ema(self) -> None:
         """Move the EMA network towards the trained one (layers.ema_update, with its warm-up). The training
         step calls this after each update."""
-        if self.ema_network is None:
+        if self.ema is None:
             raise ValueError("update_ema needs an EMA network: set ema_decay > 0 (e.g. 0.999)")
-        ema_update(self.ema_network, self.network, self.config.ema_decay, self.ema_updates)
+        ema_update(self.ema, self.network, self.config.ema_decay, self.ema_updates)
+
+
+# --- the training recipe (train.py's loop decides when it runs) ---------------------------------------
+
+
+def configure_optimizers(model: DDPM, lr: float) -> dict[str, torch.optim.Optimizer]:
+    """Adam on the network being trained; the EMA copy and the schedule have nothing to optimise."""
+    return {"model": adam(model.network.parameters(), lr)}
+
+
+def training_step(model: DDPM, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """One gradient step on model.loss(x) (the noise-prediction MSE at a random timestep per example, Ho et al.
+    alg. 1), then the EMA copy moves towards the new weights."""
+    terms = loss_step(model, optimizers["model"], x, autocast)
+    if model.ema is not None:
+        model.update_ema()
+    return terms

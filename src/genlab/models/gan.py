@@ -9,13 +9,15 @@ Stabilisers: spectral normalisation (Miyato et al., 2018), packing (PacGAN, Lin 
 minibatch stddev and an EMA generator (Karras et al., 2018), n_critic D steps per G step and
 separate learning rates for G and D (TTUR, Heusel et al., 2017).
 
-The model owns the math; the training step (train.py) owns the order of updates:
+The model owns the math; the training recipe at the end of this file owns the order of updates (train.py's
+loop decides only when a step runs), and the web playground runs the same two phases one at a time:
   (1) D: n_critic times  discriminator_loss(x, generate(z).detach()) -> step D -> clip_weights() for wgan
-  (2) G: generator_loss(generate(z)) -> step G -> update_ema() when ema_generator is not None
+  (2) G: generator_loss(generate(z)) -> step G -> update_ema() when there is an EMA generator
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -24,13 +26,24 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from genlab.config import check_fields
+from genlab.metrics import (
+    MIXTURES,
+    NUM_SAMPLES,
+    check_discriminator,
+    check_diversity,
+    check_modes,
+    mixture_coverage,
+    sample_diversity,
+)
 from genlab.models.layers import (
     MAX_CHANNELS,
     MAX_DATA_SIZE,
     MAX_WIDTH,
+    adam,
     check_conv_shape,
     ema_update,
     mlp,
@@ -93,6 +106,7 @@ LOSSES = {  # name -> (discriminator loss, generator loss)
     "wgan": (wasserstein_d, wasserstein_g),
     "wgan-gp": (wasserstein_d, wasserstein_g),
 }
+PROBABILITY_LOSSES = ("minimax", "non-saturating")  # D's output is a logit: sigmoid(logit) = D(x) in [0, 1]
 OUTPUTS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "linear": nn.Identity}  # generator output layers
 SPECTRAL_NORM = {"none": (), "d": ("discriminator",), "g": ("generator",), "both": ("generator", "discriminator")}
 
@@ -255,6 +269,10 @@ def add_spectral_norm(net: nn.Module) -> None:
 
 
 class GAN(nn.Module):
+    # What it can do, declared for every caller (previews, eval, compare, the CLI and the lab) instead of probed:
+    # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x).
+    can_sample, can_reconstruct, can_interpolate, has_likelihood = True, False, False, False
+
     def __init__(self, config: GANConfig):
         super().__init__()
         self.config = config
@@ -270,7 +288,7 @@ class GAN(nn.Module):
         for name in SPECTRAL_NORM[config.spectral_norm]:
             add_spectral_norm(getattr(self, name))
         # A frozen copy that trails G (update_ema); sample() uses it. None when ema_decay = 0.
-        self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
+        self.ema = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
         # How many EMA updates so far, for the warm-up in update_ema; saved with the weights so resume is exact.
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
 
@@ -286,7 +304,7 @@ class GAN(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n samples in data space, from the EMA generator when there is one."""
-        net = self.ema_generator if self.ema_generator is not None else self.generator
+        net = self.ema if self.ema is not None else self.generator
         return net(self.latents(n, generator))
 
     def discriminate(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
@@ -359,6 +377,113 @@ class GAN(nn.Module):
     def update_ema(self) -> None:
         """Move the EMA generator towards G (layers.ema_update, with its warm-up). The step calls it after each
         G update."""
-        if self.ema_generator is None:
+        if self.ema is None:
             raise ValueError("update_ema needs an EMA generator: set ema_decay > 0 (e.g. 0.999)")
-        ema_update(self.ema_generator, self.generator, self.config.ema_decay, self.ema_updates)
+        ema_update(self.ema, self.generator, self.config.ema_decay, self.ema_updates)
+
+
+# --- the training recipe: optimizers and one step; train.py's loop decides when a step runs ------------
+
+
+def configure_optimizers(model: GAN, lr: float) -> dict[str, torch.optim.Optimizer]:
+    """Adam for G (lr) and D (the model's lr_d, or lr), both with the model's betas."""
+    config = model.config
+    lr_d = config.lr_d if config.lr_d is not None else lr
+    return {"generator": adam(model.generator.parameters(), lr, config.betas),
+            "discriminator": adam(model.discriminator.parameters(), lr_d, config.betas)}
+
+
+def batches_per_step(config: GANConfig) -> int:
+    """n_critic D updates per step, each on its own real batch: a step's x holds n_critic batches."""
+    return config.n_critic
+
+
+def check_batch_size(config: GANConfig, batch_size: int) -> None:
+    """PacGAN's D judges packs of `pack` samples, so a batch must hold whole packs."""
+    if batch_size % config.pack:
+        raise ValueError(f"batch_size {batch_size} is not divisible by pack={config.pack}: "
+                         f"use a multiple of {config.pack}")
+
+
+def discriminator_update(model: GAN, optimizer, real: torch.Tensor,
+                         autocast=contextlib.nullcontext) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One D update on `real` and as many fresh fakes; returns D's terms and the fakes (not detached, so G's
+    update can reuse them, as pytorch/examples' DCGAN does). D sees the fakes detached: no gradient reaches G."""
+    # cached(): spectral norm's weights are computed once for D's passes on real, fake and the GP points.
+    with parametrize.cached():
+        with autocast():
+            fake = model.generate(model.latents(len(real)))
+            terms = model.discriminator_loss(real, fake.detach())
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+    optimizer.step()
+    if model.config.loss == "wgan":
+        model.clip_weights()  # keeps the critic K-Lipschitz for some K (Arjovsky et al. 2017)
+    return terms, fake
+
+
+def generator_update(model: GAN, optimizer, fake: torch.Tensor,
+                     autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """One G update: make D call `fake` (G's output, with its graph) real; then the EMA copy follows G.
+    G needs gradients through D but not D's own: freezing D skips them."""
+    model.discriminator.requires_grad_(False)
+    try:
+        with autocast():
+            terms = model.generator_loss(fake)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+    finally:
+        model.discriminator.requires_grad_(True)
+    optimizer.step()
+    if model.ema is not None:
+        model.update_ema()
+    return terms
+
+
+def training_step(model: GAN, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """n_critic D updates, one real batch each (x holds n_critic batches), then one G update on the last fakes.
+    `autocast`: the context the forward passes run in (autocast for bf16-mixed)."""
+    for real in x.chunk(model.config.n_critic):
+        # (1) Update D: maximise log D(x) + log(1 - D(G(z))) (or the chosen loss's equivalent)
+        d_terms, fake = discriminator_update(model, optimizers["discriminator"], real, autocast)
+    # (2) Update G: the updated D judges the last fakes
+    g_terms = generator_update(model, optimizers["generator"], fake, autocast)
+    return {"d_loss": d_terms.pop("loss"), "g_loss": g_terms.pop("loss"), **d_terms}
+
+
+# --- the collapse diagnostics train.py runs at log steps ------------------------------------------------
+
+
+def d_probability(logit: float) -> float:
+    """D(x) from a logit of a probability loss: the logistic sigmoid, without exp's overflow at |logit| > 709."""
+    return 0.5 * (1 + math.tanh(logit / 2))
+
+
+@torch.no_grad()
+def collapse_evidence(model: GAN, train_data, record: dict) -> list:
+    """The collapse checks at a log step (for a CollapseDetector); adds what they measured to `record`.
+
+    2-D mixtures: mode coverage of NUM_SAMPLES samples. Images: the spread of 256 samples against 256
+    real images. Probability losses: whether D has won (its mean outputs, logits, through a sigmoid).
+    Samples come from their own generator, in eval mode, so checking never changes training.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        generator = torch.Generator(model.ema_updates.device).manual_seed(record["step"])
+        checks = []
+        if train_data.name in MIXTURES:
+            coverage = mixture_coverage(model.sample(NUM_SAMPLES, generator=generator).cpu(), train_data.name)
+            record.update(modes_covered=coverage.modes_covered, high_quality=coverage.high_quality_fraction,
+                          reverse_kl=coverage.reverse_kl)
+            checks.append(check_modes(coverage))
+        elif train_data.kind == "image":
+            fake = sample_diversity(model.sample(256, generator=generator).cpu())
+            real = sample_diversity(train_data.x[:256].cpu())
+            record["diversity_ratio"] = fake / real
+            checks.append(check_diversity(fake, real))
+        if model.config.loss in PROBABILITY_LOSSES:
+            checks.append(check_discriminator(d_probability(record["d_real"]), d_probability(record["d_fake"])))
+        return checks
+    finally:
+        model.train(was_training)

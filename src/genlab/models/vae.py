@@ -8,6 +8,7 @@ Burda et al. ("Importance Weighted Autoencoders", 2016), which tightens to log p
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -21,8 +22,10 @@ from genlab.models.layers import (
     MAX_CHANNELS,
     MAX_DATA_SIZE,
     MAX_WIDTH,
+    adam,
     encoder_decoder,
     interpolate_latents,
+    loss_step,
     resolve_architecture,
 )
 
@@ -64,6 +67,10 @@ def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Ten
 
 
 class VAE(nn.Module):
+    # What it can do, declared for every caller (previews, eval, compare, the CLI and the lab) instead of probed:
+    # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x).
+    can_sample, can_reconstruct, can_interpolate, has_likelihood = True, True, True, True
+
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config
@@ -145,3 +152,16 @@ class VAE(nn.Module):
         """Decode `steps` latents between the posterior means of examples a and b (each (*data_shape,))."""
         mu, _ = self.encode(torch.stack([a, b]))
         return self.decode(interpolate_latents(mu[0], mu[1], steps, method))
+
+
+# --- the training recipe (train.py's loop decides when it runs) ---------------------------------------
+
+
+def configure_optimizers(model, lr: float) -> dict[str, torch.optim.Optimizer]:
+    """Adam on every weight, as in pytorch/examples' VAE."""
+    return {"model": adam(model.parameters(), lr)}
+
+
+def training_step(model, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """One gradient step on the negative ELBO: reconstruction plus beta * KL."""
+    return loss_step(model, optimizers["model"], x, autocast)

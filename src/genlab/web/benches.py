@@ -1,6 +1,6 @@
 """The small models the autoencoder bench and the latent explorer show, trained on demand in seconds.
 
-Each is trained in memory with the library's own step (genlab.train.autoencoder_step) the first time a
+Each is trained in memory with the library's own step (the family's training_step) the first time a
 page asks for it, once, behind a lock; the lesson's settings where there is a lesson. None is trained at
 import or at server start unless the server is asked to warm up.
 """
@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from genlab.data import Batches, load_dataset
-from genlab.models import VAE, Autoencoder, AutoencoderConfig, VAEConfig
-from genlab.train import adam, autoencoder_step
+from genlab.models import VAE, Autoencoder, AutoencoderConfig, VAEConfig, autoencoder
 
 DIGITS_STEPS = 1500  # batches of 128 digits: ~1.5 s each for the 2-D AE and VAE on one CPU thread
 
@@ -48,11 +47,11 @@ RECIPES = {
 def train_recipe(recipe: Recipe, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     model = recipe.build()
-    optimizers = {"model": adam(model.parameters(), recipe.lr)}
+    optimizers = autoencoder.configure_optimizers(model, recipe.lr)
     batches = Batches(load_dataset(recipe.data, "train").x, recipe.batch_size, seed=seed)
     model.train()
     for step in range(recipe.steps):
-        autoencoder_step(model, optimizers, batches.batch(step))
+        autoencoder.training_step(model, optimizers, batches.batch(step))  # the VAE's is the same
     return model.eval().requires_grad_(False)
 
 

@@ -1,10 +1,10 @@
 """The GAN playground: a small MLP GAN on 1-D or 2-D toy data, trained step by step in a worker thread,
 with everything a person watches computed as one JSON frame.
 
-`Playground` owns the model, its optimizers and the data; it steps (D only, G only, or both through
-genlab.train.gan_step) and draws frames. `PlaygroundWorker` runs one Playground in its own thread for one
-WebSocket: commands come in through a queue, frames go out through a one-slot mailbox (the newest frame
-wins, so a slow client never makes the trainer wait or pile up frames).
+`Playground` owns the model, its optimizers and the data; it steps (D only, G only, or both: the phases
+and the step of genlab.models.gan's training recipe) and draws frames. `PlaygroundWorker` runs one
+Playground in its own thread for one WebSocket: commands come in through a queue, frames go out through
+a one-slot mailbox (the newest frame wins, so a slow client never makes the trainer wait or pile up frames).
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from torch.nn.utils import parametrize
 
 from genlab.data import toys
 from genlab.metrics import MIXTURES, NUM_SAMPLES, CollapseDetector, check_discriminator, check_modes, mixture_coverage
-from genlab.models import GAN, GANConfig
-from genlab.train import gan_optimizers, gan_step
+from genlab.models import GAN, GANConfig, gan
 from genlab.web.guard import describe
 
 # data name -> (x0, x1, y0, y1) of the view; 1-D data uses only x0, x1
@@ -47,7 +45,6 @@ VIEW_SAMPLES = 480  # fakes drawn in each frame, from fixed z; 480 is divisible 
 HEATMAP_SIZE = 40  # D's decision is drawn on a HEATMAP_SIZE x HEATMAP_SIZE lattice
 NOISE_GRID = 17  # G's warped noise grid: NOISE_GRID x NOISE_GRID points of z in [-2.5, 2.5]^2
 ARROWS = 120  # fakes that carry an arrow of G's gradient
-PROBABILITY_LOSSES = ("minimax", "non-saturating")  # D's output is a logit: sigmoid gives D(x) in [0, 1]
 
 
 class PlaygroundSettings(BaseModel):
@@ -139,7 +136,7 @@ class Playground:
         self.dim = self.data.shape[1]
         torch.manual_seed(s.seed)
         self.model = GAN(self._config())
-        self.optimizers = gan_optimizers(self.model, s.lr_g)
+        self.optimizers = gan.configure_optimizers(self.model, s.lr_g)
         self.rng = torch.Generator().manual_seed(s.seed)
         view_rng = torch.Generator().manual_seed(s.seed + 1)
         # fixed noise for the views, so a person watches the same fakes move
@@ -171,7 +168,7 @@ class Playground:
         if changed <= LIVE | REBUILD_D:
             fresh = GAN(self._config())
             fresh.generator.load_state_dict(self.model.generator.state_dict())
-            optimizers = gan_optimizers(fresh, new.lr_g)
+            optimizers = gan.configure_optimizers(fresh, new.lr_g)
             optimizers["generator"].load_state_dict(self.optimizers["generator"].state_dict())
             for group in optimizers["generator"].param_groups:
                 group["lr"] = new.lr_g
@@ -186,31 +183,21 @@ class Playground:
         return self.data[torch.randint(len(self.data), (n,), generator=self.rng)]
 
     def step(self, which: Literal["d", "g", "both"] = "both") -> None:
-        """One update: 'both' is genlab.train.gan_step (n_critic D steps, then one G step); 'd' and 'g'
-        are its two phases on their own, so a person can watch each player move alone."""
+        """One update: 'both' is gan.training_step (n_critic D updates, then one G update); 'd' and 'g'
+        are its two phases on their own (gan.discriminator_update, gan.generator_update), so a person can
+        watch each player move alone."""
         s, model = self.settings, self.model
         if which == "both":
-            terms = gan_step(model, self.optimizers, self._real(s.batch_size * s.n_critic))
+            terms = gan.training_step(model, self.optimizers, self._real(s.batch_size * s.n_critic))
             self.d_steps += s.n_critic
             self.g_steps += 1
         elif which == "d":
-            with parametrize.cached():  # as in gan_step: spectral norm computed once for all of D's passes
-                fake = model.generate(model.latents(s.batch_size)).detach()
-                d_terms = model.discriminator_loss(self._real(s.batch_size), fake)
-                self.optimizers["discriminator"].zero_grad(set_to_none=True)
-                d_terms["loss"].backward()
-            self.optimizers["discriminator"].step()
+            d_terms, _ = gan.discriminator_update(model, self.optimizers["discriminator"], self._real(s.batch_size))
             terms = {"d_loss": d_terms["loss"], "d_real": d_terms["d_real"], "d_fake": d_terms["d_fake"]}
             self.d_steps += 1
         else:
-            model.discriminator.requires_grad_(False)  # G's update through a frozen D, as in gan_step
-            try:
-                g_terms = model.generator_loss(model.generate(model.latents(s.batch_size)))
-                self.optimizers["generator"].zero_grad(set_to_none=True)
-                g_terms["loss"].backward()
-            finally:
-                model.discriminator.requires_grad_(True)
-            self.optimizers["generator"].step()
+            fake = model.generate(model.latents(s.batch_size))
+            g_terms = gan.generator_update(model, self.optimizers["generator"], fake)
             terms = {"g_loss": g_terms["loss"], "d_fake": g_terms["d_fake"]}
             self.g_steps += 1
         self.losses.update({name: value.item() for name, value in terms.items()})
@@ -234,11 +221,10 @@ class Playground:
                              else None}
             if self.step_count >= COLLAPSE_AFTER:
                 checks.append(check_modes(coverage))
-        if self.settings.loss in PROBABILITY_LOSSES and "d_real" in self.losses and self.step_count >= COLLAPSE_AFTER:
-            def probability(logit: float) -> float:
-                return 1 / (1 + math.exp(-max(-50.0, min(50.0, logit))))
-
-            checks.append(check_discriminator(probability(self.losses["d_real"]), probability(self.losses["d_fake"])))
+        if (self.settings.loss in gan.PROBABILITY_LOSSES and "d_real" in self.losses
+                and self.step_count >= COLLAPSE_AFTER):
+            checks.append(check_discriminator(gan.d_probability(self.losses["d_real"]),
+                                              gan.d_probability(self.losses["d_fake"])))
         warning = self.detector.update(*checks) if checks else None
         self.warning = str(warning) if warning else None
 
@@ -265,7 +251,7 @@ class Playground:
         the score itself for least squares (targets 0 and 1), min-max scaled critic values otherwise."""
         pack = self.settings.pack
         scores = self.model.discriminate(x.repeat_interleave(pack, dim=0))  # a group of `pack` copies of each point
-        if self.settings.loss in PROBABILITY_LOSSES:
+        if self.settings.loss in gan.PROBABILITY_LOSSES:
             return torch.sigmoid(scores)
         if self.settings.loss == "least-squares":
             return scores.clamp(0, 1)

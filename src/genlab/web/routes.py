@@ -153,7 +153,7 @@ def _draw_samples(lab, name: str, n: int, seed: int) -> tuple[bytes, int]:
     model, step = opened.model, opened.step
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        if hasattr(model, "sample"):
+        if model.can_sample:
             out = model.sample(n, generator=generator)
         else:
             test = opened.data["test"]  # the run's own test split: its image_size, channels and seed
