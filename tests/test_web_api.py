@@ -340,3 +340,20 @@ def test_unreadable_run_folders_are_4xx_never_500(client):
     finally:
         for name in (*folders, "odd-metrics"):
             shutil.rmtree(runs_dir / name)
+
+
+def test_typed_json_settings_and_the_dashboards_text_build_the_same_run():
+    """Scripts send typed JSON, the dashboard's box sends --set's text: both reach the same config, checked
+    by the same bounds; a typed value of the wrong type is one line, not a parse of its string form."""
+    from genlab.web.runs import RunRequest, parse_request
+
+    typed = RunRequest(family="gan", steps=50, settings={"hidden_dims": [16, 8], "lr": 0.002, "minibatch_stddev": True,
+                                                          "loss": "hinge", "seed": 3})
+    text = RunRequest(family="gan", steps=50, settings={"hidden_dims": "16,8", "lr": "0.002",
+                                                         "minibatch_stddev": "true", "loss": "hinge", "seed": "3"})
+    assert parse_request(typed, ("digits",)) == parse_request(text, ("digits",))
+    train_config, model_settings = parse_request(typed, ("digits",))
+    assert model_settings == {"hidden_dims": (16, 8), "minibatch_stddev": True, "loss": "hinge"}
+    assert (train_config.lr, train_config.seed) == (0.002, 3)
+    with pytest.raises(ValueError, match="seed=3.5 is not an integer"):
+        parse_request(RunRequest(family="gan", settings={"seed": 3.5}), ("digits",))

@@ -56,17 +56,27 @@ def parse_overrides(pairs: list[str], config_classes: list[type]) -> list[dict[s
     >>> parse_overrides(["lr=3e-4", "hidden_dims=512,256"], [TrainConfig, VAEConfig])
     [{'lr': 0.0003}, {'hidden_dims': (512, 256)}]
     """
+    settings = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {pair!r} is not key=value, e.g. --set lr=3e-4")
+        settings[key.strip()] = text.strip()
+    return split_settings(settings, config_classes)
+
+
+def split_settings(settings: dict[str, Any], config_classes: list[type]) -> list[dict[str, Any]]:
+    """One dict per config class (the first class that has the key). Text is parsed by the field's declared
+    type, as --set writes it; other values (a JSON request's numbers, lists, booleans) are kept as given, lists
+    as tuples, for the config's own check_fields to judge."""
     hints = [typing.get_type_hints(cls) for cls in config_classes]
     names = [{field.name for field in dataclasses.fields(cls)} for cls in config_classes]
     result: list[dict[str, Any]] = [{} for _ in config_classes]
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--set {pair!r} is not key=value, e.g. --set lr=3e-4")
+    for key, value in settings.items():
         for index, cls_names in enumerate(names):
             if key in cls_names:
-                result[index][key] = _parse(text.strip(), hints[index][key], key)
+                result[index][key] = (_parse(value, hints[index][key], key) if isinstance(value, str)
+                                      else tuple(value) if isinstance(value, list) else value)
                 break
         else:
             valid = sorted(set().union(*names))

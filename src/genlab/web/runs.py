@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from genlab.checkpoint import list_checkpoints
-from genlab.config import parse_overrides
+from genlab.config import split_settings
 from genlab.models import FAMILIES, family_classes
 from genlab.run import create_run, read_metrics, read_run_record
 from genlab.train import TrainConfig, train
@@ -91,10 +91,6 @@ def finite(value):
     return value
 
 
-def _text(value) -> str:
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-
-
 def check_bounds(key: str, value) -> None:
     """ValueError unless a parsed setting is within the lab's bounds (see BOUNDS)."""
     values = value if isinstance(value, tuple) else (value,)
@@ -124,8 +120,8 @@ def parse_request(request: RunRequest, data_names: tuple[str, ...]) -> tuple[Tra
         raise ValueError(f"setting(s) {', '.join(sorted(refused))} cannot be set here: data and steps have their own "
                          "fields, and the data decides its shape")
     _, config_class = family_classes(request.family)
-    pairs = [f"{key}={_text(value)}" for key, value in request.settings.items()]
-    train_settings, model_settings = parse_overrides(pairs, [TrainConfig, config_class])
+    # the dashboard's settings box sends --set's text (parsed by each field's type); scripts may send typed JSON
+    train_settings, model_settings = split_settings(request.settings, [TrainConfig, config_class])
     for key, value in {**train_settings, **model_settings}.items():
         check_bounds(key, value)
     log_every = max(1, min(50, request.steps // 20))  # about 20 points on the loss curve, however short the run
