@@ -12,9 +12,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from genlab.cli import app
+from cli_helpers import clean_refusal, invoke
 
 TINY = ["--steps", "4", "--set", "hidden_dims=16", "--set", "architecture=mlp", "--set", "latent_dim=2"]
 HUGE = str(10**30)
@@ -23,19 +22,6 @@ STARTS_AT_ZERO = {"--seed", "--from", "--to"}  # options for which 0 is valid: t
 PATHS = ["", "/", "/dev/null", "/proc/self/mem", "nonexistent/deeper/x", "a\x00b", "x" * 5000]
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
-
-
-def assert_clean_refusal(result):
-    """Status 1 with one `error:` line (genlab's) or status 2 (Click's usage error); never a traceback."""
-    assert not (result.exception and not isinstance(result.exception, SystemExit)), \
-        f"crashed: {result.exception!r}\n{result.output}"
-    assert "Traceback" not in result.output
-    assert result.exit_code in (1, 2), f"accepted (status {result.exit_code}):\n{result.output}"
-    if result.exit_code == 1:
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
@@ -78,14 +64,14 @@ READ_COMMANDS = {
 def test_numeric_options_out_of_their_range(runs, command, option, value):
     family = "ddpm" if (command, option) == ("sample", "--steps") else "vae"
     before = fingerprint(runs[family])
-    assert_clean_refusal(invoke(command, runs[family], option, value))
+    clean_refusal(invoke(command, runs[family], option, value))
     assert fingerprint(runs[family]) == before
 
 
 @pytest.mark.parametrize("value", [*NUMBERS, "0"])
 @pytest.mark.parametrize("option", ["--steps", "--budget"])
 def test_train_numbers(value, option):
-    assert_clean_refusal(invoke("train", "vae", "--data", "digits", "--run", "r", *TINY, option, value))
+    clean_refusal(invoke("train", "vae", "--data", "digits", "--run", "r", *TINY, option, value))
     assert not Path("r").exists() or not (Path("r") / "config.json").exists(), "a refused start left a run behind"
 
 
@@ -98,46 +84,46 @@ def test_train_numbers(value, option):
 ])
 def test_train_settings(setting):
     result = invoke("train", "vae", "--data", "digits", "--run", "r", *TINY, "--set", setting)
-    assert_clean_refusal(result)
+    clean_refusal(result)
     assert not (Path("r") / "config.json").exists(), "a refused start left a config.json behind"
 
 
 @pytest.mark.parametrize("family", ["", "VAE", "banana", "../ae", "gan; rm -rf /"])
 def test_train_family_names(family):
-    assert_clean_refusal(invoke("train", family, "--data", "digits", "--run", "r", *TINY))
+    clean_refusal(invoke("train", family, "--data", "digits", "--run", "r", *TINY))
 
 
 @pytest.mark.parametrize("data", ["", "nonsense", "folder:", "folder:/nonexistent", "folder:/dev/null",
                                   "folder:" + "x" * 5000, "folder:a\x00b", "mnist"])
 def test_train_data_names(data, tmp_path):
     result = invoke("train", "vae", "--data", data, "--run", "r", "--data-dir", tmp_path / "empty", *TINY)
-    assert_clean_refusal(result)
+    clean_refusal(result)
     assert not (Path("r") / "config.json").exists()
 
 
 @pytest.mark.parametrize("device", ["banana", "cuda:99", "", "meta", "cpu:1; ls"])
 def test_devices(runs, device):
-    assert_clean_refusal(invoke("train", "vae", "--data", "digits", "--run", "r", *TINY, "--device", device))
+    clean_refusal(invoke("train", "vae", "--data", "digits", "--run", "r", *TINY, "--device", device))
     assert not (Path("r") / "config.json").exists()
-    assert_clean_refusal(invoke("sample", runs["vae"], "--device", device))
+    clean_refusal(invoke("sample", runs["vae"], "--device", device))
 
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("command", ["sample", "reconstruct", "interpolate", "info", "eval"])
 def test_run_paths(command, path):
-    assert_clean_refusal(invoke(command, path))
+    clean_refusal(invoke(command, path))
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_resume_paths(path):
-    assert_clean_refusal(invoke("train", "--resume", path))
+    clean_refusal(invoke("train", "--resume", path))
 
 
 @pytest.mark.parametrize("out", ["/", "/proc/version", "a\x00b.png", "x" * 5000 + ".png", "FIFO"])
 def test_out_paths(runs, out, tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)  # a special file: the atomic rename must not replace it (as root it once replaced /dev/full)
-    assert_clean_refusal(invoke("sample", runs["gan"], "--out", fifo if out == "FIFO" else out))
+    clean_refusal(invoke("sample", runs["gan"], "--out", fifo if out == "FIFO" else out))
     assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
@@ -145,19 +131,19 @@ def test_out_paths(runs, out, tmp_path):
                                      ["interpolate", "--method", "cubic"], ["reconstruct"], ["interpolate"]])
 def test_options_that_do_not_apply(runs, command):
     # the gan cannot reconstruct or interpolate; the sampler is unknown
-    assert_clean_refusal(invoke(command[0], runs["gan"], *command[1:]))
+    clean_refusal(invoke(command[0], runs["gan"], *command[1:]))
 
 
 @pytest.mark.parametrize("args", [["--data", "ring"], ["--budget", "0"], ["--budget", "nan"], ["--seeds", "0"],
                                   ["--seeds", HUGE], ["--samples", "0"], ["--samples", HUGE],
                                   ["--runs-from", "/nonexistent"], ["--data", ""]])
 def test_compare_options(args):
-    assert_clean_refusal(invoke("compare", *args))
+    clean_refusal(invoke("compare", *args))
 
 
 @pytest.mark.parametrize("name", ["", "banana", "../autoencoder"])
 def test_lesson_names(name):
-    assert_clean_refusal(invoke("lesson", name))
+    clean_refusal(invoke("lesson", name))
 
 
 @pytest.mark.parametrize("args", [["--port", "-1"], ["--port", "70000"], ["--port", "abc"],
@@ -169,12 +155,12 @@ def test_lab_options(args, monkeypatch):
         raise AssertionError(f"the lab started on {sockets[0].getsockname()}")
 
     monkeypatch.setattr(uvicorn.Server, "run", serve)
-    assert_clean_refusal(invoke("lab", *args))
+    clean_refusal(invoke("lab", *args))
 
 
 @pytest.mark.parametrize("name", ["", "MNIST", "cifar10", "../mnist"])
 def test_download_names(name):
-    assert_clean_refusal(invoke("data", "download", name))
+    clean_refusal(invoke("data", "download", name))
 
 
 # --- damaged files of a run ------------------------------------------------------------------------------
@@ -215,6 +201,6 @@ def test_damaged_runs(runs, tmp_path, command):
         if result.exit_code == 0:  # a damage the command does not read (e.g. metrics for sample) is fine
             continue
         try:
-            assert_clean_refusal(result)
+            clean_refusal(result)
         except AssertionError as error:
             raise AssertionError(f"{' '.join(command)} on a run with {what}: {error}") from None

@@ -9,10 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from cli_helpers import invoke, user_error
 from genlab import checkpoint as ckpt
-from genlab.cli import app
 
 TINY = ["--data", "digits", "--steps", "4", "--set", "hidden_dims=32", "--set", "architecture=mlp"]
 
@@ -22,16 +21,6 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
-
-
-def user_error(result) -> str:
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), f"crashed with {result.exception!r}"
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from genlab.cli import app
+from cli_helpers import invoke
 from genlab.compare import FAMILIES, LESSON, spread
 
 BUDGET_S = 2
 
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from genlab.cli import app
+from cli_helpers import invoke, succeeded
 from genlab.evaluate import evaluate_run
 from genlab.metrics.features import MNIST_RECORD
 
@@ -17,13 +16,6 @@ TINY = ["--set", "hidden_dims=32", "--set", "latent_dim=2", "--set", "architectu
         "--set", "batch_size=32", "--set", "checkpoint_every=20", "--set", "sample_every=1000"]
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
-
-
-def succeeded(result) -> str:
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result.output
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,12 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from typer.testing import CliRunner
 
 import genlab.models
 import genlab.train
+from cli_helpers import invoke, succeeded, user_error
 from conftest import set_step
 from genlab import checkpoint as ckpt
-from genlab.cli import app
 from genlab.run import LOCK_FILE, RunInUse, create_run, open_run, read_run_record, run_lock, set_run_steps
 from genlab.train import TrainConfig, TrainingDiverged, resolve_device, train
 
@@ -36,23 +35,7 @@ TINY = {"hidden_dims": (32,), "latent_dim": 2, "architecture": "mlp"}
 TINY_ARGS = ["--set", "hidden_dims=32", "--set", "latent_dim=2", "--set", "architecture=mlp", "--set", "batch_size=32"]
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
-
-def succeeded(result) -> str:
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result.output
-
-
-def user_error(result) -> str:
-    """The one `error:` line of a command that failed cleanly: exit status 1, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), f"crashed with {result.exception!r}"
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def make_run(run_dir: Path, steps: int = 4, **train_settings) -> Path:
