@@ -17,8 +17,22 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+import genlab
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Autoencoders, VAEs, GANs and diffusion: train, sample, explore.")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"genlab {genlab.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                   help="Print genlab's version and exit.")] = False):
+    """Autoencoders, VAEs, GANs and diffusion: train, sample, explore."""
 data_app = typer.Typer(no_args_is_help=True, help="Data sets: download and check.")
 app.add_typer(data_app, name="data")
 console = Console()
@@ -31,11 +45,13 @@ DataDirOpt = Annotated[Path | None, typer.Option(envvar="GENLAB_DATA_DIR",
 
 def user_errors(command):
     """Turn the errors a user can fix into one line on stderr and exit status 1; Ctrl-C into one line and 130."""
-    from genlab.run import RunInUse
-    from genlab.train import TrainingDiverged
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        # imported when a command runs, not when the CLI is built: they bring torch, and `genlab --help` need not
+        from genlab.run import RunInUse
+        from genlab.train import TrainingDiverged
+
         try:
             return command(*args, **kwargs)
         except KeyboardInterrupt as interrupt:  # training's TrainingInterrupted says where the run stopped
