@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from genlab.checkpoint import list_checkpoints, read_meta  # noqa: E402
 from genlab.data import load_dataset  # noqa: E402
 from genlab.models import VAE, VAEConfig, vae  # noqa: E402
-from genlab.run import create_run, open_run, set_run_steps  # noqa: E402
+from genlab.run import change_run_settings, create_run, open_run  # noqa: E402
 from genlab.train import TrainConfig, train  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -92,7 +92,7 @@ def main() -> None:
         affordable = done + int((args.cpu_budget - spent) * 0.99 / (spent / (done + 200)))
         if affordable < steps:
             steps = max(done, affordable)
-            set_run_steps(run, steps)
+            change_run_settings(run, {"steps": steps})
         print(f"step {done:6d}/{steps}  {spent:.0f} CPU-s", flush=True)
     train_cpu = time.process_time() - cpu_start
     train_wall = time.perf_counter() - wall

@@ -28,7 +28,7 @@ import genlab.train
 from cli_helpers import invoke, succeeded, user_error
 from conftest import set_step
 from genlab import checkpoint as ckpt
-from genlab.run import LOCK_FILE, RunInUse, create_run, open_run, read_run_record, run_lock, set_run_steps
+from genlab.run import LOCK_FILE, RunInUse, change_run_settings, create_run, open_run, read_run_record, run_lock
 from genlab.train import TrainConfig, TrainingDiverged, resolve_device, train
 
 TINY = {"hidden_dims": (32,), "latent_dim": 2, "architecture": "mlp"}
@@ -287,7 +287,7 @@ def test_config_json_that_is_a_folder(run):
     assert "is a folder" in user_error(invoke("train", "--resume", run))
 
 
-@pytest.mark.parametrize("key, value, shown", [("lr", 0.01, "lr 0.001 -> 0.01"),
+@pytest.mark.parametrize("key, value, shown", [("beta", 4.0, "beta 1.0 -> 4.0"),
                                                ("batch_size", 16, "batch_size 32 -> 16"),
                                                ("latent_dim", 3, "latent_dim 2 -> 3"),
                                                ("hidden_dims", [64, 16], "hidden_dims [32] -> [64, 16]")])
@@ -453,7 +453,7 @@ def test_ctrl_c_during_training_is_one_line_and_status_130(tmp_path, monkeypatch
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_config(run, monkeypatch):
-    set_run_steps(run, 6)
+    change_run_settings(run, {"steps": 6})
     before = snapshot(run)
     real_fsync = os.fsync
 
@@ -641,3 +641,19 @@ def test_a_damaged_compare_record_shows_an_unknown_time(tmp_path, contents, capl
     record.write_text('{"train_cpu_s": 12.5, "budget_s": 60}')
     assert recorded_cpu_seconds(record) == 12.5
     assert recorded_cpu_seconds(tmp_path / "none.json") is None
+
+
+def test_a_resume_may_lower_the_learning_rate_and_nothing_that_the_weights_depend_on(tmp_path):
+    """The advice after a divergence can be followed: --resume --set lr=... takes effect in the optimizers
+    (their moments carry on), while a setting the weights were trained with is refused with the list."""
+    run = make_run(tmp_path / "run", steps=4)
+    train(run, device="cpu")  # its checkpoints hold Adam's state at lr 1e-3
+    before = (run / "config.json").read_text()
+    message = user_error(invoke("train", "--resume", run, "--set", "latent_dim=5", "--set", "lr=1e-4"))
+    assert "cannot change latent_dim" in message and "A resume may change checkpoint_every" in message
+    assert (run / "config.json").read_text() == before, "a refused resume changed config.json"
+    succeeded(invoke("train", "--resume", run, "--steps", "8", "--set", "lr=1e-4", "--set", "log_every=2"))
+    record = read_run_record(run)
+    assert (record.train.lr, record.train.steps, record.train.log_every) == (1e-4, 8, 2)
+    checkpoint = ckpt.load_checkpoint(ckpt.checkpoint_path(run, 8))
+    assert [group["lr"] for group in checkpoint.meta["optimizer_param_groups"]["model"]] == [1e-4]

@@ -109,7 +109,8 @@ def train(
     settings: Annotated[list[str] | None, typer.Option("--set", help="key=value, model or training setting; "
                                                        "repeat it. E.g. --set latent_dim=2 --set lr=3e-4")] = None,
     run: Annotated[Path | None, typer.Option(help="Run folder to create (default runs/FAMILY-DATA).")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue this run folder from its latest checkpoint.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this run folder from its latest checkpoint; --set may "
+                                                     "change lr, lr_d and the log/sample/checkpoint cadence.")] = None,
     budget: Annotated[str | None, typer.Option(help="CPU time to spend, e.g. 90s, 10m, 1h: the run ends at the "
                                                      "step count it affords (at most --steps).")] = None,
     device: DeviceOpt = None,
@@ -118,7 +119,7 @@ def train(
     """Train a model; the run folder gets config.json, metrics.jsonl, checkpoints/ and samples/."""
     from genlab.config import parse_overrides
     from genlab.models import family_classes
-    from genlab.run import create_run, read_run_record, set_run_steps
+    from genlab.run import change_run_settings, create_run, read_run_record
     from genlab.train import TrainConfig, resolve_device
     from genlab.train import train as train_run
 
@@ -126,13 +127,16 @@ def train(
     cpu_budget = parse_duration(budget) if budget is not None else None
     device = resolve_device(device)
     if resume is not None:
-        if family is not None or settings:
-            raise ValueError("--resume continues a run exactly as it was configured: drop FAMILY and --set "
-                             "(only --steps may extend it)")
+        if family is not None:
+            raise ValueError("--resume continues a run of the family it was made with: drop FAMILY")
         run_dir = resume
+        record = read_run_record(run_dir)
+        changes = {key: value for part in parse_overrides(settings or [], [TrainConfig, type(record.model)])
+                   for key, value in part.items()}
         if steps is not None:
-            set_run_steps(run_dir, steps)
-        read_run_record(run_dir)
+            changes["steps"] = steps
+        if changes:
+            change_run_settings(run_dir, changes)
     else:
         if family is None:
             raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")

@@ -5,9 +5,10 @@ Its record (RunRecord: family, model config, train config; the train config name
 layout, `{"family", "model", "train"}`, in config.json and under the key "run" of every checkpoint's metadata,
 and read back through RunRecord.from_json, which checks every setting once (check_fields, via the configs).
 
-config.json is written once by create_run and changed only by genlab (set_run_steps, and a CPU budget's plan):
-`steps` is the one setting that may change between sessions. Resuming compares config.json with the record
-in the latest checkpoint and refuses, naming the settings, when they differ (RunRecord.edits_since).
+config.json is written once by create_run and changed only by genlab: a resume may change the settings in
+RESUMABLE (learning rates, steps, how often it logs, previews and saves) through change_run_settings.
+Resuming compares config.json with the record in the latest checkpoint and refuses, naming the settings,
+when any other setting differs (RunRecord.edits_since): config.json was edited by hand.
 
 A run folder is locked (flock on train.lock) while one trainer writes into it: a second trainer, another
 process or another thread of the lab, gets RunInUse. The kernel drops the lock when its process dies,
@@ -72,12 +73,12 @@ class RunRecord:
         return model_class(self.model)
 
     def edits_since(self, saved: RunRecord) -> list[tuple[str, object, object]]:
-        """(key, saved, now) for each setting that differs from `saved` (steps aside: genlab itself changes it)."""
+        """(key, saved, now) for each setting that differs from `saved`, but those a resume may change."""
         if saved.family != self.family:
             return [("family", saved.family, self.family)]
         before = {**to_json_dict(saved.model), **to_json_dict(saved.train)}
         now = {**to_json_dict(self.model), **to_json_dict(self.train)}
-        return [(key, before[key], now[key]) for key in now if key != "steps" and before[key] != now[key]]
+        return [(key, before[key], now[key]) for key in now if key not in RESUMABLE and before[key] != now[key]]
 
 
 def load_run_data(config: TrainConfig, split: str, data_dir: str | Path | None = None) -> Dataset:
@@ -199,12 +200,27 @@ def read_run_record(run_dir: str | Path) -> RunRecord:
                          f"{path}: {text}; {advice}") from None
 
 
-def set_run_steps(run_dir: str | Path, steps: int) -> None:
-    """Change a run's total step count (to extend it, or to end it sooner); checked before it is written."""
+# What a resumed run may change (`genlab train --resume RUN --set lr=...`): how fast it learns, how long it
+# runs and how often it reports. None of them changes what the weights or the optimizer's state mean; every
+# other setting does (a new latent_dim no longer fits the weights), so changing it is a new run.
+RESUMABLE = frozenset({"steps", "lr", "lr_d", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"})
+
+
+def change_run_settings(run_dir: str | Path, settings: dict[str, Any]) -> RunRecord:
+    """Change settings of a run that a resume may change (RESUMABLE), e.g. a lower lr after a divergence or
+    more steps; checked, then written to config.json. Any other setting is refused with the list."""
+    if refused := sorted(set(settings) - RESUMABLE):
+        raise ValueError(f"a resumed run cannot change {', '.join(refused)}: its weights were trained with them; "
+                         f"start a new run instead. A resume may change {', '.join(sorted(RESUMABLE))}")
     with run_lock(Path(run_dir)):
         record = read_run_record(run_dir)
-        write_run_record(Path(run_dir), dataclasses.replace(record, train=dataclasses.replace(record.train,
-                                                                                              steps=steps)))
+        train_fields = {field.name for field in dataclasses.fields(record.train)}
+        changed = RunRecord(
+            record.family,
+            dataclasses.replace(record.model, **{k: v for k, v in settings.items() if k not in train_fields}),
+            dataclasses.replace(record.train, **{k: v for k, v in settings.items() if k in train_fields}))
+        write_run_record(Path(run_dir), changed)
+    return changed
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -5,15 +5,12 @@ A run is a folder:  config.json  metrics.jsonl  checkpoints/step-*.safetensors  
 Batch `s` is a pure function of (seed, s) and every checkpoint holds the RNG states, so a run
 resumed from its latest checkpoint ends bit-identical (on CPU) to one never interrupted.
 
-The run's record (genlab.run: family, model and train configs) is its config.json, written once by create_run
-and changed only by set_run_steps:
-`steps` is the one setting that may change between sessions. A CPU budget never rewrites it: its plan (how
-many steps the budget affords) is loop state, saved in each checkpoint, so a resumed run ends where the plan
-ended it unless `steps` was changed since.
-Resuming compares config.json with the configuration saved in the latest checkpoint and refuses, naming
-the settings, when they differ: an edited lr would otherwise be ignored (Adam's saved state carries the
-old one) while an edited batch_size would be honoured, and an edited latent_dim would no longer fit the
-weights. A change of setting is a new run (`genlab train ... --set key=value`).
+The run's record (genlab.run: family, model and train configs) is its config.json, written once by create_run;
+a resume may change its learning rates, steps and cadences (genlab.run.RESUMABLE) and nothing else. A CPU
+budget never rewrites it: its plan (how many steps the budget affords) is loop state, saved in each
+checkpoint, so a resumed run ends where the plan ended it unless `steps` was changed since.
+Resuming refuses a config.json edited by hand in any other setting (an edited latent_dim no longer fits the
+weights), and gives the optimizers the record's learning rates, not those saved with their state.
 
 A run folder is locked (genlab.run.run_lock) while one trainer writes into it: a second trainer, another
 process or another thread of the lab, gets RunInUse.
@@ -335,8 +332,9 @@ def _set_learning_rate(loop: _Loop, step: int) -> None:
 def _diverged(loop: _Loop, what: str, step: int) -> TrainingDiverged:
     kept = (f"the last good checkpoint is {loop.last_checkpoint}" if loop.last_checkpoint
             else "no checkpoint was written")
-    return TrainingDiverged(f"{what} at step {step + 1}; {kept}. Start a new run with a lower learning rate "
-                            "(--set lr=...)")
+    advice = (f"lower the learning rate and resume: genlab train --resume {loop.run_dir} --set lr=..."
+              if loop.last_checkpoint else "start again with a lower learning rate (--set lr=...)")
+    return TrainingDiverged(f"{what} at step {step + 1}; {kept}. {advice}")
 
 
 def _guard(loop: _Loop, terms: dict[str, torch.Tensor], step: int) -> None:
@@ -410,7 +408,14 @@ def _resume(run_dir: Path, existing: list[Path], device: str, family: str, model
                          f"{', '.join(f'{key} {saved} -> {now}' for key, saved, now in edits)}; resume uses the "
                          f"run's configuration: put the values back, or start a new run with {wanted or 'the family'}")
     try:
+        # The learning rates are the record's (a resume may lower them: RESUMABLE), not those saved with the
+        # optimizers' state; unchanged, they are the same numbers, so resuming stays bit-identical.
+        configured = {name: [group["lr"] for group in optimizer.param_groups] for name, optimizer in optimizers.items()}
         ckpt.restore(checkpoint, model, optimizers, restore_rng=True)
+        for name, optimizer in optimizers.items():
+            for group, lr in zip(optimizer.param_groups, configured[name], strict=True):
+                group["lr"] = lr
+                group.pop("base_lr", None)  # the cosine schedule's base: taken again from lr at the next step
         window, streaks = checkpoint.meta.get("log_window"), checkpoint.meta.get("collapse_streaks", {})
         planned = checkpoint.meta.get("planned_steps", checkpoint.step)  # absent before plans were loop state
         if not _is_log_window(window) or not isinstance(streaks, dict) or not all(
