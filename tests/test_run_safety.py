@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,7 @@ from cli_helpers import invoke, succeeded, user_error
 from conftest import set_step
 from genlab import checkpoint as ckpt
 from genlab.run import LOCK_FILE, RunInUse, change_run_settings, create_run, open_run, read_run_record, run_lock
-from genlab.train import TrainConfig, TrainingDiverged, resolve_device, train
+from genlab.train import TrainConfig, TrainingDiverged, TrainingInterrupted, resolve_device, train
 
 TINY = {"hidden_dims": (32,), "latent_dim": 2, "architecture": "mlp"}
 TINY_ARGS = ["--set", "hidden_dims=32", "--set", "latent_dim=2", "--set", "architecture=mlp", "--set", "batch_size=32"]
@@ -420,8 +421,9 @@ def test_two_processes_on_one_run_then_ctrl_c(tmp_path):
     assert first.returncode == 130, stderr
     assert "Traceback" not in stderr
     last_line = stderr.strip().splitlines()[-1]
-    assert last_line.startswith("interrupted at step ") and f"resume with `genlab train --resume {run}`" in last_line
-    assert "the last checkpoint is" in last_line
+    stopped_at = int(re.match(r"stopped at step (\d+) and saved it, ", last_line).group(1))
+    assert last_line.endswith(f"{ckpt.checkpoint_path(run, stopped_at)}; resume with `genlab train --resume {run}`")
+    assert ckpt.list_checkpoints(run)[-1] == ckpt.checkpoint_path(run, stopped_at)  # nothing since was lost
     resumed = subprocess.run([*command, "--resume", str(run), "--steps", "20"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=120, env=env)
     assert resumed.returncode == 0, resumed.stderr
@@ -657,3 +659,32 @@ def test_a_resume_may_lower_the_learning_rate_and_nothing_that_the_weights_depen
     assert (record.train.lr, record.train.steps, record.train.log_every) == (1e-4, 8, 2)
     checkpoint = ckpt.load_checkpoint(ckpt.checkpoint_path(run, 8))
     assert [group["lr"] for group in checkpoint.meta["optimizer_param_groups"]["model"]] == [1e-4]
+
+
+def test_sigterm_saves_the_step_it_stopped_at_and_the_run_resumes_bit_identically(tmp_path, monkeypatch):
+    """SIGTERM (as a scheduler sends) mid-run: the loop finishes the step, checkpoints it between the regular
+    checkpoints, and stops with one line; resumed, the run ends as one never stopped."""
+    real_step = genlab.models.FAMILIES["vae"].step
+    calls = []
+
+    def terminated_at_seven(*args):
+        calls.append(1)
+        if len(calls) == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(*args)
+
+    set_step(monkeypatch, "vae", terminated_at_seven)
+    run = make_run(tmp_path / "run", steps=10, checkpoint_every=4)
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match=r"stopped at step 7 and saved it, .*step-00000007\.safetensors; "
+                                                   r"resume with `genlab train --resume "):
+        train(run, device="cpu")
+    assert signal.getsignal(signal.SIGTERM) is handler  # the loop's handler is gone with the loop
+    monkeypatch.undo()
+    train(run, device="cpu")
+    straight = make_run(tmp_path / "straight", steps=10, checkpoint_every=4)
+    train(straight, device="cpu")
+    resumed, uninterrupted = ckpt.load_checkpoint(ckpt.checkpoint_path(run, 10)), \
+        ckpt.load_checkpoint(ckpt.checkpoint_path(straight, 10))
+    assert resumed.tensors.keys() == uninterrupted.tensors.keys()
+    assert all(torch.equal(resumed.tensors[name], uninterrupted.tensors[name]) for name in uninterrupted.tensors)

@@ -25,6 +25,8 @@ import json
 import logging
 import math
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,6 +111,30 @@ MAX_LOSS = 1e12
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: a KeyboardInterrupt whose message says where the run stopped and how to resume."""
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """While the loop runs, Ctrl-C (SIGINT) and SIGTERM only ask it to stop: it finishes the step, saves a
+    checkpoint of it and raises TrainingInterrupted, so nothing since the last checkpoint is lost. A second
+    signal interrupts at once. Handlers belong to the main thread; elsewhere (the lab's workers, which stop
+    through on_log) the event is never set."""
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def ask_to_stop(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def resolve_device(name: str | None) -> str:
@@ -231,22 +257,28 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
     loop.window_start = time.perf_counter()
     step = start
     try:
-        for step in range(start, min(loop.steps, stop)):
-            x = _batch(loop, batches, step)
-            _set_learning_rate(loop, step)
-            terms = loop.recipe.step(loop.model, loop.optimizers, x, autocast)
-            _guard(loop, terms, step)
-            done = step + 1
-            if _due(done, config.log_every, loop.steps):
-                _log(loop, done, batches.position(step)[0], writer, on_log, bar)
-                _replan(loop, budget, done, bar)
-            if _due(done, config.sample_every, loop.steps):
-                save_previews(loop.model, run_dir, done, loop.test_data)
-            if _due(done, config.checkpoint_every, loop.steps):
-                _checkpoint(loop, done, batches)
-            if done >= min(loop.steps, stop):  # the budget moved the end closer
-                break
-    except KeyboardInterrupt:
+        with _stop_signals() as stop_requested:
+            for step in range(start, min(loop.steps, stop)):
+                x = _batch(loop, batches, step)
+                _set_learning_rate(loop, step)
+                terms = loop.recipe.step(loop.model, loop.optimizers, x, autocast)
+                _guard(loop, terms, step)
+                done = step + 1
+                if _due(done, config.log_every, loop.steps):
+                    _log(loop, done, batches.position(step)[0], writer, on_log, bar)
+                    _replan(loop, budget, done, bar)
+                if _due(done, config.sample_every, loop.steps):
+                    save_previews(loop.model, run_dir, done, loop.test_data)
+                if _due(done, config.checkpoint_every, loop.steps) or stop_requested.is_set():
+                    _checkpoint(loop, done, batches)
+                if done >= min(loop.steps, stop):  # the budget moved the end closer
+                    break
+                if stop_requested.is_set():
+                    raise TrainingInterrupted(f"stopped at step {done} and saved it, {loop.last_checkpoint}; "
+                                              f"resume with `genlab train --resume {run_dir}`")
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler: no time to save
         kept = (f"the last checkpoint is {loop.last_checkpoint}" if loop.last_checkpoint
                 else "no checkpoint was written yet")
         raise TrainingInterrupted(f"interrupted at step {step}; {kept}; resume with "
