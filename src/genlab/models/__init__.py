@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from genlab.models import autoencoder, ddpm, gan, vae
+from genlab.models import autoencoder, ddpm, gan, vae, vqvae
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlab.models.ddpm import DDPM, DDPMConfig
 from genlab.models.gan import GAN, GANConfig
@@ -38,6 +38,7 @@ FAMILIES = {
     "gan": Family(GAN, GANConfig, gan.configure_optimizers, gan.training_step, batches_per_step=gan.batches_per_step,
                   check_batch_size=gan.check_batch_size, diagnostics=gan.collapse_evidence),
     "ddpm": Family(DDPM, DDPMConfig, ddpm.configure_optimizers, ddpm.training_step),
+    "vqvae": Family(vqvae.VQVAE, vqvae.VQVAEConfig, vqvae.configure_optimizers, vqvae.training_step),
 }
 
 
