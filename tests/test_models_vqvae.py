@@ -189,3 +189,17 @@ def test_cli_train_resume_reconstruct_info_eval(tmp_path):
     report = json.loads((run / "eval.json").read_text())
     assert set(report["results"]) == {"reconstruction"} and report["family"] == "vqvae"
     assert open_run(run).model.config.latent_dim == 4
+
+
+def test_the_lab_bounds_its_settings_from_the_registry():
+    from genlab.web.runs import RunRequest, parse_request
+
+    def settings(**values):
+        return parse_request(RunRequest(family="vqvae", data="digits", steps=50, settings=values), ("digits",))[1]
+
+    assert settings(num_codes=64, commitment=0.5, latent_dim=8) == {"num_codes": 64, "commitment": 0.5,
+                                                                    "latent_dim": 8}
+    with pytest.raises(ValueError, match="num_codes must be between 1 and 1,024 in the lab"):
+        settings(num_codes=5000)
+    with pytest.raises(ValueError, match="latent_dim must be between 1 and 256 in the lab"):  # the shared BOUNDS
+        settings(latent_dim=300)

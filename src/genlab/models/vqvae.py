@@ -68,6 +68,10 @@ class VQVAEConfig:
             self.reconstruction = "bce" if len(self.data_shape) == 3 else "mse"
 
 
+# What the lab (a shared server) lets a client set, tighter than the checks above; its BOUNDS hold the shared names
+LAB_BOUNDS = {"num_codes": (1, 1024), "mlp_codes": (1, 64), "commitment": (0.0, 10.0)}
+
+
 def conv_grid(config: VQVAEConfig) -> tuple[int, int]:
     """(h, w) of the conv encoder's grid of code vectors: the image halved once per conv."""
     factor = 2 ** len(config.conv_channels)
