@@ -60,6 +60,8 @@ def assert_same_checkpoint(a: Path, b: Path) -> None:
 FAMILIES = {  # case -> (family, model settings, train settings)
     "vae": ("vae", None, {}),
     "ae": ("ae", {"noise_std": 0.3}, {}),  # a denoising AE draws noise from the global RNG at every step
+    "vqvae": ("vqvae", {"num_codes": 16}, {}),  # the codebook and its Adam state
+    "vqvae-conv": ("vqvae", {"architecture": "conv", "conv_channels": (8, 16)}, {}),
     # both networks, both optimizers, the EMA copy, spectral norm's power-iteration vectors, two D steps per G
     "gan": ("gan", {"loss": "wgan-gp", "n_critic": 2, "ema_decay": 0.9, "spectral_norm": "both"}, {}),
     "dcgan": ("gan", {"architecture": "conv", "conv_channels": (8, 16), "minibatch_stddev": True,

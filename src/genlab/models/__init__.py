@@ -3,10 +3,10 @@ everything the training loop and the shells need from it, answered the same way 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
-from genlab.models import autoencoder, ddpm, gan, vae
+from genlab.models import autoencoder, ddpm, gan, vae, vqvae
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlab.models.ddpm import DDPM, DDPMConfig
 from genlab.models.gan import GAN, GANConfig
@@ -30,6 +30,9 @@ class Family:
     batches_per_step: Callable[..., int] = one_batch  # (config) -> real batches one step takes, stacked in x
     check_batch_size: Callable[..., None] = any_batch_size  # (config, batch_size): ValueError when it cannot take it
     diagnostics: Callable | None = None  # (model, train_data, record) -> checks for a CollapseDetector, at log steps
+    # the lab's bounds for this family's own numeric settings (the lab is a shared server: a run there stays
+    # small); a numeric setting bounded neither here nor in web/runs.py's BOUNDS cannot be set from the lab
+    lab_bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 FAMILIES = {
@@ -38,6 +41,8 @@ FAMILIES = {
     "gan": Family(GAN, GANConfig, gan.configure_optimizers, gan.training_step, batches_per_step=gan.batches_per_step,
                   check_batch_size=gan.check_batch_size, diagnostics=gan.collapse_evidence),
     "ddpm": Family(DDPM, DDPMConfig, ddpm.configure_optimizers, ddpm.training_step),
+    "vqvae": Family(vqvae.VQVAE, vqvae.VQVAEConfig, vqvae.configure_optimizers, vqvae.training_step,
+                    lab_bounds=vqvae.LAB_BOUNDS),
 }
 
 

@@ -33,8 +33,9 @@ BUNDLED_DATA = ("digits", "patterns", "ring", "grid", "moons", "gaussian1d", "sw
 MAX_STEPS = 20_000
 # Every number a client may set, with the range the lab allows it (for a tuple, each entry's range): the lab is a
 # shared server, so one run stays at most a few hundred MB and minutes of CPU. These are the lab's bounds, tighter
-# than the library's own checks. A number or tuple setting that is not here cannot be set from the lab, so a
-# setting added to a config later is refused until someone bounds it here.
+# than the library's own checks; a family adds those of its own settings in its registry record (Family.lab_bounds).
+# A number or tuple setting bounded in neither cannot be set from the lab, so a setting added to a config later is
+# refused until someone bounds it.
 BOUNDS = {
     # TrainConfig (steps is its own field, 1..MAX_STEPS)
     "batch_size": (1, 512), "lr": (1e-6, 1.0), "seed": (0, 2**63 - 1), "log_every": (1, MAX_STEPS),
@@ -91,15 +92,16 @@ def finite(value):
     return value
 
 
-def check_bounds(key: str, value) -> None:
-    """ValueError unless a parsed setting is within the lab's bounds (see BOUNDS)."""
+def check_bounds(key: str, value, family: str) -> None:
+    """ValueError unless a parsed setting is within the lab's bounds (BOUNDS and the family's lab_bounds)."""
     values = value if isinstance(value, tuple) else (value,)
     numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     if not numbers and not isinstance(value, tuple):
         return  # a choice (a Literal) or a flag: the library knows its options
-    if key not in BOUNDS:
+    bounds = {**BOUNDS, **FAMILIES[family].lab_bounds}
+    if key not in bounds:
         raise ValueError(f"{key} cannot be set from the lab: use `genlab train --set {key}=...`")
-    low, high = BOUNDS[key]
+    low, high = bounds[key]
     if key in LENGTHS:
         fewest, most = LENGTHS[key]
         if not fewest <= len(values) <= most:
@@ -123,7 +125,7 @@ def parse_request(request: RunRequest, data_names: tuple[str, ...]) -> tuple[Tra
     # the dashboard's settings box sends --set's text (parsed by each field's type); scripts may send typed JSON
     train_settings, model_settings = split_settings(request.settings, [TrainConfig, config_class])
     for key, value in {**train_settings, **model_settings}.items():
-        check_bounds(key, value)
+        check_bounds(key, value, request.family)
     log_every = max(1, min(50, request.steps // 20))  # about 20 points on the loss curve, however short the run
     sample_every = max(log_every, request.steps // 5)
     defaults = {"log_every": log_every, "sample_every": sample_every, "checkpoint_every": sample_every}
