@@ -176,9 +176,7 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
            sampler: Annotated[str | None, typer.Option(help="ddpm: ddpm (ancestral) or ddim (deterministic).")] = None,
            device: DeviceOpt = None):
     """Draw samples from a trained model and save them as a PNG grid (or a scatter plot for points)."""
-    import torch
-
-    from genlab.explore import save_image_grid, save_points
+    from genlab.explore import save_picture
 
     if not 1 <= n <= 10_000:
         raise ValueError(f"--n must be between 1 and 10000, got {n}")
@@ -190,13 +188,8 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     diffusion_options = {name: value for name, value in (("steps", steps), ("sampler", sampler)) if value is not None}
     if diffusion_options and family != "ddpm":
         raise ValueError(f"--{' and --'.join(diffusion_options)} only apply to ddpm models; this is a {family}")
-    generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
-    samples = model.sample(n, generator=generator, **diffusion_options)
     out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}.png"
-    if samples.dim() == 4:
-        save_image_grid(samples, out)
-    else:
-        save_points(samples, out, title=f"{n} samples")
+    save_picture(out, model, None, shows="samples", n=n, seed=seed, sample_options=diffusion_options)
     console.print(f"wrote {out}", markup=False)
 
 
@@ -205,10 +198,8 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
 def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test examples.")] = 16,
                 out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
                 device: DeviceOpt = None, data_dir: DataDirOpt = None):
-    """Reconstruct test examples: originals and reconstructions side by side."""
-    import torch
-
-    from genlab.explore import save_image_grid, save_points
+    """Reconstruct test examples: originals and reconstructions side by side (points: over the test data)."""
+    from genlab.explore import save_picture
 
     opened = _open(run, device, data_dir, splits=("test",))
     model, test = opened.model, opened.data["test"]
@@ -216,12 +207,8 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
         raise ValueError(f"a {opened.record.family} model has no encoder to reconstruct with: try `genlab sample`")
     if not 1 <= n <= len(test):
         raise ValueError(f"--n must be between 1 and {len(test)} (the test split's size), got {n}")
-    x = test.x[:n].to(next(model.parameters()).device)
     out = out or _output_folder(run) / f"reconstruct-step{opened.step}.png"
-    if test.kind == "image":
-        save_image_grid(torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1), out, nrow=8)
-    else:
-        save_points(model.reconstruct(x), out, reference=x, title="reconstructions over the data")
+    save_picture(out, model, test, shows="reconstructions", n=n)
     console.print(f"wrote {out}", markup=False)
 
 
