@@ -172,7 +172,8 @@ def _output_folder(run: Path) -> Path:
 @user_errors
 def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")] = 64,
            seed: int = 0, out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
-           steps: Annotated[int | None, typer.Option(help="ddpm: timesteps to visit (default: the model's).")] = None,
+           timesteps: Annotated[int | None, typer.Option(help="ddpm: how many of the T timesteps to visit "
+                                                               "(default: the model's).")] = None,
            sampler: Annotated[str | None, typer.Option(help="ddpm: ddpm (ancestral) or ddim (deterministic).")] = None,
            device: DeviceOpt = None):
     """Draw samples from a trained model and save them as a PNG grid (or a scatter plot for points)."""
@@ -185,9 +186,10 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     model, family = opened.model, opened.record.family
     if not model.can_sample:
         raise ValueError(f"a {family} model does not sample: try `genlab reconstruct` or train a vae")
-    diffusion_options = {name: value for name, value in (("steps", steps), ("sampler", sampler)) if value is not None}
-    if diffusion_options and family != "ddpm":
-        raise ValueError(f"--{' and --'.join(diffusion_options)} only apply to ddpm models; this is a {family}")
+    given = [option for option, value in (("--timesteps", timesteps), ("--sampler", sampler)) if value is not None]
+    if given and family != "ddpm":
+        raise ValueError(f"{' and '.join(given)} only apply to ddpm models; this is a {family}")
+    diffusion_options = {"steps": timesteps, "sampler": sampler} if given else {}  # None: the model's default
     out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}.png"
     save_picture(out, model, None, shows="samples", n=n, seed=seed, sample_options=diffusion_options)
     console.print(f"wrote {out}", markup=False)
@@ -216,7 +218,8 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
 @user_errors
 def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="Test example index.")] = 0,
                 end: Annotated[int, typer.Option("--to", help="Test example index.")] = 1,
-                steps: int = 10, method: Annotated[str, typer.Option(help="lerp, slerp or both.")] = "both",
+                frames: Annotated[int, typer.Option(help="Images in each strip, ends included.")] = 10,
+                method: Annotated[str, typer.Option(help="lerp, slerp or both.")] = "both",
                 out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
                 device: DeviceOpt = None, data_dir: DataDirOpt = None):
     """Decode a path through latent space between two test images (one strip per method)."""
@@ -234,12 +237,12 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
     for index in (start, end):
         if not 0 <= index < len(test):
             raise ValueError(f"example index {index} is outside the test split (0..{len(test) - 1})")
-    if not 2 <= steps <= 100:
-        raise ValueError(f"--steps must be between 2 and 100, got {steps}")
+    if not 2 <= frames <= 100:
+        raise ValueError(f"--frames must be between 2 and 100, got {frames}")
     x = test.x[[start, end]].to(next(model.parameters()).device)
-    strips = torch.cat([model.interpolate(x[0], x[1], steps, m) for m in methods])
+    strips = torch.cat([model.interpolate(x[0], x[1], frames, m) for m in methods])
     out = out or _output_folder(run) / f"interpolate-{start}-{end}-{method}.png"
-    save_image_grid(strips, out, nrow=steps)
+    save_image_grid(strips, out, nrow=frames)
     console.print(f"wrote {out} (rows: {', '.join(methods)})", markup=False)
 
 

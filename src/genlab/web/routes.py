@@ -252,7 +252,7 @@ class InterpolateBody(Strict):
     model: ModelKey = "vae"
     a: int = Field(ge=0, lt=297)
     b: int = Field(ge=0, lt=297)
-    steps: int = Field(8, ge=2, le=16)
+    frames: int = Field(8, ge=2, le=16)  # images on each path, ends included
 
 
 @router.get("/explorer/models")
@@ -288,7 +288,7 @@ def interpolate(body: InterpolateBody, request: Request):
     model = _explorer_model(_lab(request), body.model)
     codes = _codes(model, digits_test().x[[body.a, body.b]])
     with torch.no_grad():
-        return {method: _pixels(model.decode(interpolate_latents(codes[0], codes[1], body.steps, method)))
+        return {method: _pixels(model.decode(interpolate_latents(codes[0], codes[1], body.frames, method)))
                 for method in ("lerp", "slerp")}
 
 
