@@ -130,7 +130,7 @@ def test_reconstruct_writes_originals_beside_reconstructions(digits_run):
 
 @pytest.mark.parametrize(("method", "rows"), [("both", 2), ("slerp", 1)])
 def test_interpolate_writes_one_strip_per_method(digits_run, method, rows):
-    output = succeeded(invoke("interpolate", digits_run, "--steps", 5, "--method", method))
+    output = succeeded(invoke("interpolate", digits_run, "--frames", 5, "--method", method))
     assert f"rows: {'lerp, slerp' if method == 'both' else 'slerp'}" in output
     picture = png(digits_run / f"interpolate-0-1-{method}.png")
     assert picture.size == ((5 * 10 + 2) * 14, (rows * 10 + 2) * 14)

@@ -51,9 +51,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 # --- numeric options of the commands that read a run -----------------------------------------------------
 
 READ_COMMANDS = {
-    "sample": ["--n", "--seed", "--steps"],
+    "sample": ["--n", "--seed", "--timesteps"],
     "reconstruct": ["--n"],
-    "interpolate": ["--from", "--to", "--steps"],
+    "interpolate": ["--from", "--to", "--frames"],
     "eval": ["--samples", "--seed", "--nll-k"],
 }
 
@@ -62,7 +62,7 @@ READ_COMMANDS = {
     (command, option, value) for command, options in READ_COMMANDS.items() for option in options
     for value in [*NUMBERS, *(["0"] if option not in STARTS_AT_ZERO else [])]])
 def test_numeric_options_out_of_their_range(runs, command, option, value):
-    family = "ddpm" if (command, option) == ("sample", "--steps") else "vae"
+    family = "ddpm" if (command, option) == ("sample", "--timesteps") else "vae"
     before = fingerprint(runs[family])
     clean_refusal(invoke(command, runs[family], option, value))
     assert fingerprint(runs[family]) == before

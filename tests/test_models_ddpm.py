@@ -386,16 +386,16 @@ def test_cli_trains_and_samples_a_ddpm(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     run = Path("runs/ddpm-ring")
     assert "ddpm at step 20 of 20" in runner.invoke(app, ["info", str(run)]).output
-    for args, name in ((["--sampler", "ddim", "--steps", "10"], "ddim.png"), ([], "default.png")):
+    for args, name in ((["--sampler", "ddim", "--timesteps", "10"], "ddim.png"), ([], "default.png")):
         result = runner.invoke(app, ["sample", str(run), "--n", "300", *args, "--out", name])
         assert result.exit_code == 0, result.output
         assert Image.open(name).size[0] > 100
-    result = runner.invoke(app, ["sample", str(run), "--sampler", "ddpm", "--steps", "51"])
+    result = runner.invoke(app, ["sample", str(run), "--sampler", "ddpm", "--timesteps", "51"])
     assert result.exit_code == 1 and "between 1 and num_timesteps=50" in result.stderr
 
     result = runner.invoke(app, ["train", "vae", "--data", "ring", "--steps", "2", "--set", "hidden_dims=8",
                                  "--set", "latent_dim=2", "--run", "vae"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["sample", "vae", "--steps", "10", "--sampler", "ddim"])
+    result = runner.invoke(app, ["sample", "vae", "--timesteps", "10", "--sampler", "ddim"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert result.stderr.strip() == "error: --steps and --sampler only apply to ddpm models; this is a vae"
+    assert result.stderr.strip() == "error: --timesteps and --sampler only apply to ddpm models; this is a vae"

@@ -244,7 +244,7 @@ def test_encode_then_decode_is_the_reconstruction(client):
     ("/api/bench/denoise", {"index": 297, "noise": 0.1}), ("/api/bench/denoise", {"index": 0, "noise": 3}),
     ("/api/explorer/decode", {"z": [0, 0, 0]}), ("/api/explorer/decode", {"z": [0, 1e9]}),
     ("/api/explorer/decode", {"model": "gan", "z": [0, 0]}),
-    ("/api/explorer/interpolate", {"a": 0, "b": 1, "steps": 1000}),
+    ("/api/explorer/interpolate", {"a": 0, "b": 1, "frames": 1000}),
 ])
 def test_bad_bench_requests_are_422(client, path, body):
     response = client.post(path, json=body)
@@ -282,7 +282,7 @@ def test_decode_and_interpolate_follow_the_model(client):
     with torch.no_grad():
         torch.testing.assert_close(torch.tensor(image), vae.decode(torch.tensor([[0.5, -1.0]])).flatten(), atol=1e-3,
                                    rtol=0)
-    r = client.post("/api/explorer/interpolate", json={"model": "vae", "a": 0, "b": 5, "steps": 6}).json()
+    r = client.post("/api/explorer/interpolate", json={"model": "vae", "a": 0, "b": 5, "frames": 6}).json()
     assert len(r["lerp"]) == len(r["slerp"]) == 6
     # both paths start at A's code and end at B's
     assert r["lerp"][0] == pytest.approx(r["slerp"][0], abs=1e-3)

@@ -192,13 +192,12 @@ def _output_folder(run: Path) -> Path:
 @user_errors
 def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")] = 64,
            seed: int = 0, out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
-           steps: Annotated[int | None, typer.Option(help="ddpm: timesteps to visit (default: the model's).")] = None,
+           timesteps: Annotated[int | None, typer.Option(help="ddpm: how many of the T timesteps to visit "
+                                                               "(default: the model's).")] = None,
            sampler: Annotated[str | None, typer.Option(help="ddpm: ddpm (ancestral) or ddim (deterministic).")] = None,
            device: DeviceOpt = None):
     """Draw samples from a trained model and save them as a PNG grid (or a scatter plot for points)."""
-    import torch
-
-    from genlab.explore import save_image_grid, save_points
+    from genlab.explore import save_picture
 
     if not 1 <= n <= 10_000:
         raise ValueError(f"--n must be between 1 and 10000, got {n}")
@@ -207,16 +206,12 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     model, family = opened.model, opened.record.family
     if not model.can_sample:
         raise ValueError(f"a {family} model does not sample: try `genlab reconstruct` or train a vae")
-    diffusion_options = {name: value for name, value in (("steps", steps), ("sampler", sampler)) if value is not None}
-    if diffusion_options and family != "ddpm":
-        raise ValueError(f"--{' and --'.join(diffusion_options)} only apply to ddpm models; this is a {family}")
-    generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
-    samples = model.sample(n, generator=generator, **diffusion_options)
+    given = [option for option, value in (("--timesteps", timesteps), ("--sampler", sampler)) if value is not None]
+    if given and family != "ddpm":
+        raise ValueError(f"{' and '.join(given)} only apply to ddpm models; this is a {family}")
+    diffusion_options = {"steps": timesteps, "sampler": sampler} if given else {}  # None: the model's default
     out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}.png"
-    if samples.dim() == 4:
-        save_image_grid(samples, out)
-    else:
-        save_points(samples, out, title=f"{n} samples")
+    save_picture(out, model, None, shows="samples", n=n, seed=seed, sample_options=diffusion_options)
     console.print(f"wrote {out}", markup=False)
 
 
@@ -225,10 +220,8 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
 def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test examples.")] = 16,
                 out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
                 device: DeviceOpt = None, data_dir: DataDirOpt = None):
-    """Reconstruct test examples: originals and reconstructions side by side."""
-    import torch
-
-    from genlab.explore import save_image_grid, save_points
+    """Reconstruct test examples: originals and reconstructions side by side (points: over the test data)."""
+    from genlab.explore import save_picture
 
     opened = _open(run, device, data_dir, splits=("test",))
     model, test = opened.model, opened.data["test"]
@@ -236,12 +229,8 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
         raise ValueError(f"a {opened.record.family} model has no encoder to reconstruct with: try `genlab sample`")
     if not 1 <= n <= len(test):
         raise ValueError(f"--n must be between 1 and {len(test)} (the test split's size), got {n}")
-    x = test.x[:n].to(next(model.parameters()).device)
     out = out or _output_folder(run) / f"reconstruct-step{opened.step}.png"
-    if test.kind == "image":
-        save_image_grid(torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1), out, nrow=8)
-    else:
-        save_points(model.reconstruct(x), out, reference=x, title="reconstructions over the data")
+    save_picture(out, model, test, shows="reconstructions", n=n)
     console.print(f"wrote {out}", markup=False)
 
 
@@ -249,7 +238,8 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
 @user_errors
 def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="Test example index.")] = 0,
                 end: Annotated[int, typer.Option("--to", help="Test example index.")] = 1,
-                steps: int = 10, method: Annotated[str, typer.Option(help="lerp, slerp or both.")] = "both",
+                frames: Annotated[int, typer.Option(help="Images in each strip, ends included.")] = 10,
+                method: Annotated[str, typer.Option(help="lerp, slerp or both.")] = "both",
                 out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
                 device: DeviceOpt = None, data_dir: DataDirOpt = None):
     """Decode a path through latent space between two test images (one strip per method)."""
@@ -267,12 +257,12 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
     for index in (start, end):
         if not 0 <= index < len(test):
             raise ValueError(f"example index {index} is outside the test split (0..{len(test) - 1})")
-    if not 2 <= steps <= 100:
-        raise ValueError(f"--steps must be between 2 and 100, got {steps}")
+    if not 2 <= frames <= 100:
+        raise ValueError(f"--frames must be between 2 and 100, got {frames}")
     x = test.x[[start, end]].to(next(model.parameters()).device)
-    strips = torch.cat([model.interpolate(x[0], x[1], steps, m) for m in methods])
+    strips = torch.cat([model.interpolate(x[0], x[1], frames, m) for m in methods])
     out = out or _output_folder(run) / f"interpolate-{start}-{end}-{method}.png"
-    save_image_grid(strips, out, nrow=steps)
+    save_image_grid(strips, out, nrow=frames)
     console.print(f"wrote {out} (rows: {', '.join(methods)})", markup=False)
 
 

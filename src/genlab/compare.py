@@ -31,7 +31,7 @@ import torch
 
 from genlab.checkpoint import atomic_write_bytes
 from genlab.evaluate import DEFAULT_NLL_K, check_evaluation, evaluate
-from genlab.explore import save_image_grid
+from genlab.explore import save_picture
 from genlab.run import OpenRun, create_run, open_run, read_run_record
 from genlab.train import TrainConfig, train
 
@@ -210,14 +210,9 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
     return summary
 
 
-@torch.no_grad()
 def sample_grid(opened: OpenRun, path: Path) -> Path:
     """64 samples (8x8), or for an autoencoder, which cannot sample, 32 test images beside their reconstructions."""
-    model = opened.model
-    if model.can_sample:
-        return save_image_grid(model.sample(64, generator=torch.Generator().manual_seed(0)), path, nrow=8)
-    x = opened.data["test"].x[:32]
-    return save_image_grid(torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1), path, nrow=8)
+    return save_picture(path, opened.model, opened.data["test"])
 
 
 # --- the table ---------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Pictures of what a model learned: image grids, point clouds, latent maps, interpolation strips.
 
-Everything here writes PNG files. Grids use Pillow (fast enough to call every few hundred training
-steps); plots that need axes use matplotlib's Agg backend, imported only when used.
+The one home of a model's pictures: `picture_of` (samples or reconstructions, as PNG bytes) and
+`save_picture` (the same, written to a file) serve the CLI, training previews, compare and the lab.
+Grids use Pillow (fast enough to call every few hundred training steps); plots that need axes use
+matplotlib's Agg backend, imported only when used.
 """
 
 from __future__ import annotations
@@ -9,11 +11,20 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from PIL import Image
 
 from genlab.checkpoint import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from genlab.data import Dataset
+
+Shows = Literal["samples", "reconstructions"]
+PAIRS_PER_ROW = 4  # original, reconstruction: 8 tiles a row
+PREVIEW_COUNTS = {"image": {"samples": 64, "reconstructions": 32}, "points": {"samples": 2000, "reconstructions": 2000}}
+REFERENCE_POINTS = 2000  # the data drawn under a scatter of points
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, scale: int = 1) -> Image.Image:
@@ -32,17 +43,26 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, 
     return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
 
 
-def save_png(picture: Image.Image, path: str | Path) -> Path:
+def png_bytes(picture: Image.Image) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_png(picture: Image.Image, path: str | Path) -> Path:
+    atomic_write_bytes(Path(path), png_bytes(picture))
     return Path(path)
+
+
+def image_grid_png(images: torch.Tensor, nrow: int | None = None, tile_pixels: int = 112) -> bytes:
+    """A grid of images as PNG bytes, enlarged so that small images (3x3, 8x8) are about `tile_pixels` across."""
+    return png_bytes(image_grid(images, nrow, scale=max(1, tile_pixels // images.shape[-1])))
 
 
 def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """Save a grid of images, enlarged so that small images (3x3, 8x8) stay visible."""
-    scale = max(1, 112 // images.shape[-1])
-    return save_png(image_grid(images, nrow, scale=scale), path)
+    atomic_write_bytes(Path(path), image_grid_png(images, nrow))
+    return Path(path)
 
 
 def _figure():
@@ -54,17 +74,27 @@ def _figure():
     return plt
 
 
-def _save_figure(fig, path: str | Path) -> Path:
+def _figure_png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     _figure().close(fig)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _save_figure(fig, path: str | Path) -> Path:
+    atomic_write_bytes(Path(path), _figure_png(fig))
     return Path(path)
 
 
 def save_points(points: torch.Tensor, path: str | Path, reference: torch.Tensor | None = None,
                 title: str = "") -> Path:
     """Scatter plot of (N, 2) points (or a histogram of (N, 1)), over the real data when given."""
+    atomic_write_bytes(Path(path), points_png(points, reference, title))
+    return Path(path)
+
+
+def points_png(points: torch.Tensor, reference: torch.Tensor | None = None, title: str = "") -> bytes:
+    """PNG bytes of a scatter plot of (N, 2) points (or a histogram of (N, 1)), over the real data when given."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(4, 4))
     points = points.detach().cpu()
@@ -80,7 +110,48 @@ def save_points(points: torch.Tensor, path: str | Path, reference: torch.Tensor 
         ax.scatter(*points[:, :2].T.numpy(), s=2, c="tab:blue", label="model")
         ax.set_aspect("equal")
     ax.set_title(title)
-    return _save_figure(fig, path)
+    return _figure_png(fig)
+
+
+@torch.no_grad()
+def reconstruction_pairs(model, x: torch.Tensor) -> torch.Tensor:
+    """(N, ...) examples -> (2N, ...): each original followed by its reconstruction, x0, r0, x1, r1, ..."""
+    return torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1)
+
+
+@torch.no_grad()
+def picture_of(model, data: Dataset | None, *, shows: Shows | None = None, n: int | None = None, seed: int = 0,
+               title: str | None = None, tile_pixels: int = 112, sample_options: dict | None = None) -> bytes:
+    """PNG bytes of what `model` makes: `shows` "samples" (n draws from a generator seeded with `seed`, so the
+    same seed shows the same z at every step) or "reconstructions" (of data's first n examples); by default
+    samples when the model samples, reconstructions otherwise. Images make a grid (reconstructions as
+    original-reconstruction pairs, PAIRS_PER_ROW a row), points a scatter over `data` when it is given.
+    `n` defaults to PREVIEW_COUNTS of the data's kind; `sample_options` go to model.sample (ddpm: steps, sampler)."""
+    shows = shows or ("samples" if model.can_sample else "reconstructions")
+    able = {"samples": model.can_sample, "reconstructions": model.can_reconstruct}
+    if shows not in able:
+        raise ValueError(f"a picture shows samples or reconstructions, not {shows!r}")
+    if not able[shows]:
+        raise ValueError(f"this {type(model).__name__} model cannot draw {shows}")
+    if data is None and (shows == "reconstructions" or n is None):
+        raise ValueError(f"a picture of {shows} needs the data (to reconstruct, or to count a preview by its kind)")
+    n = PREVIEW_COUNTS[data.kind][shows] if n is None else n
+    device = next(model.parameters()).device
+    if shows == "samples":
+        drawn = model.sample(n, generator=torch.Generator(device).manual_seed(seed), **(sample_options or {}))
+    else:
+        x = data.x[:n].to(device)
+        drawn = reconstruction_pairs(model, x) if x.dim() == 4 else model.reconstruct(x)
+    if drawn.dim() == 4:
+        return image_grid_png(drawn, 2 * PAIRS_PER_ROW if shows == "reconstructions" else None, tile_pixels)
+    reference = None if data is None else data.x[:REFERENCE_POINTS]
+    return points_png(drawn, reference, title or (f"{n} samples" if shows == "samples" else f"{shows} over the data"))
+
+
+def save_picture(path: str | Path, model, data: Dataset | None, **options) -> Path:
+    """Write picture_of(model, data, **options) to `path` (atomically); returns the path."""
+    atomic_write_bytes(Path(path), picture_of(model, data, **options))
+    return Path(path)
 
 
 def save_latent_map(codes: torch.Tensor, labels: torch.Tensor | None, path: str | Path, title: str = "") -> Path:

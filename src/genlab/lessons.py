@@ -16,7 +16,14 @@ from torch import nn
 from genlab.data import default_data_dir, load_dataset
 from genlab.data.images import MNIST_SHA256
 from genlab.data.toys import PATTERNS, gaussian1d
-from genlab.explore import _figure, _save_figure, decoded_latent_grid, save_image_grid, save_latent_map
+from genlab.explore import (
+    _figure,
+    _save_figure,
+    decoded_latent_grid,
+    reconstruction_pairs,
+    save_image_grid,
+    save_latent_map,
+)
 from genlab.models.gan import GAN, LOSSES, GANConfig, configure_optimizers, training_step
 from genlab.run import create_run, open_run
 from genlab.train import TrainConfig, train
@@ -55,7 +62,7 @@ def autoencoder(out: Path, console: Console, data_dir=None) -> Path:
     console.print(table)
     exact = int(((reconstructions > 0.5) == (x > 0.5)).flatten(1).all(1).sum())
     console.print(f"{exact} of {len(x)} patterns come back exactly from 3 numbers.")
-    picture = save_image_grid(torch.stack([x, reconstructions], 1).flatten(0, 1), out / "autoencoder.png", nrow=6)
+    picture = save_image_grid(reconstruction_pairs(model, x), out / "autoencoder.png", nrow=6)
     console.print(f"saved {picture} (pairs: pattern, reconstruction)")
     return picture
 

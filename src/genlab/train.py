@@ -39,7 +39,7 @@ from rich.markup import escape
 from genlab import checkpoint as ckpt
 from genlab.config import check_fields
 from genlab.data import Batches, Dataset
-from genlab.explore import save_image_grid, save_points
+from genlab.explore import save_picture
 from genlab.metrics import CollapseDetector
 from genlab.models import Family, family
 from genlab.run import RunRecord, check_batches, load_run_data, read_metrics, read_run_record, run_lock
@@ -183,30 +183,15 @@ def _remove_stale_temp_files(run_dir: Path) -> None:
                 path.unlink(missing_ok=True)
 
 
-@torch.no_grad()
 def save_previews(model, run_dir: Path, step: int, test: Dataset) -> None:
-    """Samples (models that sample) and reconstructions of fixed test examples, as PNGs under samples/."""
+    """Reconstructions of fixed test examples and samples (seed 0: the same z at every step, to watch one sample
+    evolve), each where the model can draw it, as PNGs under samples/."""
     was_training = model.training
     model.eval()
-    folder = run_dir / "samples"
-    device = next(model.parameters()).device
-    if test.kind == "image":
-        if model.can_reconstruct:
-            x = test.x[:32].to(device)
-            pairs = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1)  # original, reconstruction, ...
-            save_image_grid(pairs, folder / f"step-{step:08d}-reconstructions.png", nrow=8)
-        if model.can_sample:
-            generator = torch.Generator(device).manual_seed(0)  # the same z at every step: watch one sample evolve
-            save_image_grid(model.sample(64, generator=generator), folder / f"step-{step:08d}-samples.png", nrow=8)
-    else:
-        reference = test.x[:2000]
-        if model.can_sample:
-            generator = torch.Generator(device).manual_seed(0)
-            save_points(model.sample(2000, generator=generator), folder / f"step-{step:08d}-samples.png",
-                        reference, f"samples, step {step}")
-        if model.can_reconstruct:
-            save_points(model.reconstruct(reference.to(device)), folder / f"step-{step:08d}-reconstructions.png",
-                        reference, f"reconstructions, step {step}")
+    for shows, able in (("reconstructions", model.can_reconstruct), ("samples", model.can_sample)):
+        if able:
+            save_picture(run_dir / "samples" / f"step-{step:08d}-{shows}.png", model, test, shows=shows,
+                         title=f"{shows}, step {step}")
     model.train(was_training)
 
 

@@ -9,9 +9,6 @@ DRAWING_SLOTS threads at once; a request beyond that is a 503 to retry, not a qu
 from __future__ import annotations
 
 import functools
-import io
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
 import torch
@@ -23,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genlab.checkpoint import resolve_checkpoint
 from genlab.data import load_dataset
-from genlab.explore import image_grid, save_points
+from genlab.explore import picture_of
 from genlab.models import FAMILIES
 from genlab.models.layers import interpolate_latents
 from genlab.run import OpenRun, open_run
@@ -150,27 +147,10 @@ def _draw_samples(lab, name: str, n: int, seed: int) -> tuple[bytes, int]:
         opened = _trained_model(lab, name)
     except FileNotFoundError:
         raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
-    model, step = opened.model, opened.step
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        if model.can_sample:
-            out = model.sample(n, generator=generator)
-        else:
-            test = opened.data["test"]  # the run's own test split: its image_size, channels and seed
-            x = test.x[:n]
-            out = torch.stack([x, model.reconstruct(x)], dim=1).flatten(0, 1) if test.kind == "image" else \
-                model.reconstruct(x)
-    if out.dim() == 4:
-        return _png(image_grid(out, scale=max(1, 64 // out.shape[-1]))), step
-    with tempfile.TemporaryDirectory() as folder:
-        path = save_points(out, Path(folder) / "points.png", title=f"{len(out)} from step {step}")
-        return path.read_bytes(), step
-
-
-def _png(picture) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
+    # reconstructions come from the run's own test split: its image_size, channels and seed
+    picture = picture_of(opened.model, opened.data["test"], n=n, seed=seed, title=f"{n} from step {opened.step}",
+                         tile_pixels=64)
+    return picture, opened.step
 
 
 # --- autoencoder bench -------------------------------------------------------------------------------
@@ -272,7 +252,7 @@ class InterpolateBody(Strict):
     model: ModelKey = "vae"
     a: int = Field(ge=0, lt=297)
     b: int = Field(ge=0, lt=297)
-    steps: int = Field(8, ge=2, le=16)
+    frames: int = Field(8, ge=2, le=16)  # images on each path, ends included
 
 
 @router.get("/explorer/models")
@@ -308,7 +288,7 @@ def interpolate(body: InterpolateBody, request: Request):
     model = _explorer_model(_lab(request), body.model)
     codes = _codes(model, digits_test().x[[body.a, body.b]])
     with torch.no_grad():
-        return {method: _pixels(model.decode(interpolate_latents(codes[0], codes[1], body.steps, method)))
+        return {method: _pixels(model.decode(interpolate_latents(codes[0], codes[1], body.frames, method)))
                 for method in ("lerp", "slerp")}
 
 

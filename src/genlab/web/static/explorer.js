@@ -81,7 +81,7 @@ function drawPick(k) { lab.drawPixels($(k ? "pick-b" : "pick-a"), points.images[
 $("map-model").onchange = loadMap;
 
 $("interpolate").onclick = async () => {
-  const r = await lab.json("/api/explorer/interpolate", { model, a: picks[0], b: picks[1], steps: 8 });
+  const r = await lab.json("/api/explorer/interpolate", { model, a: picks[0], b: picks[1], frames: 8 });
   for (const method of ["lerp", "slerp"]) {
     $(method).replaceChildren(...r[method].map(image => { const c = lab.canvas(40, 40); lab.drawPixels(c, image, 8); return c; }));
   }
