@@ -16,13 +16,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 import genlab.models
 import genlab.train
+from cli_helpers import invoke, succeeded, user_error
 from conftest import set_step
 from genlab import checkpoint as ckpt
-from genlab.cli import app
 from genlab.data import images, load_dataset
 from genlab.run import open_run
 
@@ -37,23 +36,7 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(arg) for arg in args])
 
-
-def succeeded(result) -> str:
-    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
-    return result.output
-
-
-def user_error(result) -> str:
-    """The one `error:` line of a command that failed cleanly: exit status 1, no traceback."""
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), f"crashed with {result.exception!r}"
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def png(path: Path) -> Image.Image:
@@ -347,14 +330,11 @@ def test_train_on_mnist_without_the_files_says_how_to_get_them(tmp_path):
 
 def test_gan_trains_samples_and_refuses_to_reconstruct(tmp_path):
     run = tmp_path / "gan"
-    result = CliRunner().invoke(app, ["train", "gan", "--data", "ring", "--steps", "30", "--run", str(run),
-                                      "--set", "latent_dim=2", "--set", "hidden_dims=32,32", "--set", "log_every=10",
-                                      "--set", "checkpoint_every=10", "--set", "pack=2", "--set", "ema_decay=0.9"])
-    assert result.exit_code == 0, result.output
+    succeeded(invoke("train", "gan", "--data", "ring", "--steps", "30", "--run", run, "--set", "latent_dim=2",
+                     "--set", "hidden_dims=32,32", "--set", "log_every=10", "--set", "checkpoint_every=10",
+                     "--set", "pack=2", "--set", "ema_decay=0.9"))
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [10, 20, 30]
     out = tmp_path / "gan-samples.png"
-    result = CliRunner().invoke(app, ["sample", str(run), "--n", "200", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    succeeded(invoke("sample", run, "--n", "200", "--out", out))
     assert Image.open(out).size[0] > 100
-    result = CliRunner().invoke(app, ["reconstruct", str(run)])
-    assert result.exit_code == 1 and "no encoder" in result.output
+    assert "no encoder" in user_error(invoke("reconstruct", run))
