@@ -392,6 +392,12 @@ def test_cli_trains_and_samples_a_ddpm(tmp_path, monkeypatch):
         assert Image.open(name).size[0] > 100
     result = runner.invoke(app, ["sample", str(run), "--sampler", "ddpm", "--timesteps", "51"])
     assert result.exit_code == 1 and "between 1 and num_timesteps=50" in result.stderr
+    # without --out each sampler (and timestep count) has its own file: comparing them overwrites nothing
+    for args in ([], ["--sampler", "ddim"], ["--sampler", "ddim", "--timesteps", "10"], ["--sampler", "ddpm"]):
+        assert runner.invoke(app, ["sample", str(run), "--n", "50", *args]).exit_code == 0
+    assert sorted(p.name for p in run.glob("sample-*.png")) == [
+        "sample-step20-seed0-ddim-t10.png", "sample-step20-seed0-ddim.png", "sample-step20-seed0-ddpm.png",
+        "sample-step20-seed0.png"]
 
     result = runner.invoke(app, ["train", "vae", "--data", "ring", "--steps", "2", "--set", "hidden_dims=8",
                                  "--set", "latent_dim=2", "--run", "vae"])

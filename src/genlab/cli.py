@@ -210,7 +210,9 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     if given and family != "ddpm":
         raise ValueError(f"{' and '.join(given)} only apply to ddpm models; this is a {family}")
     diffusion_options = {"steps": timesteps, "sampler": sampler} if given else {}  # None: the model's default
-    out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}.png"
+    # each sampler and number of timesteps gets its own default file: comparing them never overwrites one
+    how = "".join(f"-{name}{value}" for name, value in (("", sampler), ("t", timesteps)) if value is not None)
+    out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}{how}.png"
     save_picture(out, model, None, shows="samples", n=n, seed=seed, sample_options=diffusion_options)
     console.print(f"wrote {out}", markup=False)
 

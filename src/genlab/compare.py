@@ -188,15 +188,17 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
         runs = train_runs(out, data, budget, seeds, data_dir, on_run=on_run)
     out.mkdir(parents=True, exist_ok=True)
     results, grids = [], {}
+    scored = samples  # test examples the scores compare with: the split may hold fewer than `samples` (digits: 297)
     for run in runs:
         opened = open_run(run, device="cpu", data_dir=data_dir, splits=("test",))  # once: eval, timing, grid
+        scored = min(scored, len(opened.data["test"]))
         results.append(measure(opened, samples, eval_seed, nll_k))
         if opened.record.family not in grids:  # one grid per family, from its lowest seed
             grids[opened.record.family] = sample_grid(opened, out / f"samples-{opened.record.family}.png")
         del opened
     summary = {
         "data": data, "budget_cpu_s": budget, "seeds": sorted({r.seed for r in results}),
-        "protocol": {"samples": samples, "seed": eval_seed, "reference": f"{data}/test[:{samples}]",
+        "protocol": {"samples": samples, "seed": eval_seed, "reference": f"{data}/test[:{scored}]",
                      "sampling": f"CPU-s per {SAMPLING_COUNT} samples, {SAMPLING_BATCH} at a time, "
                                  f"{torch.get_num_threads()} thread(s)",
                      "ddpm_sampler": "DDIM, 50 steps (eta 0)"},
