@@ -142,6 +142,8 @@ def train(
             raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")
         _, config_class = family_classes(family)
         train_settings, model_settings = parse_overrides(settings or [], [TrainConfig, config_class])
+        if "data" in train_settings:  # else --set data=... would quietly beat --data
+            raise ValueError("data is not a --set setting: use --data, e.g. --data ring")
         step_setting = {"steps": steps} if steps is not None else {}
         train_config = TrainConfig(**{"data": data, **step_setting, **train_settings})
         run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir)
