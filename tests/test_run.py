@@ -68,3 +68,30 @@ def test_open_run_gives_model_record_and_the_runs_own_splits(vae_run):
     assert not opened.model.training and opened.folder == vae_run and opened.step == 4
     assert opened.record.model.latent_dim == 3 and opened.record.train.data == "digits"
     assert set(opened.data) == {"train", "test"} and opened.data["test"].shape == (1, 8, 8)
+
+
+def test_genlab_train_loads_each_split_once_and_keeps_nothing_after(tmp_path, monkeypatch):
+    """create_run loads the data to refuse a bad start, train() trains on it: inside loading_once (as
+    `genlab train` runs them) each split is read once; outside, nothing is kept between calls."""
+    import genlab.run
+    from cli_helpers import invoke, succeeded
+
+    loads = []
+    real = genlab.run.load_dataset
+
+    def counted(name, split, **options):
+        loads.append(split)
+        return real(name, split, **options)
+
+    monkeypatch.setattr(genlab.run, "load_dataset", counted)
+    succeeded(invoke("train", "vae", "--data", "digits", "--steps", "2", "--run", tmp_path / "run",
+                     "--set", "hidden_dims=8", "--set", "architecture=mlp"))
+    assert sorted(loads) == ["test", "train"]
+    loads.clear()
+    config = genlab.run.read_run_record(tmp_path / "run").train
+    genlab.run.load_run_data(config, "train")
+    genlab.run.load_run_data(config, "train")
+    assert loads == ["train", "train"]  # no block: no memory between calls
+    with genlab.run.loading_once():
+        first, second = genlab.run.load_run_data(config, "test"), genlab.run.load_run_data(config, "test")
+    assert first is second and loads == ["train", "train", "test"]

@@ -119,37 +119,38 @@ def train(
     """Train a model; the run folder gets config.json, metrics.jsonl, checkpoints/ and samples/."""
     from genlab.config import parse_overrides
     from genlab.models import family_classes
-    from genlab.run import change_run_settings, create_run, read_run_record
+    from genlab.run import change_run_settings, create_run, loading_once, read_run_record
     from genlab.train import TrainConfig, resolve_device
     from genlab.train import train as train_run
 
     # Everything that can be refused is checked before a run folder is made or changed.
     cpu_budget = parse_duration(budget) if budget is not None else None
     device = resolve_device(device)
-    if resume is not None:
-        if family is not None:
-            raise ValueError("--resume continues a run of the family it was made with: drop FAMILY")
-        run_dir = resume
-        record = read_run_record(run_dir)
-        changes = {key: value for part in parse_overrides(settings or [], [TrainConfig, type(record.model)])
-                   for key, value in part.items()}
-        if steps is not None:
-            changes["steps"] = steps
-        if changes:
-            change_run_settings(run_dir, changes)
-    else:
-        if family is None:
-            raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")
-        _, config_class = family_classes(family)
-        train_settings, model_settings = parse_overrides(settings or [], [TrainConfig, config_class])
-        if "data" in train_settings:  # else --set data=... would quietly beat --data
-            raise ValueError("data is not a --set setting: use --data, e.g. --data ring")
-        step_setting = {"steps": steps} if steps is not None else {}
-        train_config = TrainConfig(**{"data": data, **step_setting, **train_settings})
-        run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir)
-    console.print(f"run folder: {run_dir}", markup=False)
-    last = train_run(run_dir, device=device, data_dir=data_dir, progress=True, cpu_budget=cpu_budget)
-    console.print(f"done: {last}", markup=False)
+    with loading_once():  # create_run checks the data and train() trains on it: each split is loaded once
+        if resume is not None:
+            if family is not None:
+                raise ValueError("--resume continues a run of the family it was made with: drop FAMILY")
+            run_dir = resume
+            record = read_run_record(run_dir)
+            changes = {key: value for part in parse_overrides(settings or [], [TrainConfig, type(record.model)])
+                       for key, value in part.items()}
+            if steps is not None:
+                changes["steps"] = steps
+            if changes:
+                change_run_settings(run_dir, changes)
+        else:
+            if family is None:
+                raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")
+            _, config_class = family_classes(family)
+            train_settings, model_settings = parse_overrides(settings or [], [TrainConfig, config_class])
+            if "data" in train_settings:  # else --set data=... would quietly beat --data
+                raise ValueError("data is not a --set setting: use --data, e.g. --data ring")
+            step_setting = {"steps": steps} if steps is not None else {}
+            train_config = TrainConfig(**{"data": data, **step_setting, **train_settings})
+            run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir)
+        console.print(f"run folder: {run_dir}", markup=False)
+        last = train_run(run_dir, device=device, data_dir=data_dir, progress=True, cpu_budget=cpu_budget)
+        console.print(f"done: {last}", markup=False)
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}

@@ -32,7 +32,7 @@ import torch
 from genlab.checkpoint import atomic_write_bytes
 from genlab.evaluate import DEFAULT_NLL_K, check_evaluation, evaluate
 from genlab.explore import save_picture
-from genlab.run import OpenRun, create_run, open_run, read_run_record
+from genlab.run import OpenRun, create_run, loading_once, open_run, read_run_record
 from genlab.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,13 @@ def train_runs(out: Path, data: str, budget: float, seeds: int, data_dir: str | 
         for family in families:
             model_settings, train_settings = RECIPES[family]
             config = TrainConfig(data=data, seed=seed, steps=STEP_CEILING, **train_settings)
-            run = create_run(out / run_name(family, seed), family, config, model_settings, data_dir)
-            if on_run:
-                on_run(family, seed)
-            start = time.process_time()
-            train(run, device="cpu", data_dir=data_dir, cpu_budget=budget)
-            cpu_s = time.process_time() - start
+            with loading_once():  # the splits create_run checks are the ones the run trains on
+                run = create_run(out / run_name(family, seed), family, config, model_settings, data_dir)
+                if on_run:
+                    on_run(family, seed)
+                start = time.process_time()
+                train(run, device="cpu", data_dir=data_dir, cpu_budget=budget)
+                cpu_s = time.process_time() - start
             atomic_write_bytes(run / RECORD_FILE, (json.dumps({"train_cpu_s": cpu_s, "budget_s": budget}) + "\n")
                                .encode())
             runs.append(run)

@@ -18,6 +18,7 @@ so a killed run never blocks the next one.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import fcntl
 import json
@@ -82,9 +83,33 @@ class RunRecord:
 
 
 def load_run_data(config: TrainConfig, split: str, data_dir: str | Path | None = None) -> Dataset:
-    """A split of the run's data, as training saw it: its image_size, channels and seed."""
-    return load_dataset(config.data, split, data_dir=data_dir, image_size=config.image_size,
+    """A split of the run's data, as training saw it: its image_size, channels and seed (loaded once inside a
+    `loading_once()` block)."""
+    key = (config.data, split, str(data_dir), config.image_size, config.channels, config.seed)
+    loaded = _loaded.get()
+    if loaded is not None and key in loaded:
+        return loaded[key]
+    data = load_dataset(config.data, split, data_dir=data_dir, image_size=config.image_size,
                         channels=config.channels, seed=config.seed)
+    if loaded is not None:
+        loaded[key] = data
+    return data
+
+
+_loaded: contextvars.ContextVar[dict | None] = contextvars.ContextVar("loaded_run_data", default=None)
+
+
+@contextlib.contextmanager
+def loading_once():
+    """Within the block, each split of a run's data is loaded once: `create_run` loads it to refuse a bad start
+    before writing anything, and the `train()` that follows trains on the same tensors (a folder of images is
+    decoded once, not twice). Outside any block nothing is kept, so a long-lived process (the lab) holds no
+    data between runs and sees a folder's new images."""
+    token = _loaded.set({})
+    try:
+        yield
+    finally:
+        _loaded.reset(token)
 
 
 # --- the run folder ----------------------------------------------------------------------------------
@@ -150,10 +175,16 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
     return run_dir
 
 
+def batches_per_step(recipe: Family, model_config) -> int:
+    """How many real batches one step of the family takes (a GAN's n_critic D updates take one each)."""
+    return recipe.batches_per_step(model_config) if recipe.batches_per_step is not None else 1
+
+
 def check_batches(recipe: Family, model_config, train_config: TrainConfig, data: Dataset) -> None:
     """The family can take the batch size, and a step's batches fit in the training split."""
-    recipe.check_batch_size(model_config, train_config.batch_size)
-    per_step = recipe.batches_per_step(model_config)
+    if recipe.check_batch_size is not None:
+        recipe.check_batch_size(model_config, train_config.batch_size)
+    per_step = batches_per_step(recipe, model_config)
     if train_config.batch_size * per_step > len(data):
         most = len(data) // per_step
         times = f" x {per_step} batches a step" if per_step > 1 else ""

@@ -42,7 +42,15 @@ from genlab.data import Batches, Dataset
 from genlab.explore import save_picture
 from genlab.metrics import CollapseDetector
 from genlab.models import Family, family
-from genlab.run import RunRecord, check_batches, load_run_data, read_metrics, read_run_record, run_lock
+from genlab.run import (
+    RunRecord,
+    batches_per_step,
+    check_batches,
+    load_run_data,
+    read_metrics,
+    read_run_record,
+    run_lock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +240,8 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
-    batches = Batches(loop.train_data.x.to(device), config.batch_size * loop.recipe.batches_per_step(loop.model_config),
-                      seed=config.seed)
+    per_step = batches_per_step(loop.recipe, loop.model_config)
+    batches = Batches(loop.train_data.x.to(device), config.batch_size * per_step, seed=config.seed)
     autocast = autocast_for(config, device)
     stop = config.steps if stop_after is None else start + stop_after  # where this call stops at the latest
     budget = _CPUBudget(cpu_budget, cpu_start, start, config.steps) if cpu_budget is not None else None

@@ -13,22 +13,15 @@ from genlab.models.gan import GAN, GANConfig
 from genlab.models.vae import VAE, VAEConfig
 
 
-def one_batch(config) -> int:
-    return 1
-
-
-def any_batch_size(config, batch_size: int) -> None:
-    return None
-
-
 @dataclass(frozen=True)
 class Family:
     model: type  # built from one config: model(config)
     config: type  # the family's config dataclass
     optimizers: Callable  # (model, lr) -> {name: optimizer}; the family's own recipe (nanoGPT's configure_optimizers)
     step: Callable  # (model, optimizers, x, autocast) -> loss terms ("loss" or "*_loss" among them), one update
-    batches_per_step: Callable[..., int] = one_batch  # (config) -> real batches one step takes, stacked in x
-    check_batch_size: Callable[..., None] = any_batch_size  # (config, batch_size): ValueError when it cannot take it
+    # optional hooks: None is the common answer (one batch a step, any batch size, no diagnostics)
+    batches_per_step: Callable[..., int] | None = None  # (config) -> real batches one step takes, stacked in x
+    check_batch_size: Callable[..., None] | None = None  # (config, batch_size): ValueError when it cannot take it
     diagnostics: Callable | None = None  # (model, train_data, record) -> checks for a CollapseDetector, at log steps
     # the lab's bounds for this family's own numeric settings (the lab is a shared server: a run there stays
     # small); a numeric setting bounded neither here nor in web/runs.py's BOUNDS cannot be set from the lab
