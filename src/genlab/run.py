@@ -207,13 +207,19 @@ def write_run_record(run_dir: Path, record: RunRecord) -> None:
 MAX_CONFIG_BYTES = 1_000_000  # genlab writes ~2 kB; a bigger config.json is not one of ours, so it is not read
 
 
-def read_run_record(run_dir: str | Path) -> RunRecord:
-    """A run folder's record from its config.json; ValueError naming config.json when it is damaged."""
+def run_config_path(run_dir: str | Path) -> Path:
+    """The config.json of a run folder; FileNotFoundError when `run_dir` is no run (nothing is read)."""
     path = Path(run_dir) / "config.json"
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a run's config file")
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.json)")
+    return path
+
+
+def read_run_record(run_dir: str | Path) -> RunRecord:
+    """A run folder's record from its config.json; ValueError naming config.json when it is damaged."""
+    path = run_config_path(run_dir)
     advice = "put back the file genlab wrote (`genlab info RUN` shows the configuration its checkpoints hold)"
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ValueError(f"{path} is {path.stat().st_size} bytes, too large for a run's configuration: {advice}")

@@ -49,6 +49,7 @@ from genlab.run import (
     load_run_data,
     read_metrics,
     read_run_record,
+    run_config_path,
     run_lock,
 )
 
@@ -224,7 +225,7 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
         raise ValueError(f"the CPU budget must be a positive number of seconds, got {cpu_budget}")
     run_dir = Path(run_dir)
     device = resolve_device(device)
-    read_run_record(run_dir)  # a folder that is no run is refused before the lock file is made in it
+    run_config_path(run_dir)  # a folder that is no run is refused before the lock file is made in it
     with run_lock(run_dir):
         _remove_stale_temp_files(run_dir)
         return _train(run_dir, device, data_dir, progress, stop_after, cpu_budget, on_log, cpu_start)
