@@ -358,8 +358,8 @@ def _set_learning_rate(loop: _Loop, step: int) -> None:
 def _diverged(loop: _Loop, what: str, step: int) -> TrainingDiverged:
     kept = (f"the last good checkpoint is {loop.last_checkpoint}" if loop.last_checkpoint
             else "no checkpoint was written")
-    advice = (f"lower the learning rate and resume: genlab train --resume {loop.run_dir} --set lr=..."
-              if loop.last_checkpoint else "start again with a lower learning rate (--set lr=...)")
+    advice = (f"Lower the learning rate and resume: genlab train --resume {loop.run_dir} --set lr=..."
+              if loop.last_checkpoint else "Start again with a lower learning rate (--set lr=...)")
     return TrainingDiverged(f"{what} at step {step + 1}; {kept}. {advice}")
 
 
