@@ -180,3 +180,13 @@ def test_detector_counts_each_kind_separately():
 def test_detector_patience_must_be_positive():
     with pytest.raises(ValueError, match="patience"):
         CollapseDetector(patience=0)
+
+
+def test_posterior_collapse_fires_below_its_line_and_names_a_smaller_beta():
+    from genlab.metrics import check_posterior
+
+    warning = check_posterior(0.001, beta=4.0)
+    assert warning.kind == "posterior" and "KL 0.001 nats" in str(warning)
+    assert "smaller beta (now 4), e.g. --set beta=1" in str(warning)
+    assert check_posterior(0.05, beta=4.0) is None  # a slow start (the ring's 2-D VAE passes 0.015-0.1 nats)
+    assert check_posterior(3.7, beta=1.0) is None

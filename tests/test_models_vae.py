@@ -4,6 +4,7 @@ model, plus sampling, interpolation, architectures and settings."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -437,3 +438,21 @@ def test_gradient_flows_through_the_reparameterisation(monkeypatch):
         last.bias[3] -= 2 * h
         down = model.loss(x)["loss"].item()
     assert grad == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-7)
+
+
+def test_a_collapsed_posterior_is_reported_while_training(tmp_path):
+    """beta large enough that the KL is worth more than any reconstruction it buys: the code collapses and the
+    run's log says so, with the remedy; the same run at beta=1 says nothing."""
+    from genlab.run import create_run
+    from genlab.train import TrainConfig, train
+
+    config = TrainConfig(data="digits", steps=100, batch_size=64, log_every=10, sample_every=1000)
+    warned = {}
+    for beta in (100.0, 1.0):
+        run = create_run(tmp_path / f"beta{beta:g}", "vae", config, {"beta": beta, "architecture": "mlp",
+                                                                         "hidden_dims": (32,), "latent_dim": 4})
+        train(run, device="cpu")
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        warned[beta] = [r["warning"] for r in records if "warning" in r]
+    assert warned[100.0] and "posterior collapse" in warned[100.0][-1] and "--set beta=25" in warned[100.0][-1]
+    assert warned[1.0] == []

@@ -14,6 +14,7 @@ from genlab.metrics.collapse import (
     check_discriminator,
     check_diversity,
     check_modes,
+    check_posterior,
     sample_diversity,
 )
 from genlab.metrics.modes import MIXTURES, NUM_SAMPLES, ModeCoverage, mixture_coverage, mode_coverage
@@ -27,6 +28,7 @@ __all__ = [
     "CollapseWarning",
     "CollapseDetector",
     "check_modes",
+    "check_posterior",
     "check_diversity",
     "check_discriminator",
     "sample_diversity",

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.config import check_fields
+from genlab.metrics.collapse import check_posterior
 from genlab.models.layers import (
     MAX_CHANNELS,
     MAX_DATA_SIZE,
@@ -165,3 +166,9 @@ def configure_optimizers(model, lr: float) -> dict[str, torch.optim.Optimizer]:
 def training_step(model, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
     """One gradient step on the negative ELBO: reconstruction plus beta * KL."""
     return loss_step(model, optimizers["model"], x, autocast)
+
+
+def collapse_evidence(model: VAE, train_data, record: dict) -> list:
+    """The VAE's check at a log step, for the training loop's CollapseDetector: posterior collapse, read off the
+    logging window's mean KL (no extra forward pass)."""
+    return [check_posterior(record["kl"], model.config.beta)]
