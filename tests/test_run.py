@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import safetensors
 import safetensors.torch
 import torch
 
+import genlab
 from genlab import checkpoint as ckpt
 from genlab.models import VAEConfig
 from genlab.run import RunRecord, create_run, open_run, read_run_record
@@ -95,3 +100,28 @@ def test_genlab_train_loads_each_split_once_and_keeps_nothing_after(tmp_path, mo
     with genlab.run.loading_once():
         first, second = genlab.run.load_run_data(config, "test"), genlab.run.load_run_data(config, "test")
     assert first is second and loads == ["train", "train", "test"]
+
+
+def test_the_top_level_save_and_load_round_trip_any_genlab_model(tmp_path):
+    from genlab.models import GAN, VAE, GANConfig, VAEConfig
+
+    for model in (VAE(VAEConfig(data_shape=(2,), latent_dim=2, hidden_dims=(8,))),
+                  GAN(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(8,), ema_decay=0.9))):
+        path = genlab.save(model, tmp_path / f"{type(model).__name__}.safetensors")
+        loaded = genlab.load(path)
+        assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(),
+                                                     strict=True))
+    with pytest.raises(ValueError, match="Linear is not a genlab model: save one of Autoencoder, VAE"):
+        genlab.save(torch.nn.Linear(2, 2), tmp_path / "linear.safetensors")
+    run = create_run(tmp_path / "run", "vae", TrainConfig(data="ring", steps=2, batch_size=16),
+                     {"latent_dim": 2, "hidden_dims": (8,)})
+    train(run, device="cpu")
+    assert genlab.load(run).can_sample  # a run folder: its latest checkpoint
+
+
+def test_importing_genlab_imports_no_torch():
+    code = "import sys, genlab; print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(Path(genlab.__file__).parents[1])}
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True).stdout.strip() == "False"

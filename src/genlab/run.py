@@ -307,6 +307,23 @@ class OpenRun:
         return self.path.parent.parent
 
 
+def save_model(model: torch.nn.Module, path: Path) -> Path:
+    """Save a model built or trained outside `train()` as a checkpoint `open_run` reads: its family is found
+    from its class, its record holds its config and the default training settings (nothing was trained through
+    genlab, so there is nothing to resume: the checkpoint has no optimizer state)."""
+    from genlab.models import FAMILIES
+    from genlab.train import TrainConfig  # train.py imports this module
+
+    names = [name for name, family in FAMILIES.items() if type(model) is family.model]
+    if not names:
+        raise ValueError(f"{type(model).__name__} is not a genlab model: save one of "
+                         f"{', '.join(family.model.__name__ for family in FAMILIES.values())}")
+    record = RunRecord(names[0], model.config, TrainConfig())
+    meta = {"run": record.to_json(), "step": 0, "data_position": {"epoch": 0, "batch": 0}}
+    ckpt.save_checkpoint(path, meta=meta, model=model, optimizers={})
+    return path
+
+
 def open_run(run_or_checkpoint: str | Path, *, device: str | torch.device = "cpu",
              data_dir: str | Path | None = None, splits: tuple[str, ...] = ("test",)) -> OpenRun:
     """Open a run folder (its latest checkpoint) or a checkpoint file: the model with its weights, in eval
