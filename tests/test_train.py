@@ -415,3 +415,24 @@ def test_collapse_detector_stays_quiet_when_samples_cover_every_mode(tmp_path, m
     train(run, device="cpu")
     checked = [r for r in metrics(run) if "modes_covered" in r]
     assert len(checked) == 5 and all(r["modes_covered"] == 8 and "warning" not in r for r in checked)
+
+
+def test_small_models_train_on_one_thread_and_the_count_is_restored(tmp_path, monkeypatch):
+    """A toy's ops are too small to share: a second OpenMP thread only spins (SMALL_MODEL_PARAMETERS)."""
+    seen = []
+    real_step = genlab.models.FAMILIES["vae"].step
+
+    def counting(*args):
+        seen.append(torch.get_num_threads())
+        return real_step(*args)
+
+    set_step(monkeypatch, "vae", counting)
+    run = create_run(tmp_path / "run", "vae", TrainConfig(data="ring", steps=3, batch_size=16),
+                     {"latent_dim": 2, "hidden_dims": (8,)})
+    original = torch.get_num_threads()
+    torch.set_num_threads(2)  # as torch starts on a 2-core machine
+    try:
+        train(run, device="cpu")
+        assert seen == [1, 1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(original)

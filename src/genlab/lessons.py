@@ -26,7 +26,7 @@ from genlab.explore import (
 )
 from genlab.models.gan import GAN, LOSSES, GANConfig, configure_optimizers, training_step
 from genlab.run import create_run, open_run
-from genlab.train import TrainConfig, train
+from genlab.train import TrainConfig, limited_threads, train
 
 
 def _fresh_run(folder: Path, family: str, config: TrainConfig, model_settings: dict, data_dir) -> Path:
@@ -354,8 +354,9 @@ def gan(out: Path, console: Console, data_dir=None) -> Path:
     console.print("[bold]Lesson: a GAN is a duel.[/] D learns to tell real from generated samples; G learns "
                   "to make samples D calls real. Each step: (1) update D on real and detached fakes, (2) update G.")
     out.mkdir(parents=True, exist_ok=True)
-    duel = gan_duel(out, console)
-    gan_two_peaks(out, console)
+    with limited_threads(1):  # two-parameter G, tiny D: see SMALL_MODEL_PARAMETERS
+        duel = gan_duel(out, console)
+        gan_two_peaks(out, console)
     return duel.picture
 
 

@@ -122,6 +122,29 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: a KeyboardInterrupt whose message says where the run stopped and how to resume."""
 
 
+# Below this many parameters an op is too small to share: a second OpenMP thread mostly spins, and on a busy
+# machine it spins for a long time (the 2-D GAN lesson: 32 CPU-s with one thread, 6 min 45 s of CPU with torch's
+# two threads while the other core was busy).
+SMALL_MODEL_PARAMETERS = 1_000_000
+
+
+@contextlib.contextmanager
+def limited_threads(threads: int):
+    """At most `threads` torch threads inside the block (never more than torch or OMP_NUM_THREADS chose)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(threads, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def threads_for(model: torch.nn.Module):
+    """The threads a model trains with: one for a small model (the toys, MLPs on points), else torch's choice."""
+    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS
+    return limited_threads(1) if small else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def _stop_signals():
     """While the loop runs, Ctrl-C (SIGINT) and SIGTERM only ask it to stop: it finishes the step, saves a
@@ -251,7 +274,7 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
     loop.window_start = time.perf_counter()
     step = start
     try:
-        with _stop_signals() as stop_requested:
+        with threads_for(loop.model), _stop_signals() as stop_requested:
             for step in range(start, min(loop.steps, stop)):
                 x = _batch(loop, batches, step)
                 _set_learning_rate(loop, step)
