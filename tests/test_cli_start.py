@@ -23,3 +23,20 @@ def test_building_the_cli_imports_neither_torch_nor_sklearn():
 
 def test_version():
     assert succeeded(invoke("--version")).strip() == f"genlab {genlab.__version__}"
+
+
+def test_the_settings_listed_in_train_help_are_the_configs_fields():
+    import dataclasses
+
+    from genlab.cli import FAMILY_NAMES, SETTING_NAMES
+    from genlab.models import FAMILIES
+    from genlab.train import TrainConfig
+
+    def fields(config_class, set_elsewhere):
+        return [field.name for field in dataclasses.fields(config_class) if field.name not in set_elsewhere]
+
+    expected = {"training": fields(TrainConfig, {"data"}),  # --data has its own option
+                **{name: fields(family.config, {"data_shape"}) for name, family in FAMILIES.items()}}
+    assert {what: names.split() for what, names in SETTING_NAMES.items()} == expected
+    assert "n_critic" in invoke("train", "--help").output
+    assert FAMILY_NAMES == list(FAMILIES)  # train's FAMILY help names every family

@@ -99,15 +99,32 @@ def _new_run_dir(family: str, data: str) -> Path:
     return candidate
 
 
+# The --set keys of each config, written out so that `genlab train --help` needs no torch (the configs live beside
+# their networks); tests/test_cli_start.py checks this against the dataclasses, so it cannot drift.
+SETTING_NAMES = {
+    "training": "steps batch_size lr lr_schedule seed binarize image_size channels precision log_every sample_every "
+                "checkpoint_every keep_checkpoints",
+    "ae": "architecture latent_dim hidden_dims conv_channels code_activation reconstruction noise_std",
+    "vae": "architecture latent_dim hidden_dims conv_channels likelihood beta",
+    "gan": "architecture latent_dim hidden_dims conv_channels output loss gp_weight r1_weight clip_value "
+           "spectral_norm pack minibatch_stddev ema_decay n_critic lr_d betas",
+    "ddpm": "num_timesteps schedule architecture hidden_dims unet_channels ema_decay sampler sampling_steps",
+    "vqvae": "architecture num_codes latent_dim hidden_dims conv_channels mlp_codes commitment reconstruction",
+}
+FAMILY_NAMES = [name for name in SETTING_NAMES if name != "training"]
+SETTINGS_HELP = "Settings: " + "; ".join(f"{what}: {names}" for what, names in SETTING_NAMES.items()) + "."
+
+
 @app.command()
 @user_errors
 def train(
-    family: Annotated[str | None, typer.Argument(help="ae, vae, gan or ddpm (not needed with --resume).")] = None,
+    family: Annotated[str | None, typer.Argument(help=f"{', '.join(FAMILY_NAMES)} (not needed with --resume).")] = None,
     data: Annotated[str, typer.Option(help="digits, mnist, stacked-mnist, patterns, gaussian1d, ring, grid, moons, "
                                            "swissroll, or folder:PATH.")] = "digits",
     steps: Annotated[int | None, typer.Option(help="Total training steps (default 3000).")] = None,
     settings: Annotated[list[str] | None, typer.Option("--set", help="key=value, model or training setting; "
-                                                       "repeat it. E.g. --set latent_dim=2 --set lr=3e-4")] = None,
+                                                       "repeat it. E.g. --set latent_dim=2 --set lr=3e-4. "
+                                                       + SETTINGS_HELP)] = None,
     run: Annotated[Path | None, typer.Option(help="Run folder to create (default runs/FAMILY-DATA).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder from its latest checkpoint; --set may "
                                                      "change lr, lr_d and the log/sample/checkpoint cadence.")] = None,
