@@ -458,3 +458,32 @@ def test_training_moves_the_generated_mean_toward_the_data():
     end = abs(model.sample(2000, torch.Generator().manual_seed(1)).mean().item() - 4)
     assert start > 3
     assert end < start / 4, (start, end)
+
+
+@pytest.mark.parametrize("settings, collapse_fix, won_fix", [
+    ({}, "try --set minibatch_stddev=true, --set pack=2, --set spectral_norm=d or --set loss=wgan-gp",
+     "try --set spectral_norm=d or a lower --set lr_d=..."),
+    ({"loss": "wgan-gp", "n_critic": 5}, "try --set minibatch_stddev=true, --set pack=2 or --set spectral_norm=d",
+     "try --set spectral_norm=d or a lower --set lr_d=..."),
+    ({"loss": "minimax", "minibatch_stddev": True, "pack": 2, "spectral_norm": "both"}, "try --set loss=wgan-gp",
+     "try a lower --set lr_d=... or --set loss=non-saturating"),
+    ({"loss": "wgan-gp", "minibatch_stddev": True, "pack": 2, "spectral_norm": "d"},
+     "every usual fix is on already", "try a lower --set lr_d=..."),
+])
+def test_collapse_advice_never_names_a_fix_the_run_already_uses(settings, collapse_fix, won_fix):
+    from genlab.models.gan import collapse_fixes
+
+    collapse, won = collapse_fixes(GANConfig(**settings))
+    assert collapse.startswith(collapse_fix) and won == won_fix
+
+
+def test_a_wgan_gp_run_that_collapses_is_not_told_to_try_wgan_gp():
+    from genlab.data import load_dataset
+    from genlab.models.gan import collapse_evidence
+
+    torch.manual_seed(0)
+    untrained = GAN(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(8,), loss="wgan-gp"))  # all in one spot
+    checks = collapse_evidence(untrained, load_dataset("ring", "train"), {"step": 100})
+    warnings = [check for check in checks if check is not None]
+    assert warnings and warnings[0].kind == "modes"
+    assert "wgan-gp" not in warnings[0].fix and "--set minibatch_stddev=true" in warnings[0].fix

@@ -39,7 +39,8 @@ class CollapseWarning:
 
 
 def check_modes(
-    coverage: ModeCoverage, *, min_covered_fraction: float = 1.0, max_reverse_kl: float = math.log(4 / 3)
+    coverage: ModeCoverage, *, min_covered_fraction: float = 1.0, max_reverse_kl: float = math.log(4 / 3),
+    fix: str = FIX_COLLAPSE,
 ) -> CollapseWarning | None:
     """Mode collapse on a toy mixture: too few modes covered, or the covered ones weighted very unevenly.
 
@@ -61,7 +62,7 @@ def check_modes(
                    f"(reverse KL {coverage.reverse_kl:.2f}, as if {effective_modes:.1f} modes)")
     else:
         return None
-    return CollapseWarning("modes", message, FIX_COLLAPSE)
+    return CollapseWarning("modes", message, fix)
 
 
 def sample_diversity(samples: torch.Tensor) -> float:
@@ -77,7 +78,8 @@ def sample_diversity(samples: torch.Tensor) -> float:
     return math.sqrt(2 * flat.var(dim=0).sum().item())
 
 
-def check_diversity(fake_diversity: float, real_diversity: float, *, ratio: float = 0.5) -> CollapseWarning | None:
+def check_diversity(fake_diversity: float, real_diversity: float, *, ratio: float = 0.5,
+                    fix: str = FIX_COLLAPSE) -> CollapseWarning | None:
     """Collapse on images: generated samples much less varied than the data (`sample_diversity` of each).
 
     ratio = 0.5: a mean squared distance a quarter of the data's. Two splits of the same data score ~1, and
@@ -91,12 +93,13 @@ def check_diversity(fake_diversity: float, real_diversity: float, *, ratio: floa
     return CollapseWarning(
         "diversity",
         f"mode collapse: samples are {fake_diversity / real_diversity:.2f}x as varied as the data",
-        FIX_COLLAPSE,
+        fix,
     )
 
 
 def check_discriminator(
-    d_real: float, d_fake: float, *, real_above: float = 0.95, fake_below: float = 0.05
+    d_real: float, d_fake: float, *, real_above: float = 0.95, fake_below: float = 0.05,
+    fix: str = FIX_DISCRIMINATOR,
 ) -> CollapseWarning | None:
     """A discriminator that has won: mean D(x) on real data near 1 and mean D(G(z)) near 0.
 
@@ -112,7 +115,7 @@ def check_discriminator(
         return CollapseWarning(
             "discriminator",
             f"the discriminator has won (D(real) {d_real:.2f}, D(fake) {d_fake:.2f}): G gets vanishing gradients",
-            FIX_DISCRIMINATOR,
+            fix,
         )
     return None
 

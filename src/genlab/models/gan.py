@@ -460,6 +460,23 @@ def d_probability(logit: float) -> float:
 
 
 @torch.no_grad()
+def collapse_fixes(config: GANConfig) -> tuple[str, str]:
+    """(fix for mode collapse, fix for a won discriminator): the remedies collapse.py names, as --set overrides,
+    but only those this run does not use already (a WGAN-GP run is not told to try loss=wgan-gp)."""
+    uses_sn = config.spectral_norm in ("d", "both")
+    collapse = [fix for fix, used in (("--set minibatch_stddev=true", config.minibatch_stddev),
+                                      ("--set pack=2", config.pack > 1), ("--set spectral_norm=d", uses_sn),
+                                      ("--set loss=wgan-gp", config.loss == "wgan-gp")) if not used]
+    won = [fix for fix, used in (("--set spectral_norm=d", uses_sn), ("a lower --set lr_d=...", False),
+                                 ("--set loss=non-saturating", config.loss != "minimax")) if not used]
+    return (_try(collapse) if collapse else "every usual fix is on already: try more steps, a lower lr or a wider "
+            "G (hidden_dims, conv_channels)", _try(won))
+
+
+def _try(fixes: list[str]) -> str:
+    return "try " + (", ".join(fixes[:-1]) + " or " + fixes[-1] if len(fixes) > 1 else fixes[0])
+
+
 def collapse_evidence(model: GAN, train_data, record: dict) -> list:
     """The collapse checks at a log step (for a CollapseDetector); adds what they measured to `record`.
 
@@ -471,19 +488,21 @@ def collapse_evidence(model: GAN, train_data, record: dict) -> list:
     model.eval()
     try:
         generator = torch.Generator(model.ema_updates.device).manual_seed(record["step"])
+        fix_collapse, fix_discriminator = collapse_fixes(model.config)
         checks = []
         if train_data.name in MIXTURES:
             coverage = mixture_coverage(model.sample(NUM_SAMPLES, generator=generator).cpu(), train_data.name)
             record.update(modes_covered=coverage.modes_covered, high_quality=coverage.high_quality_fraction,
                           reverse_kl=coverage.reverse_kl)
-            checks.append(check_modes(coverage))
+            checks.append(check_modes(coverage, fix=fix_collapse))
         elif train_data.kind == "image":
             fake = sample_diversity(model.sample(256, generator=generator).cpu())
             real = sample_diversity(train_data.x[:256].cpu())
             record["diversity_ratio"] = fake / real
-            checks.append(check_diversity(fake, real))
+            checks.append(check_diversity(fake, real, fix=fix_collapse))
         if model.config.loss in PROBABILITY_LOSSES:
-            checks.append(check_discriminator(d_probability(record["d_real"]), d_probability(record["d_fake"])))
+            checks.append(check_discriminator(d_probability(record["d_real"]), d_probability(record["d_fake"]),
+                                              fix=fix_discriminator))
         return checks
     finally:
         model.train(was_training)
