@@ -311,13 +311,17 @@ def test_data_download_mnist(tmp_path, monkeypatch, shared_mnist):
     succeeded(invoke("data", "download", "mnist", "--data-dir", tmp_path / "data"))
 
 
-def test_train_on_mnist(tmp_path, shared_mnist):
+def test_train_on_mnist(tmp_path, shared_mnist, monkeypatch):
+    monkeypatch.delenv("GENLAB_DATA_DIR", raising=False)
     run = tmp_path / "mnist-run"
     succeeded(invoke("train", "vae", "--data", "mnist", "--data-dir", shared_mnist.parent, "--steps", 5,
                      "--run", run, *TINY, "--set", "batch_size=32"))
     meta = ckpt.read_meta(ckpt.resolve_checkpoint(run))
     assert meta["step"] == 5 and meta["run"]["model"]["data_shape"] == [1, 28, 28]
     assert "data: mnist" in succeeded(invoke("info", run))
+    # the run remembers where MNIST was: later commands need no --data-dir (nor GENLAB_DATA_DIR)
+    assert meta["run"]["train"]["data_dir"] == str(shared_mnist.parent)
+    succeeded(invoke("reconstruct", run, "--n", 4, "--out", tmp_path / "pairs.png"))
 
 
 def test_train_on_mnist_without_the_files_says_how_to_get_them(tmp_path):

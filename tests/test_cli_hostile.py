@@ -81,6 +81,7 @@ def test_train_numbers(value, option):
     "image_size=20000", "image_size=0", "channels=2", "steps=0", "log_every=0", "keep_checkpoints=0",
     "beta=nan", "beta=-1", "noise_std=inf", "data_shape=1,2", "precision=fp8", "lr_schedule=<script>",
     "nonsense=1", "=1", "lr", "lr==1", "binarize=maybe", "architecture=unet", "batch_size=100000", "data=ring",
+    "data_dir=/tmp",
 ])
 def test_train_settings(setting):
     result = invoke("train", "vae", "--data", "digits", "--run", "r", *TINY, "--set", setting)

@@ -35,7 +35,7 @@ def test_the_settings_listed_in_train_help_are_the_configs_fields():
     def fields(config_class, set_elsewhere):
         return [field.name for field in dataclasses.fields(config_class) if field.name not in set_elsewhere]
 
-    expected = {"training": fields(TrainConfig, {"data"}),  # --data has its own option
+    expected = {"training": fields(TrainConfig, {"data", "data_dir"}),  # --data and --data-dir are options
                 **{name: fields(family.config, {"data_shape"}) for name, family in FAMILIES.items()}}
     assert {what: names.split() for what, names in SETTING_NAMES.items()} == expected
     assert "n_critic" in invoke("train", "--help").output

@@ -160,10 +160,11 @@ def train(
                 raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")
             _, config_class = family_classes(family)
             train_settings, model_settings = parse_overrides(settings or [], [TrainConfig, config_class])
-            if "data" in train_settings:  # else --set data=... would quietly beat --data
-                raise ValueError("data is not a --set setting: use --data, e.g. --data ring")
+            if own := sorted({"data", "data_dir"} & set(train_settings)):  # else --set would quietly beat the option
+                raise ValueError(f"{own[0]} is not a --set setting: use --{own[0].replace('_', '-')}")
             step_setting = {"steps": steps} if steps is not None else {}
-            train_config = TrainConfig(**{"data": data, **step_setting, **train_settings})
+            found_in = {"data_dir": str(data_dir)} if data_dir is not None else {}  # remembered for later commands
+            train_config = TrainConfig(**{"data": data, **found_in, **step_setting, **train_settings})
             run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir)
         console.print(f"run folder: {run_dir}", markup=False)
         last = train_run(run_dir, device=device, data_dir=data_dir, progress=True, cpu_budget=cpu_budget)

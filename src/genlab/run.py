@@ -83,8 +83,9 @@ class RunRecord:
 
 
 def load_run_data(config: TrainConfig, split: str, data_dir: str | Path | None = None) -> Dataset:
-    """A split of the run's data, as training saw it: its image_size, channels and seed (loaded once inside a
-    `loading_once()` block)."""
+    """A split of the run's data, as training saw it: its image_size, channels and seed, from `data_dir` when
+    given, else from where the run found it (loaded once inside a `loading_once()` block)."""
+    data_dir = data_dir if data_dir is not None else config.data_dir
     key = (config.data, split, str(data_dir), config.image_size, config.channels, config.seed)
     loaded = _loaded.get()
     if loaded is not None and key in loaded:
@@ -240,7 +241,9 @@ def read_run_record(run_dir: str | Path) -> RunRecord:
 # What a resumed run may change (`genlab train --resume RUN --set lr=...`): how fast it learns, how long it
 # runs and how often it reports. None of them changes what the weights or the optimizer's state mean; every
 # other setting does (a new latent_dim no longer fits the weights), so changing it is a new run.
-RESUMABLE = frozenset({"steps", "lr", "lr_d", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints"})
+# (data_dir too: data sets move, and the run checks the data's shape on every start.)
+RESUMABLE = frozenset({"steps", "lr", "lr_d", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+                       "data_dir"})
 
 
 def change_run_settings(run_dir: str | Path, settings: dict[str, Any]) -> RunRecord:

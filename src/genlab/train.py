@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainConfig:
     data: str = "digits"  # a name from genlab.data.NAMES, or folder:PATH
+    data_dir: str | None = None  # where --data-dir found downloaded data (MNIST): later commands look there too
     steps: int = 3000
     batch_size: int = 128
     lr: float = 1e-3  # Adam, as in pytorch/examples' VAE

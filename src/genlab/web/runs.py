@@ -48,7 +48,7 @@ BOUNDS = {
 }
 LENGTHS = {"hidden_dims": (1, 4), "conv_channels": (1, 3), "unet_channels": (1, 4), "betas": (2, 2)}  # entries
 # chosen by their own fields, or by the data (data_shape; image_size and channels are for image folders only)
-REFUSED = {"data", "steps", "data_shape", "image_size", "channels"}
+REFUSED = {"data", "data_dir", "steps", "data_shape", "image_size", "channels"}  # no path ever comes from a request
 
 
 
