@@ -49,11 +49,6 @@ def png_bytes(picture: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def save_png(picture: Image.Image, path: str | Path) -> Path:
-    atomic_write_bytes(Path(path), png_bytes(picture))
-    return Path(path)
-
-
 def image_grid_png(images: torch.Tensor, nrow: int | None = None, tile_pixels: int = 112) -> bytes:
     """A grid of images as PNG bytes, enlarged so that small images (3x3, 8x8) are about `tile_pixels` across."""
     return png_bytes(image_grid(images, nrow, scale=max(1, tile_pixels // images.shape[-1])))
