@@ -266,9 +266,8 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
                 out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
                 device: DeviceOpt = None, data_dir: DataDirOpt = None):
     """Decode a path through latent space between two test images (one strip per method)."""
-    import torch
 
-    from genlab.explore import save_image_grid
+    from genlab.explore import save_interpolation
 
     methods = ["lerp", "slerp"] if method == "both" else [method]
     opened = _open(run, device, data_dir, splits=("test",))
@@ -283,9 +282,9 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
     if not 2 <= frames <= 100:
         raise ValueError(f"--frames must be between 2 and 100, got {frames}")
     x = test.x[[start, end]].to(next(model.parameters()).device)
-    strips = torch.cat([model.interpolate(x[0], x[1], frames, m) for m in methods])
+    rows = {m: model.interpolate(x[0], x[1], frames, m) for m in methods}
     out = out or _output_folder(run) / f"interpolate-{start}-{end}-{method}.png"
-    save_image_grid(strips, out, nrow=frames)
+    save_interpolation(x, rows, out, f"{run.name}, step {opened.step}: test images {start} -> {end}")
     console.print(f"wrote {out} (rows: {', '.join(methods)})", markup=False)
 
 

@@ -69,9 +69,9 @@ def _figure():
     return plt
 
 
-def _figure_png(fig) -> bytes:
+def _figure_png(fig, metadata: dict[str, str] | None = None) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata=metadata)
     _figure().close(fig)
     return buffer.getvalue()
 
@@ -146,6 +146,31 @@ def picture_of(model, data: Dataset | None, *, shows: Shows | None = None, n: in
 def save_picture(path: str | Path, model, data: Dataset | None, **options) -> Path:
     """Write picture_of(model, data, **options) to `path` (atomically); returns the path."""
     atomic_write_bytes(Path(path), picture_of(model, data, **options))
+    return Path(path)
+
+
+def save_interpolation(originals: torch.Tensor, rows: dict[str, torch.Tensor], path: str | Path, title: str) -> Path:
+    """Interpolation strips between two images, one labelled row per method: the two chosen images themselves at
+    the ends (framed, so they read as inputs, not decodings), the decoded path between them. The title and row
+    labels are also in the PNG's metadata (Title, Description)."""
+    plt = _figure()
+    first, last = originals[0].detach().cpu(), originals[1].detach().cpu()
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 + 0.6 * (next(iter(rows.values())).shape[0] + 2),
+                                                    0.9 * len(rows) + 0.6), squeeze=False)
+    for ax, (name, strip) in zip(axes[:, 0], rows.items(), strict=True):
+        images = torch.cat([first[None], strip.detach().cpu(), last[None]])
+        ax.imshow(image_grid(images, nrow=len(images), padding=2), cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center")
+        height, width = originals.shape[-2:]
+        for column in (0, len(images) - 1):  # frame the inputs: their pixels span [left - 0.5, left + width - 0.5]
+            left = 2 + column * (width + 2)
+            ax.add_patch(plt.Rectangle((left - 1.5, 0.5), width + 2, height + 2, fill=False, edgecolor="tab:red"))
+    axes[-1, 0].set_xlabel("input, then decodings of the path through the latent space, then input (framed red)")
+    fig.suptitle(title)
+    description = f"rows: {', '.join(rows)}; each row starts and ends with the chosen input images"
+    atomic_write_bytes(Path(path), _figure_png(fig, metadata={"Title": title, "Description": description}))
     return Path(path)
 
 

@@ -22,6 +22,7 @@ from genlab.explore import (
     decoded_latent_grid,
     reconstruction_pairs,
     save_image_grid,
+    save_interpolation,
     save_latent_map,
 )
 from genlab.models.gan import GAN, LOSSES, GANConfig, configure_optimizers, training_step
@@ -92,8 +93,9 @@ def vae(out: Path, console: Console, data_dir=None) -> Path:
     map_path = save_latent_map(mu, test.labels, out / "vae-latent-map.png", f"VAE latent space, {data} test set")
     grid_path = save_image_grid(decoded_latent_grid(model.decode), out / "vae-latent-grid.png", nrow=15)
     first, second = (int(torch.nonzero(test.labels == digit)[0]) for digit in (1, 7))
-    strips = torch.cat([model.interpolate(test.x[first], test.x[second], 10, m) for m in ("lerp", "slerp")])
-    strip_path = save_image_grid(strips, out / "vae-interpolation.png", nrow=10)
+    pair = test.x[[first, second]]
+    strip_path = save_interpolation(pair, {m: model.interpolate(pair[0], pair[1], 10, m) for m in ("lerp", "slerp")},
+                                    out / "vae-interpolation.png", f"VAE on {data}: a 1 turning into a 7")
     console.print(f"saved {map_path} (codes of the test set, coloured by digit), {grid_path} (decoded grid "
                   f"over z in [-2.5, 2.5]^2) and {strip_path} (a 1 turning into a 7: lerp row, slerp row)")
     return map_path
