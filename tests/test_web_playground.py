@@ -239,3 +239,17 @@ def test_the_collapse_warning_fires_on_a_collapsed_generator(monkeypatch):
         pg.step()
     assert pg.warning and "modes covered" in pg.warning
     assert pg.frame()["warning"] == pg.warning
+
+
+@pytest.mark.parametrize("settings, collapse_fix, won_fix", [
+    ({}, "try Minibatch stddev, Packing 2, Spectral norm on D or the wgan-gp Loss",
+     "try Spectral norm on D or a lower D learning rate"),
+    ({"loss": "wgan-gp", "spectral_norm": True}, "try Minibatch stddev or Packing 2", "try a lower D learning rate"),
+    ({"loss": "minimax", "minibatch_stddev": True, "pack": 2, "spectral_norm": True}, "try the wgan-gp Loss",
+     "try a lower D learning rate or the non-saturating Loss"),
+])
+def test_the_playgrounds_advice_names_its_own_controls_and_only_those_not_on(settings, collapse_fix, won_fix):
+    from genlab.web.playground import PlaygroundSettings, control_fixes
+
+    assert control_fixes(PlaygroundSettings(**settings)) == (collapse_fix, won_fix)
+    assert "--set" not in collapse_fix + won_fix  # the lab's language, not the command line's

@@ -469,11 +469,12 @@ def collapse_fixes(config: GANConfig) -> tuple[str, str]:
                                       ("--set loss=wgan-gp", config.loss == "wgan-gp")) if not used]
     won = [fix for fix, used in (("--set spectral_norm=d", uses_sn), ("a lower --set lr_d=...", False),
                                  ("--set loss=non-saturating", config.loss != "minimax")) if not used]
-    return (_try(collapse) if collapse else "every usual fix is on already: try more steps, a lower lr or a wider "
-            "G (hidden_dims, conv_channels)", _try(won))
+    return (try_one_of(collapse) if collapse else "every usual fix is on already: try more steps, a lower lr or a "
+            "wider G (hidden_dims, conv_channels)", try_one_of(won))
 
 
-def _try(fixes: list[str]) -> str:
+def try_one_of(fixes: list[str]) -> str:
+    """'try a, b or c': advice from the fixes a run does not use yet (the CLI's --set flags, the lab's controls)."""
     return "try " + (", ".join(fixes[:-1]) + " or " + fixes[-1] if len(fixes) > 1 else fixes[0])
 
 

@@ -73,6 +73,20 @@ class PlaygroundSettings(BaseModel):
         return self
 
 
+def control_fixes(settings: PlaygroundSettings) -> tuple[str, str]:
+    """(fix for mode collapse, fix for a won discriminator) in the playground's own words, its controls, and only
+    those not on yet: gan.collapse_fixes says the same to the command line."""
+    collapse = [fix for fix, on in (("Minibatch stddev", settings.minibatch_stddev),
+                                    ("Packing 2", settings.pack > 1),
+                                    ("Spectral norm on D", settings.spectral_norm),
+                                    ("the wgan-gp Loss", settings.loss == "wgan-gp")) if not on]
+    won = [fix for fix, on in (("Spectral norm on D", settings.spectral_norm),
+                               ("a lower D learning rate", False),
+                               ("the non-saturating Loss", settings.loss != "minimax")) if not on]
+    return (gan.try_one_of(collapse) if collapse else "every usual fix is on already: let it train longer or widen "
+            "G (Width)", gan.try_one_of(won))
+
+
 LIVE = {"loss", "lr_g", "lr_d", "n_critic", "batch_size", "steps_per_s"}  # applied to the running model
 REBUILD_D = {"spectral_norm", "pack", "minibatch_stddev"}  # a new D, the same G
 # everything else (data, depth, width, seed) starts over
@@ -213,6 +227,7 @@ class Playground:
         """Mode coverage (ring, grid) and the collapse detector's round of checks."""
         checks = []
         self.coverage = None
+        fix_collapse, fix_discriminator = control_fixes(self.settings)
         if self.settings.data in MIXTURES:
             coverage = mixture_coverage(self.model.generate(self.coverage_z), self.settings.data)
             self.coverage = {"step": self.step_count, "modes": coverage.modes_covered, "of": coverage.num_modes,
@@ -220,11 +235,11 @@ class Playground:
                              "reverse_kl": round(coverage.reverse_kl, 4) if math.isfinite(coverage.reverse_kl)
                              else None}
             if self.step_count >= COLLAPSE_AFTER:
-                checks.append(check_modes(coverage))
+                checks.append(check_modes(coverage, fix=fix_collapse))
         if (self.settings.loss in gan.PROBABILITY_LOSSES and "d_real" in self.losses
                 and self.step_count >= COLLAPSE_AFTER):
             checks.append(check_discriminator(gan.d_probability(self.losses["d_real"]),
-                                              gan.d_probability(self.losses["d_fake"])))
+                                              gan.d_probability(self.losses["d_fake"]), fix=fix_discriminator))
         warning = self.detector.update(*checks) if checks else None
         self.warning = str(warning) if warning else None
 
