@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from genlab.config import from_json_dict, parse_overrides, to_json_dict
+from genlab.config import parse_config, parse_overrides, to_json_dict
 from genlab.models.autoencoder import AutoencoderConfig
 from genlab.models.ddpm import DDPMConfig
 from genlab.models.gan import GANConfig
@@ -98,17 +98,17 @@ def test_missing_equals_or_key(pair):
 def test_json_round_trip(config):
     values = to_json_dict(config)
     assert all(not isinstance(v, tuple) for v in values.values())  # tuples become lists
-    restored = from_json_dict(type(config), json.loads(json.dumps(values)))
+    restored = parse_config(type(config), json.loads(json.dumps(values)), "config")
     assert restored == config
     assert isinstance(getattr(restored, "data_shape", ()), tuple)
 
 
-def test_from_json_dict_fills_new_fields_and_rejects_unknown_ones():
+def test_parse_config_fills_new_fields_and_rejects_unknown_ones():
     values = to_json_dict(TrainConfig())
     del values["keep_checkpoints"]  # a field added after the run was written: its default is used
-    assert from_json_dict(TrainConfig, values) == TrainConfig()
-    with pytest.raises(ValueError, match="TrainConfig has no setting.* warmup"):
-        from_json_dict(TrainConfig, {**values, "warmup": 10})
+    assert parse_config(TrainConfig, values, "train") == TrainConfig()
+    with pytest.raises(ValueError, match="train: TrainConfig has no setting.* warmup"):
+        parse_config(TrainConfig, {**values, "warmup": 10}, "train")
 
 
 @pytest.mark.parametrize("settings,match", [

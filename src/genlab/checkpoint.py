@@ -18,7 +18,7 @@ import json
 import math
 import os
 import re
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,9 +84,8 @@ def _write_then_rename(path: Path, data: bytes) -> None:
     if path.exists() and not path.is_file():  # a device or a FIFO: the rename would replace it with our file
         raise ValueError(f"{path} is not a regular file (a device, a pipe or a socket): give a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp_file(path)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would make every run file private to its writer
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -102,10 +101,19 @@ def _write_then_rename(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+TEMP_NAME_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # as mkstemp's; train.STALE_TEMP_FILES matches them
+
+
+def _create_temp_file(path: Path) -> tuple[int, Path]:
+    """A new `.<name>.<8 characters>.tmp` beside `path`, as mkstemp makes them, but created with mode 0666 so the
+    process's umask decides who may read it (mkstemp's 0600 made every run file private to its writer; reading
+    the umask means setting it, which is not safe while the lab's threads create files)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{''.join(secrets.choice(TEMP_NAME_CHARACTERS) for _ in range(8))}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue  # 37^8 names: another writer's, in practice never
 
 
 def _optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:

@@ -90,16 +90,6 @@ def to_json_dict(config: Any) -> dict[str, Any]:
             for key, value in dataclasses.asdict(config).items()}
 
 
-def from_json_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Rebuild a config dataclass from `to_json_dict` output; fields added since default, unknown ones fail."""
-    known = {field.name for field in dataclasses.fields(cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"{cls.__name__} has no setting(s) {', '.join(sorted(unknown))}: "
-                         "was this written by a newer genlab?")
-    return cls(**values)
-
-
 def one_line(error: BaseException) -> str:
     """An error's message on one line of at most ~200 characters, for messages that quote it."""
     text = " ".join(str(error).split())
@@ -107,11 +97,15 @@ def one_line(error: BaseException) -> str:
 
 
 def parse_config(cls: type, values: Any, what: str):
-    """A config dataclass from its JSON object; ValueError naming `what` (a file, a key) when it does not fit."""
+    """A config dataclass from its JSON object (`to_json_dict`'s output): fields added since it was written take
+    their defaults, unknown ones fail; ValueError naming `what` (a file, a key) when it does not fit."""
     if not isinstance(values, dict):
         raise ValueError(f"{what} is not a JSON object")
+    if unknown := set(values) - {field.name for field in dataclasses.fields(cls)}:
+        raise ValueError(f"{what}: {cls.__name__} has no setting(s) {', '.join(sorted(map(str, unknown)))}: "
+                         "was this written by a newer genlab?")
     try:
-        return from_json_dict(cls, values)
+        return cls(**values)
     except (ValueError, TypeError) as error:  # TypeError: a key the dataclass does not take positionally
         raise ValueError(f"{what}: {one_line(error)}") from None
 
