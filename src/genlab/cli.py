@@ -197,10 +197,9 @@ def _open(run: Path, device: str | None, data_dir: Path | None = None, splits: t
     return open_run(run, device=resolve_device(device), data_dir=data_dir, splits=splits)
 
 
-MAX_SEED = 2**63 - 1  # torch's generators take seeds up to 2**64 - 1; TrainConfig.seed stops at 2**63 - 1
-
-
 def check_seed(seed: int) -> None:
+    from genlab.data import MAX_SEED  # the seeds every generator in genlab takes
+
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"--seed must be between 0 and {MAX_SEED}, got {seed}")
 

@@ -38,7 +38,7 @@ from rich.markup import escape
 
 from genlab import checkpoint as ckpt
 from genlab.config import check_fields
-from genlab.data import Batches, Dataset
+from genlab.data import MAX_SEED, Batches, Dataset
 from genlab.explore import save_picture
 from genlab.metrics import CollapseDetector
 from genlab.models import Family, family
@@ -78,7 +78,7 @@ class TrainConfig:
 
     def __post_init__(self):
         every = (1, 10**9)
-        check_fields(self, {"steps": every, "batch_size": (1, 65536), "lr": (0, 1e6), "seed": (0, 2**63 - 1),
+        check_fields(self, {"steps": every, "batch_size": (1, 65536), "lr": (0, 1e6), "seed": (0, MAX_SEED),
                             "image_size": (4, 1024), "channels": (1, 3), "log_every": every, "sample_every": every,
                             "checkpoint_every": every, "keep_checkpoints": (1, 1000)})
         if not self.lr > 0:

@@ -49,7 +49,9 @@ TOYS = {
 }
 IMAGES = ("digits", "mnist", "stacked-mnist", "folder:PATH")
 NAMES = (*TOYS, *IMAGES)
-MAX_SEED = 2**63 - 1  # as TrainConfig; seed + 1_000_003 then stays below 2**64, the most torch's generator takes
+# every seed genlab takes (TrainConfig, --seed, the lab); seed + 1_000_003 then stays below 2**64, the most torch's
+# generator takes
+MAX_SEED = 2**63 - 1
 
 
 def default_data_dir() -> Path:

@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from genlab.checkpoint import list_checkpoints
 from genlab.config import split_settings
+from genlab.data import MAX_SEED
 from genlab.models import FAMILIES, family_classes
 from genlab.run import create_run, read_metrics, read_run_record
 from genlab.train import TrainConfig, train
@@ -38,7 +39,7 @@ MAX_STEPS = 20_000
 # refused until someone bounds it.
 BOUNDS = {
     # TrainConfig (steps is its own field, 1..MAX_STEPS)
-    "batch_size": (1, 512), "lr": (1e-6, 1.0), "seed": (0, 2**63 - 1), "log_every": (1, MAX_STEPS),
+    "batch_size": (1, 512), "lr": (1e-6, 1.0), "seed": (0, MAX_SEED), "log_every": (1, MAX_STEPS),
     "sample_every": (1, MAX_STEPS), "checkpoint_every": (1, MAX_STEPS), "keep_checkpoints": (1, 10),
     # model configs
     "latent_dim": (1, 256), "hidden_dims": (1, 1024), "conv_channels": (1, 128), "unet_channels": (1, 64),
