@@ -477,13 +477,37 @@ def test_collapse_advice_never_names_a_fix_the_run_already_uses(settings, collap
     assert collapse.startswith(collapse_fix) and won == won_fix
 
 
+def one_point_generator(config: GANConfig, point: torch.Tensor) -> GAN:
+    """A GAN whose G maps every z to `point`: its output layer's weights are zero and its bias is the point."""
+    model = GAN(config)
+    output_layer = [module for module in model.generator.modules() if isinstance(module, nn.Linear)][-1]
+    with torch.no_grad():
+        output_layer.weight.zero_()
+        output_layer.bias.copy_(point)
+    return model
+
+
 def test_a_wgan_gp_run_that_collapses_is_not_told_to_try_wgan_gp():
     from genlab.data import load_dataset
     from genlab.models.gan import collapse_evidence
 
     torch.manual_seed(0)
-    untrained = GAN(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(8,), loss="wgan-gp"))  # all in one spot
-    checks = collapse_evidence(untrained, load_dataset("ring", "train"), {"step": 100})
+    collapsed = one_point_generator(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(8,), loss="wgan-gp"),
+                                    toys.ring_centres()[0])
+    record = {"step": 100}
+    checks = collapse_evidence(collapsed, load_dataset("ring", "train"), record)
     warnings = [check for check in checks if check is not None]
-    assert warnings and warnings[0].kind == "modes"
+    assert warnings and warnings[0].kind == "modes" and record["modes_covered"] == 1
     assert "wgan-gp" not in warnings[0].fix and "--set minibatch_stddev=true" in warnings[0].fix
+
+
+def test_an_untrained_generator_is_told_it_is_still_learning_in_cli_flags():
+    from genlab.data import load_dataset
+    from genlab.models.gan import collapse_evidence
+
+    torch.manual_seed(0)
+    record = {"step": 60, "d_real": 0.5, "d_fake": -0.3}
+    checks = collapse_evidence(GAN(GANConfig(data_shape=(2,))), load_dataset("ring", "train"), record)
+    warnings = [check for check in checks if check is not None]
+    assert [w.kind for w in warnings] == ["learning"] and record["high_quality"] < 0.5
+    assert "--set steps=" in warnings[0].fix and "mode collapse" not in str(warnings[0])

@@ -406,6 +406,23 @@ def test_collapse_detector_warns_in_metrics_and_info_when_samples_collapse(tmp_p
     assert result.exit_code == 0 and "collapse warning" in result.output and "2 of 8 modes" in result.output
 
 
+def test_a_run_whose_samples_are_not_yet_near_the_modes_is_told_still_learning_not_collapse(tmp_path, monkeypatch):
+    from genlab.data.toys import ring_centres
+    from genlab.models.gan import GAN
+
+    def early_blob(self, n, generator=None):  # a 300-step ring run's samples: a blob short of mode 7, few near it
+        return 0.6 * ring_centres()[7] + 0.16 * torch.randn(n, 2, generator=generator)
+
+    monkeypatch.setattr(GAN, "sample", early_blob)
+    run = ring_gan_run(tmp_path)
+    train(run, device="cpu")
+    checked = [r for r in metrics(run) if "modes_covered" in r]
+    assert len(checked) == 5 and all(r["high_quality"] < 0.05 for r in checked)
+    assert ["warning" in r for r in checked] == [False, True, True, True, True]
+    assert all(r["warning"].startswith("still learning, not collapse") and "--set steps=" in r["warning"]
+               for r in checked[1:])
+
+
 def test_collapse_detector_stays_quiet_when_samples_cover_every_mode(tmp_path, monkeypatch):
     from genlab.data.toys import ring
     from genlab.models.gan import GAN

@@ -34,6 +34,8 @@ class ModeCoverage:
     reverse_kl: float  # KL(p_gen || uniform) in nats; inf when no sample is high quality
     num_samples: int
     histogram: list[int]  # high-quality samples per centre, in the centres' order
+    spread: float  # root-mean-square distance of the samples from their mean, in the data's units
+    mode_std: float  # the std of each mixture component, the scale `spread` is read against
 
     def __str__(self) -> str:
         return (f"{self.modes_covered}/{self.num_modes} modes, {100 * self.high_quality_fraction:.1f}% high quality, "
@@ -71,6 +73,7 @@ def mode_coverage(
     high_quality = nearest_distance <= threshold_stds * std  # NaN compares False
     histogram = torch.bincount(nearest[high_quality], minlength=len(centres))  # (M,)
 
+    spread = (points - points.mean(dim=0)).square().sum(dim=1).mean().sqrt().item()
     num_high_quality = int(histogram.sum())
     num_modes = len(centres)
     if num_high_quality == 0:
@@ -85,6 +88,8 @@ def mode_coverage(
         reverse_kl=reverse_kl,
         num_samples=len(samples),
         histogram=histogram.tolist(),
+        spread=spread,
+        mode_std=std,
     )
 
 

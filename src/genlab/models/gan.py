@@ -478,11 +478,16 @@ def try_one_of(fixes: list[str]) -> str:
     return "try " + (", ".join(fixes[:-1]) + " or " + fixes[-1] if len(fixes) > 1 else fixes[0])
 
 
+# A run still learning may change its step count on resume (genlab.run.RESUMABLE), so the advice can be followed.
+FIX_LEARNING = "give it more steps before judging collapse: resume with --set steps=... (more than now)"
+
+
 def collapse_evidence(model: GAN, train_data, record: dict) -> list:
     """The collapse checks at a log step (for a CollapseDetector); adds what they measured to `record`.
 
-    2-D mixtures: mode coverage of NUM_SAMPLES samples. Images: the spread of 256 samples against 256
-    real images. Probability losses: whether D has won (its mean outputs, logits, through a sigmoid).
+    2-D mixtures: mode coverage of NUM_SAMPLES samples, "still learning" while most are near no mode. Images: the
+    spread of 256 samples against 256 real images. Probability losses: whether D has won (its mean outputs,
+    logits, through a sigmoid).
     Samples come from their own generator, in eval mode, so checking never changes training.
     """
     was_training = model.training
@@ -495,7 +500,7 @@ def collapse_evidence(model: GAN, train_data, record: dict) -> list:
             coverage = mixture_coverage(model.sample(NUM_SAMPLES, generator=generator).cpu(), train_data.name)
             record.update(modes_covered=coverage.modes_covered, high_quality=coverage.high_quality_fraction,
                           reverse_kl=coverage.reverse_kl)
-            checks.append(check_modes(coverage, fix=fix_collapse))
+            checks.append(check_modes(coverage, fix=fix_collapse, learning_fix=FIX_LEARNING))
         elif train_data.kind == "image":
             fake = sample_diversity(model.sample(256, generator=generator).cpu())
             real = sample_diversity(train_data.x[:256].cpu())
