@@ -440,6 +440,42 @@ def test_gradient_flows_through_the_reparameterisation(monkeypatch):
     assert grad == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-7)
 
 
+def test_kl_warmup_ramps_the_weight_from_0_to_beta_by_step_and_the_loss_uses_it():
+    from genlab.models.vae import configure_optimizers, training_step
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(data_shape=(2,), hidden_dims=(8,), latent_dim=2, beta=2.0, kl_warmup=10))
+    for steps, weight in ((0, 0.0), (5, 1.0), (10, 2.0), (25, 2.0)):  # start, mid, end, after
+        model.steps_trained.fill_(steps)
+        assert model.kl_weight() == pytest.approx(weight)
+        torch.manual_seed(1)
+        terms = model.loss(torch.randn(16, 2))
+        assert terms["kl_weight"].item() == pytest.approx(weight) and terms["kl"].item() > 0
+        assert terms["loss"].item() == pytest.approx(terms["reconstruction"].item() + weight * terms["kl"].item())
+    model.steps_trained.zero_()
+    optimizers = configure_optimizers(model, 1e-3)
+    logged = [training_step(model, optimizers, torch.randn(16, 2))["kl_weight"].item() for _ in range(3)]
+    assert logged == pytest.approx([0.0, 0.2, 0.4]) and model.steps_trained.item() == 3
+
+
+def test_without_warmup_the_weight_is_beta_and_the_weights_are_those_of_older_checkpoints():
+    plain = VAE(VAEConfig(data_shape=(2,), hidden_dims=(8,), latent_dim=2, beta=3.0))
+    assert plain.kl_weight() == 3.0 and "kl_weight" not in plain.loss(torch.randn(4, 2))
+    warm = VAE(VAEConfig(data_shape=(2,), hidden_dims=(8,), latent_dim=2, beta=3.0, kl_warmup=5))
+    assert set(warm.state_dict()) - set(plain.state_dict()) == {"steps_trained"}  # a saved buffer: resume is exact
+    with pytest.raises(ValueError, match="kl_warmup=-1 is out of range"):
+        VAEConfig(data_shape=(2,), kl_warmup=-1)
+
+
+def test_the_posterior_collapse_warning_offers_kl_warmup_and_a_longer_one_when_on():
+    from genlab.metrics import check_posterior
+
+    offered = str(check_posterior(0.001, beta=4.0))
+    assert "--set beta=1" in offered and "a KL warm-up, e.g. --set kl_warmup=1000" in offered
+    longer = str(check_posterior(0.001, beta=4.0, kl_warmup=500))
+    assert "a longer KL warm-up (now 500 steps), e.g. --set kl_warmup=1000" in longer
+
+
 def test_a_collapsed_posterior_is_reported_while_training(tmp_path):
     """beta large enough that the KL is worth more than any reconstruction it buys: the code collapses and the
     run's log says so, with the remedy; the same run at beta=1 says nothing."""

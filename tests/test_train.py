@@ -59,6 +59,7 @@ def assert_same_checkpoint(a: Path, b: Path) -> None:
 
 FAMILIES = {  # case -> (family, model settings, train settings)
     "vae": ("vae", None, {}),
+    "vae-kl-warmup": ("vae", {"kl_warmup": 30}, {}),  # the ramp is in mid-course at the step-20 checkpoint
     "ae": ("ae", {"noise_std": 0.3}, {}),  # a denoising AE draws noise from the global RNG at every step
     "vqvae": ("vqvae", {"num_codes": 16}, {}),  # the codebook and its Adam state
     "vqvae-conv": ("vqvae", {"architecture": "conv", "conv_channels": (8, 16)}, {}),
@@ -92,6 +93,14 @@ def test_resume_is_bit_identical(tmp_path, case):
         assert_same_checkpoint(a, b)
     assert [r["step"] for r in metrics(straight)] == [10, 20, 30, 40]
     assert without_speed(metrics(straight)) == without_speed(metrics(interrupted))
+
+
+def test_the_kl_warmup_weight_in_effect_is_logged_and_continues_across_a_resume(tmp_path):
+    run = make_run(tmp_path / "warmup", model_settings={"kl_warmup": 20, "beta": 2.0})
+    train(run, device="cpu", stop_after=20)
+    train(run, device="cpu")
+    # steps 0-9 use weights 2 * (0..9) / 20, steps 10-19 2 * (10..19) / 20, then beta = 2: each line the mean
+    assert [r["kl_weight"] for r in metrics(run)] == pytest.approx([0.45, 1.45, 2.0, 2.0])
 
 
 def test_resume_comparison_would_catch_a_lost_rng_state(tmp_path, monkeypatch):

@@ -105,7 +105,7 @@ SETTING_NAMES = {
     "training": "steps batch_size lr lr_schedule seed binarize image_size channels precision log_every sample_every "
                 "checkpoint_every keep_checkpoints",
     "ae": "architecture latent_dim hidden_dims conv_channels code_activation reconstruction noise_std",
-    "vae": "architecture latent_dim hidden_dims conv_channels likelihood beta",
+    "vae": "architecture latent_dim hidden_dims conv_channels likelihood beta kl_warmup",
     "gan": "architecture latent_dim hidden_dims conv_channels output loss gp_weight r1_weight clip_value "
            "spectral_norm pack minibatch_stddev ema_decay n_critic lr_d betas",
     "ddpm": "num_timesteps schedule architecture hidden_dims unet_channels ema_decay sampler sampling_steps",

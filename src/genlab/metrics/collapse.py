@@ -175,12 +175,16 @@ class CollapseDetector:
 POSTERIOR_COLLAPSE_NATS = 0.01
 
 
-def check_posterior(kl: float, beta: float) -> CollapseWarning | None:
-    """A VAE whose mean KL (nats per example, over the logging window) is below POSTERIOR_COLLAPSE_NATS."""
+def check_posterior(kl: float, beta: float, kl_warmup: int = 0) -> CollapseWarning | None:
+    """A VAE whose mean KL (nats per example, over the logging window) is below POSTERIOR_COLLAPSE_NATS; the fixes
+    named are a smaller beta and a KL warm-up (a longer one when the run has one, `kl_warmup` steps)."""
     if not kl < POSTERIOR_COLLAPSE_NATS:
         return None
-    # beta weighs the KL against reconstruction: lowering it is the direct remedy (beta-VAE's trade-off, reversed)
+    # beta weighs the KL against reconstruction: lowering it is the direct remedy (beta-VAE's trade-off, reversed).
+    # A KL warm-up lets the decoder learn to use z before the KL term weighs in (Bowman et al. 2016).
+    warmup = (f"a longer KL warm-up (now {kl_warmup} steps), e.g. --set kl_warmup={2 * kl_warmup}" if kl_warmup
+              else "a KL warm-up, e.g. --set kl_warmup=1000 (steps over which the KL weight ramps up to beta)")
     return CollapseWarning("posterior", f"posterior collapse: KL {kl:.3g} nats, so the code says almost nothing "
                                         "about its input and samples all look alike",
-                           f"try a new run with a smaller beta (now {beta:g}), e.g. --set beta={beta / 4:.3g}")
-
+                           f"try a new run with a smaller beta (now {beta:g}), e.g. --set beta={beta / 4:.3g}, "
+                           f"or {warmup}")

@@ -30,7 +30,8 @@ class Family:
 
 FAMILIES = {
     "ae": Family(Autoencoder, AutoencoderConfig, autoencoder.configure_optimizers, autoencoder.training_step),
-    "vae": Family(VAE, VAEConfig, vae.configure_optimizers, vae.training_step, diagnostics=vae.collapse_evidence),
+    "vae": Family(VAE, VAEConfig, vae.configure_optimizers, vae.training_step, diagnostics=vae.collapse_evidence,
+                  lab_bounds=vae.LAB_BOUNDS),
     "gan": Family(GAN, GANConfig, gan.configure_optimizers, gan.training_step, batches_per_step=gan.batches_per_step,
                   check_batch_size=gan.check_batch_size, diagnostics=gan.collapse_evidence),
     "ddpm": Family(DDPM, DDPMConfig, ddpm.configure_optimizers, ddpm.training_step),
