@@ -4,6 +4,7 @@ fixed CPU budget buys.
     python benchmarks/gan_throughput.py                      # 3 alternating rounds of 40 steps, then 600 CPU-s
     python benchmarks/gan_throughput.py --rounds 5 --skip-budget --threads 1
     python benchmarks/gan_throughput.py --rounds 0 --threads 1          # only the 600 CPU-s samples run
+    python benchmarks/gan_throughput.py --size 64 --threads 1           # CPU-s per step of a 64x64 RGB DCGAN
 
 Both contenders train the same networks (genlab's DCGAN generator and discriminator for 28x28 MNIST,
 built once per round from the same seed) with the same batch (128), loss (non-saturating, i.e. BCE with
@@ -16,6 +17,11 @@ the "real" label for G, as in pytorch/examples' dcgan) and optimizer (Adam 2e-4,
 They alternate in one process (order reversed every round); ratios are of medians. Target: >= 1.3x.
 Then genlab trains the DCGAN (bf16-mixed, EMA generator) for --budget CPU seconds (time.process_time;
 train()'s cpu_budget) and saves its samples to benchmarks/out/gan_budget_samples.png.
+
+--size 64 instead times one training step (gan.training_step, batch 64, random RGB images: the cost does not
+depend on the pixels) of a 64x64 RGB DCGAN in CPU seconds (time.process_time), with the widths an image folder
+got before the depth followed the size, (64, 128), which leave a 16x16 map and a 32k-wide linear layer, against
+those GANConfig now derives (layers.conv_channels_for), alternating, median of --rounds.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from genlab.data import load_dataset
 from genlab.explore import save_image_grid
-from genlab.models.gan import GAN, GANConfig
+from genlab.models.gan import GAN, GANConfig, configure_optimizers, training_step
 from genlab.run import create_run, open_run
 from genlab.train import TrainConfig, train
 
@@ -112,6 +118,40 @@ def budget_samples(data_dir: Path, budget: float, folder: Path) -> tuple[int, fl
     return meta["step"], spent, picture
 
 
+RGB64_SHAPE, RGB64_BATCH = (3, 64, 64), 64
+RGB64_WIDTHS = {"fixed (64, 128)": (64, 128), "derived": ()}  # () lets GANConfig derive them from the size
+
+
+def rgb64_cpu_s_per_step(conv_channels: tuple[int, ...], steps: int, seed: int) -> float:
+    """Mean CPU seconds of `steps` DCGAN training steps on 64x64 RGB batches, after one untimed step."""
+    torch.manual_seed(seed)
+    model = GAN(GANConfig(data_shape=RGB64_SHAPE, conv_channels=conv_channels, **MODEL))
+    optimizers = configure_optimizers(model, LR)
+    x = torch.rand(RGB64_BATCH, *RGB64_SHAPE)
+    training_step(model, optimizers, x)
+    start = time.process_time()
+    for _ in range(steps):
+        training_step(model, optimizers, x)
+    return (time.process_time() - start) / steps
+
+
+def rgb64(rounds: int, steps: int) -> None:
+    widths = {name: GANConfig(data_shape=RGB64_SHAPE, conv_channels=given).conv_channels
+              for name, given in RGB64_WIDTHS.items()}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; DCGAN on 64x64 RGB, batch {RGB64_BATCH}; "
+          + ", ".join(f"{name}: conv_channels {w}" for name, w in widths.items()))
+    seconds: dict[str, list[float]] = {name: [] for name in RGB64_WIDTHS}
+    for round_index in range(rounds):
+        order = list(RGB64_WIDTHS) if round_index % 2 == 0 else list(RGB64_WIDTHS)[::-1]
+        for name in order:
+            seconds[name].append(rgb64_cpu_s_per_step(RGB64_WIDTHS[name], steps, round_index))
+        print(f"round {round_index + 1}: " + ", ".join(f"{name} {seconds[name][-1]:.3f} CPU-s/step"
+                                                       for name in RGB64_WIDTHS), flush=True)
+    fixed, derived = (statistics.median(seconds[name]) for name in RGB64_WIDTHS)
+    print(f"RESULT dcgan64_fixed_cpu_s_per_step={fixed:.3f} dcgan64_derived_cpu_s_per_step={derived:.3f} "
+          f"speedup={fixed / derived:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="0: only the budget run")
@@ -120,12 +160,17 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=600.0, help="CPU seconds for the samples run")
     parser.add_argument("--skip-budget", action="store_true")
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
+    parser.add_argument("--size", type=int, choices=(28, 64), default=28,
+                        help="28: the MNIST comparison above; 64: CPU-s per step of a 64x64 RGB DCGAN (no data needed)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.size == 64:
+        rgb64(max(args.rounds, 1), min(args.steps, 5))
+        return
     if not (args.data_dir / "mnist").is_dir():
         print(f"skipped: no MNIST at {args.data_dir / 'mnist'} (pass --data-dir)")
         sys.exit(0)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     x = load_dataset("mnist", "train", data_dir=args.data_dir).x
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; DCGAN on MNIST 28x28, batch {BATCH_SIZE}")
     folder = Path(tempfile.mkdtemp(prefix="gan_throughput-"))

@@ -511,3 +511,24 @@ def test_an_untrained_generator_is_told_it_is_still_learning_in_cli_flags():
     warnings = [check for check in checks if check is not None]
     assert [w.kind for w in warnings] == ["learning"] and record["high_quality"] < 0.5
     assert "--set steps=" in warnings[0].fix and "mode collapse" not in str(warnings[0])
+
+
+def test_the_conv_depth_follows_the_image_size_down_to_a_4x4_map():
+    config = GANConfig(data_shape=(3, 64, 64))  # an RGB folder at image_size 64
+    assert config.architecture == "conv" and config.conv_channels == (16, 32, 64, 128)  # 64 -> 32 -> 16 -> 8 -> 4
+    model = GAN(config)
+    assert model.discriminator.head[1].in_features == 128 * 4 * 4  # was 128 * 16 * 16 = 32,768 with (64, 128)
+    assert model.generator.net[0].out_features == 128 * 4 * 4
+    z = model.latents(4)
+    assert model.generate(z).shape == (4, 3, 64, 64) and model.discriminate(model.generate(z)).shape == (4,)
+    assert GANConfig(data_shape=(3, 32, 32)).conv_channels == (32, 64, 128)
+    assert GANConfig(data_shape=(3, 64, 64), conv_channels=(64, 128)).conv_channels == (64, 128)  # given: kept
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (2,)])
+def test_existing_shapes_keep_the_nets_their_checkpoints_were_saved_from(shape):
+    """MNIST (28x28 -> 7x7), digits (8x8 -> 2x2) and the toys get what the old default (64, 128) built, so the
+    checkpoints saved before the depth followed the size load into the same state dict."""
+    derived, before = GAN(GANConfig(data_shape=shape)), GAN(GANConfig(data_shape=shape, conv_channels=(64, 128)))
+    assert derived.config.conv_channels == (64, 128)
+    assert {k: v.shape for k, v in derived.state_dict().items()} == {k: v.shape for k, v in before.state_dict().items()}

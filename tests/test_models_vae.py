@@ -492,3 +492,14 @@ def test_a_collapsed_posterior_is_reported_while_training(tmp_path):
         warned[beta] = [r["warning"] for r in records if "warning" in r]
     assert warned[100.0] and "posterior collapse" in warned[100.0][-1] and "--set beta=25" in warned[100.0][-1]
     assert warned[1.0] == []
+
+
+def test_a_conv_vae_on_large_images_gets_blocks_down_to_4x4_and_old_shapes_keep_their_nets():
+    from genlab.models.layers import conv_channels_for
+
+    model = VAE(VAEConfig(data_shape=(3, 64, 64), latent_dim=8))
+    assert model.config.conv_channels == (8, 16, 32, 64)
+    assert model.encoder.linear.in_features == 64 * 4 * 4 and model.decoder.start_shape == (64, 4, 4)
+    assert model.reconstruct(torch.rand(2, 3, 64, 64)).shape == (2, 3, 64, 64)
+    for shape in ((1, 28, 28), (1, 8, 8), (2,)):
+        assert VAEConfig(data_shape=shape).conv_channels == (32, 64) == conv_channels_for(shape, deepest=64)

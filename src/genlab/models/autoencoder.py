@@ -20,6 +20,7 @@ from genlab.models.layers import (
     MAX_DATA_SIZE,
     MAX_WIDTH,
     adam,
+    conv_channels_for,
     encoder_decoder,
     interpolate_latents,
     loss_step,
@@ -33,7 +34,7 @@ class AutoencoderConfig:
     architecture: Literal["auto", "mlp", "conv"] = "auto"  # auto: conv for images it can halve, else mlp
     latent_dim: int = 16
     hidden_dims: tuple[int, ...] = (256,)  # mlp widths, encoder side; the decoder mirrors them
-    conv_channels: tuple[int, ...] = (32, 64)  # one stride-2 conv per entry
+    conv_channels: tuple[int, ...] = ()  # one stride-2 conv per entry; () derives them: layers.conv_channels_for
     code_activation: Literal["none", "tanh"] = "none"  # tanh bounds the code to (-1, 1), as in the lesson
     reconstruction: Literal["auto", "bce", "mse"] = "auto"  # auto: bce for images in [0, 1], mse for points
     noise_std: float = 0.0  # > 0: denoising autoencoder, Gaussian noise on the input while training
@@ -44,7 +45,7 @@ class AutoencoderConfig:
                             "conv_channels": (1, MAX_CHANNELS), "noise_std": (0, 10)})
         self.data_shape = tuple(self.data_shape)
         self.hidden_dims = tuple(self.hidden_dims)
-        self.conv_channels = tuple(self.conv_channels)
+        self.conv_channels = tuple(self.conv_channels) or conv_channels_for(self.data_shape, deepest=64)
         self.architecture = resolve_architecture(self.architecture, self.data_shape, self.conv_channels)
         if self.reconstruction == "auto":
             self.reconstruction = "bce" if len(self.data_shape) == 3 else "mse"

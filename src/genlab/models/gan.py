@@ -45,6 +45,7 @@ from genlab.models.layers import (
     MAX_WIDTH,
     adam,
     check_conv_shape,
+    conv_channels_for,
     ema_update,
     mlp,
     resolve_architecture,
@@ -117,7 +118,7 @@ class GANConfig:
     architecture: Literal["auto", "mlp", "conv"] = "auto"  # auto: conv for images it can halve, else mlp
     latent_dim: int = 64  # DCGAN used 100 for images; the 1-D and 2-D toys need only 2-8
     hidden_dims: tuple[int, ...] = (128, 128, 128)  # mlp widths of G and of D (D uses LeakyReLU(0.2))
-    conv_channels: tuple[int, ...] = (64, 128)  # one stride-2 conv per entry: D's widths; G mirrors them
+    conv_channels: tuple[int, ...] = ()  # D's stride-2 convs, G mirrors them; (): from the size, conv_channels_for
     output: Literal["auto", "sigmoid", "tanh", "linear"] = "auto"  # auto: sigmoid for images (in [0, 1]), else linear
     loss: Literal["minimax", "non-saturating", "least-squares", "hinge", "wgan", "wgan-gp"] = "non-saturating"
     gp_weight: float = 10.0  # wgan-gp's lambda, the value Gulrajani et al. use for every data set
@@ -139,7 +140,7 @@ class GANConfig:
                             "lr_d": (0, 1e6), "betas": (0, 1)})
         self.data_shape = tuple(self.data_shape)
         self.hidden_dims = tuple(self.hidden_dims)
-        self.conv_channels = tuple(self.conv_channels)
+        self.conv_channels = tuple(self.conv_channels) or conv_channels_for(self.data_shape, deepest=128)
         self.betas = tuple(self.betas)
         self.architecture = resolve_architecture(self.architecture, self.data_shape, self.conv_channels)
         if self.output == "auto":

@@ -40,6 +40,30 @@ def conv_fits(data_shape: tuple[int, ...], conv_channels: tuple[int, ...]) -> bo
     return height % factor == 0 and width % factor == 0 and min(height, width) >= factor
 
 
+MIN_CONV_WIDTH = 8  # the narrowest block conv_channels_for gives
+
+
+def conv_channels_for(data_shape: tuple[int, ...], deepest: int) -> tuple[int, ...]:
+    """The conv widths when a config leaves conv_channels empty: as many stride-2 blocks as take the image down to
+    a feature map of about 4x4 (DCGAN's rule: 64x64 -> 32 -> 16 -> 8 -> 4, four blocks), and never fewer than two
+    (28x28 -> 7x7 and 8x8 -> 2x2, as before the rule, so their nets and checkpoints are unchanged).
+
+    The deepest block has `deepest` channels and each one above it half as many (DCGAN's doubling read from the
+    bottom), at least MIN_CONV_WIDTH. Doubling from the top instead (DCGAN's 64-128-256-512) costs 2x a step of
+    the old 2-block 64x64 net, whose 16x16 map fed a 32k-wide linear layer; halving keeps the wide layers where
+    the maps are small: 64x64 RGB GAN, (16, 32, 64, 128), benchmarks/gan_throughput.py --size 64.
+    Points and images that do not halve get the two-block default, (deepest / 2, deepest).
+    """
+    blocks = 2
+    if len(data_shape) == 3:
+        height, width = data_shape[1:]
+        # one more block while the image still halves exactly and the map it leaves would stay at least 4x4
+        while (height % 2 ** (blocks + 1) == 0 and width % 2 ** (blocks + 1) == 0
+               and min(height, width) // 2 ** blocks > 4):
+            blocks += 1
+    return tuple(max(MIN_CONV_WIDTH, deepest // 2 ** (blocks - 1 - i)) for i in range(blocks))
+
+
 def check_conv_shape(data_shape: tuple[int, ...], conv_channels: tuple[int, ...]) -> None:
     if len(data_shape) != 3:
         raise ValueError(f"architecture=conv needs images (C, H, W), but the data has shape {data_shape}: "

@@ -24,6 +24,7 @@ from genlab.models.layers import (
     MAX_DATA_SIZE,
     MAX_WIDTH,
     adam,
+    conv_channels_for,
     encoder_decoder,
     interpolate_latents,
     loss_step,
@@ -39,7 +40,7 @@ class VAEConfig:
     architecture: Literal["auto", "mlp", "conv"] = "auto"  # auto: conv for images it can halve, else mlp
     latent_dim: int = 20
     hidden_dims: tuple[int, ...] = (400,)  # mlp widths, encoder side; 784-400-20 is pytorch/examples' VAE
-    conv_channels: tuple[int, ...] = (32, 64)  # one stride-2 conv per entry
+    conv_channels: tuple[int, ...] = ()  # one stride-2 conv per entry; () derives them: layers.conv_channels_for
     likelihood: Literal["auto", "bernoulli", "gaussian"] = "auto"  # auto: bernoulli for images, gaussian for points
     beta: float = 1.0  # weight of the KL term; > 1 trades reconstruction for a more disentangled code (beta-VAE)
     # KL warm-up (Bowman et al. 2016, sec. 3.1): the KL weight ramps linearly from 0 to beta over this many training
@@ -52,7 +53,7 @@ class VAEConfig:
                             "conv_channels": (1, MAX_CHANNELS), "beta": (0, 1e4), "kl_warmup": (0, 10**9)})
         self.data_shape = tuple(self.data_shape)
         self.hidden_dims = tuple(self.hidden_dims)
-        self.conv_channels = tuple(self.conv_channels)
+        self.conv_channels = tuple(self.conv_channels) or conv_channels_for(self.data_shape, deepest=64)
         self.architecture = resolve_architecture(self.architecture, self.data_shape, self.conv_channels)
         if self.likelihood == "auto":
             self.likelihood = "bernoulli" if len(self.data_shape) == 3 else "gaussian"
