@@ -103,6 +103,20 @@ def test_the_kl_warmup_weight_in_effect_is_logged_and_continues_across_a_resume(
     assert [r["kl_weight"] for r in metrics(run)] == pytest.approx([0.45, 1.45, 2.0, 2.0])
 
 
+def test_a_run_whose_first_preview_is_far_off_writes_an_early_one_at_its_first_log_step(tmp_path):
+    early = make_run(tmp_path / "early", steps=60)  # logs every 10, previews every 1000: the first at step 60
+    train(early, device="cpu", stop_after=30)
+    assert {p.name for p in (early / "samples").iterdir()} == {"step-00000010-samples.png",
+                                                               "step-00000010-reconstructions.png"}
+    train(early, device="cpu")  # a resumed run past its first log step writes no second early preview
+    assert {p.name for p in (early / "samples").iterdir()} == {
+        f"step-{s:08d}-{kind}.png" for s in (10, 60) for kind in ("samples", "reconstructions")}
+    soon = make_run(tmp_path / "soon", steps=60, sample_every=40)  # the first regular one is 4 log lines away
+    train(soon, device="cpu")
+    assert {p.name for p in (soon / "samples").iterdir()} == {
+        f"step-{s:08d}-{kind}.png" for s in (40, 60) for kind in ("samples", "reconstructions")}
+
+
 def test_resume_comparison_would_catch_a_lost_rng_state(tmp_path, monkeypatch):
     """The test above is not vacuous: resuming without the saved RNG state gives different weights."""
     straight = make_run(tmp_path / "straight", binarize=True)

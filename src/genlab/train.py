@@ -285,7 +285,7 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
                 if _due(done, config.log_every, loop.steps):
                     _log(loop, done, batches.position(step)[0], writer, on_log, bar)
                     _replan(loop, budget, done, bar)
-                if _due(done, config.sample_every, loop.steps):
+                if _due(done, config.sample_every, loop.steps) or _early_preview_due(done, config, loop.steps):
                     save_previews(loop.model, run_dir, done, loop.test_data)
                 if _due(done, config.checkpoint_every, loop.steps) or stop_requested.is_set():
                     _checkpoint(loop, done, batches)
@@ -362,6 +362,16 @@ def _start(run_dir: Path, device: str, data_dir) -> _Loop:
 def _due(done: int, every: int, steps: int) -> bool:
     """Whether a logging, preview or checkpoint cadence falls on step `done`: every `every` steps, and the last."""
     return done % every == 0 or done == steps
+
+
+# One early preview, at the first log step, when the regular ones start more than this many log lines later: a
+# 300-step ring run (previews every 500, logs every 50) showed nothing until it ended.
+EARLY_PREVIEW_LOG_LINES = 4
+
+
+def _early_preview_due(done: int, config: TrainConfig, steps: int) -> bool:
+    """Whether step `done` is the first log step and the first regular preview is still far off."""
+    return done == config.log_every and min(config.sample_every, steps) > EARLY_PREVIEW_LOG_LINES * config.log_every
 
 
 def _batch(loop: _Loop, batches: Batches, step: int) -> torch.Tensor:
