@@ -317,9 +317,9 @@ def holes(request: Request, size: Annotated[int, Query(ge=2, le=15)] = 9,
     """The AE and the VAE decode a size x size grid of z (top row = highest z[1]): with `span`, the same z for
     both, over [-span, span]^2; without, each over the box of its own training codes widened by HOLES_MARGIN on
     every side. `{model}_codes` counts the training codes nearest each grid point (row by row, as the images), so
-    the page can mark where the model was trained: the AE's codes spread into separate clusters, and the empty
-    cells between and around them decode to blurs and blobs that are no digit; the VAE's KL term packs its codes
-    into the prior's disc, so its grid decodes to digits nearly everywhere."""
+    the page can mark where the model was trained. Where no code lies, the AE decodes over-inked strokes further
+    from every training digit than its reconstructions (tests/test_web_api.py measures it); the VAE's KL term packs
+    its codes into the prior's disc, so a z drawn from the prior decodes to a digit."""
     lab = _lab(request)
     out = {"size": size}
     for name in ("ae", "vae"):
