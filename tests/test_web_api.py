@@ -62,6 +62,40 @@ def test_page_assets_are_local(client):
 def test_options_list_every_family(client):
     options = client.get("/api/options").json()
     assert options["families"] == list(FAMILIES) and "digits" in options["data"] and "ring" in options["data"]
+    assert set(options["settings"]) == set(FAMILIES)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_the_dashboards_fields_are_what_a_run_accepts(client, family):
+    """One field per setting the lab takes: each at its bounds is accepted, just past them refused, every choice
+    accepted; what the lab refuses (data, steps, paths, the data's shape) has no field."""
+    from genlab.web.runs import REFUSED, RunRequest, parse_request
+
+    fields = client.get("/api/options").json()["settings"][family]
+    names = [f["name"] for f in fields]
+    assert len(names) == len(set(names)) and not REFUSED & set(names) and {"lr", "batch_size", "seed"} <= set(names)
+
+    def accepted(name, value) -> bool:
+        try:
+            parse_request(RunRequest(family=family, settings={name: value}), ("digits",))
+            return True
+        except ValueError:
+            return False
+
+    for field in fields:
+        name, kind = field["name"], field["kind"]
+        if kind in ("int", "float"):
+            assert accepted(name, str(field["min"])) and accepted(name, str(field["max"])), name
+            past = field["max"] + 1 if kind == "int" else field["max"] * 1.5 + 1
+            assert not accepted(name, str(past)), name
+        elif kind == "list":
+            fewest, most = field["entries"]
+            assert accepted(name, ",".join([str(field["max"])] * most)), name
+            assert not accepted(name, ",".join([str(field["max"])] * (most + 1))), name
+        elif kind == "choice":
+            assert field["default"] in field["choices"] and all(accepted(name, c) for c in field["choices"]), name
+        else:
+            assert kind == "bool" and accepted(name, "true") and isinstance(field["default"], bool), name
 
 
 def one_line(response, status: int) -> str:
@@ -265,14 +299,19 @@ def test_denoising_brings_noisy_digits_closer_to_the_clean_ones(client):
 # --- latent explorer ---------------------------------------------------------------------------------
 
 
-def test_the_map_is_the_vaes_posterior_means(client):
+def test_the_map_is_the_vaes_posteriors(client):
     lab = client.app.state.lab
     data = client.get("/api/explorer/map").json()
     test = load_dataset("digits", "test")
     assert len(data["codes"]) == len(test) == len(data["labels"]) and data["labels"] == test.labels.tolist()
     with torch.no_grad():
-        mu, _ = lab.models.get("vae").encode(test.x)
+        mu, logvar = lab.models.get("vae").encode(test.x)
     torch.testing.assert_close(torch.tensor(data["codes"]), mu, atol=1e-3, rtol=0)
+    # each point's spread: q(z|x) = N(mu, sigma^2) with sigma = exp(logvar / 2), all positive
+    sigma = torch.tensor(data["sigmas"])
+    torch.testing.assert_close(sigma, torch.exp(0.5 * logvar), atol=1e-3, rtol=0)
+    assert sigma.shape == mu.shape and (sigma > 0).all()
+    assert client.get("/api/explorer/map?model=ae").json()["sigmas"] is None  # an AE's code is a point
 
 
 def test_decode_and_interpolate_follow_the_model(client):
@@ -312,6 +351,15 @@ def test_the_explorer_opens_vae_runs_on_digits(client):
 def test_holes_decodes_a_grid_from_both_models(client):
     r = client.get("/api/explorer/holes?size=5").json()
     assert len(r["ae"]) == len(r["vae"]) == 25 and len(r["ae"][0]) == 64
+    train = load_dataset("digits", "train")
+    for name in ("ae", "vae"):  # the grid spans every training code with room around: each is counted once
+        assert sum(r[f"{name}_codes"]) == len(train) and len(r[f"{name}_codes"]) == 25
+        x0, x1, y0, y1 = r[f"{name}_box"]
+        with torch.no_grad():
+            code = client.app.state.lab.models.get(name).encode(train.x)
+        codes = code[0] if isinstance(code, tuple) else code
+        assert x0 < codes[:, 0].min() - 0.2 * (x1 - x0) / 1.5 and codes[:, 1].max() + 0.2 * (y1 - y0) / 1.5 < y1
+        assert r[f"{name}_codes"][0] == 0  # the top left corner is beyond every code
     assert client.get("/api/explorer/holes?size=500").status_code == 422
     same = client.get("/api/explorer/holes?size=3&span=2").json()
     assert same["ae_box"] == same["vae_box"] == [-2, 2, -2, 2]
@@ -319,6 +367,60 @@ def test_holes_decodes_a_grid_from_both_models(client):
     with torch.no_grad():  # the middle of a 3 x 3 grid over [-2, 2]^2 is z = 0
         torch.testing.assert_close(torch.tensor(same["vae"][4]), vae.decode(torch.zeros(1, 2)).flatten(), atol=1e-3,
                                    rtol=0)
+
+
+def test_an_autoencoders_latent_space_has_holes(tmp_path, monkeypatch):
+    """The explorer's AE (trained as the lab trains it) decodes grid points far from every training code to
+    images further from every training digit than its decodings at codes are: the holes the page points at."""
+    monkeypatch.setitem(benches.RECIPES, "ae", dataclasses.replace(benches.RECIPES["ae"], steps=benches.DIGITS_STEPS))
+    monkeypatch.setitem(benches.RECIPES, "vae", dataclasses.replace(benches.RECIPES["vae"], steps=10))  # not looked at
+    with TestClient(create_app(tmp_path, allowed_hosts=("testserver",))) as lab_client:
+        r = lab_client.get("/api/explorer/holes?size=15").json()
+        ae = lab_client.app.state.lab.models.get("ae")
+    train, test = load_dataset("digits", "train").x.flatten(1), load_dataset("digits", "test").x
+    counts = torch.tensor(r["ae_codes"]).view(15, 15)
+    # far: a grid point with no training code nearest it, nor nearest any of its 8 neighbours
+    near = torch.nn.functional.max_pool2d(counts[None, None].float(), 3, stride=1, padding=1)[0, 0] > 0
+    far = ~near.flatten()
+    assert 20 < far.sum() < 200  # holes are in view, and so are the codes
+    to_digits = torch.cdist(torch.tensor(r["ae"]), train).min(1).values  # distance to the nearest training digit
+    with torch.no_grad():
+        at_codes = torch.cdist(ae.reconstruct(test).flatten(1), train).min(1).values
+    print(f"median distance to the nearest training digit: far from codes {to_digits[far].median():.3f}, "
+          f"at codes {at_codes.median():.3f}")
+    assert to_digits[far].median() > 1.25 * at_codes.median()
+
+
+def test_a_run_trained_by_another_process_shows_as_running(client):
+    """A run that `genlab train` trains (it holds the run's lock) is "running" on the dashboard while it does."""
+    import threading
+
+    from genlab.run import create_run, run_is_training, run_lock
+
+    runs_dir = client.app.state.lab.runs.runs_dir
+    folder = create_run(runs_dir / "from-the-cli", "gan", TrainConfig(data="ring", steps=100), {})
+    try:
+        assert not run_is_training(folder)
+        assert client.get("/api/runs/from-the-cli").json()["status"] == "stopped"
+        holding, release = threading.Event(), threading.Event()
+
+        def trainer():  # another open file description of the lock file: as another process would hold it
+            with run_lock(folder):
+                holding.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=trainer)
+        thread.start()
+        holding.wait(10)
+        info = client.get("/api/runs/from-the-cli").json()
+        assert run_is_training(folder) and info["status"] == "running" and not info["trained_here"]
+        listed = {run["name"]: run["status"] for run in client.get("/api/runs").json()["runs"]}
+        assert listed["from-the-cli"] == "running"
+        release.set()
+        thread.join()
+        assert client.get("/api/runs/from-the-cli").json()["status"] == "stopped" and not run_is_training(folder)
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_unreadable_run_folders_are_4xx_never_500(client):

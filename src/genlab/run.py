@@ -24,6 +24,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,7 @@ class RunInUse(RuntimeError):
 
 
 LOCK_FILE = "train.lock"
+LOCK_ATTEMPTS = 3  # tries, 10 ms apart, before a held lock is RunInUse
 
 
 @contextlib.contextmanager
@@ -135,14 +137,37 @@ def run_lock(run_dir: Path):
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunInUse(f"{run_dir} is being trained by another genlab (process or lab run): wait for it "
-                           f"to end or stop it, then resume with `genlab train --resume {run_dir}`") from None
+        for attempt in range(LOCK_ATTEMPTS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == LOCK_ATTEMPTS - 1:
+                    raise RunInUse(f"{run_dir} is being trained by another genlab (process or lab run): wait "
+                                   f"for it to end or stop it, then resume with `genlab train --resume {run_dir}`"
+                                   ) from None
+                time.sleep(0.01)  # a run_is_training probe holds the lock for microseconds: not a trainer
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def run_is_training(run_dir: str | Path) -> bool:
+    """Whether some process (a `genlab train`, or a lab's run) holds `run_dir`'s lock now, i.e. trains it.
+
+    A non-blocking shared flock probe, released at once: it never waits, and it fails exactly while a trainer
+    holds the exclusive lock. (run_lock retries briefly, so a trainer starting during a probe is not refused.)"""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # no lock file: nothing ever trained here
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's lock
 
 
 def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, model_settings: dict,

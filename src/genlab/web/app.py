@@ -3,7 +3,7 @@
   /playground   GAN playground: a small GAN trained live in a worker thread, frames over /ws/playground
   /dashboard    start and stop training runs (genlab.train), stream their logs over /ws/runs/{name}
   /bench        the lesson's 3x3 pattern autoencoder and a denoising autoencoder on digits
-  /explorer     a VAE's 2-D latent space beside an AE's, decoded where the pointer is
+  /explorer     a VAE's 2-D latent space (each posterior's spread, the sampling step) beside an AE's holes
 
 `create_app(runs_dir)` builds the app; nothing is loaded or trained at import. Every input is validated and
 bounded (a 4xx or an error message with one line, never the input echoed back), no client ever passes a file

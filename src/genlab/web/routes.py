@@ -25,7 +25,7 @@ from genlab.models import FAMILIES
 from genlab.models.layers import interpolate_latents
 from genlab.run import OpenRun, open_run
 from genlab.web.guard import parse_json
-from genlab.web.runs import MAX_STEPS, NotFound, RunRequest
+from genlab.web.runs import MAX_STEPS, NotFound, RunRequest, setting_fields
 
 
 class OffLoopJSON(Request):
@@ -83,7 +83,9 @@ def digits_test():
 
 @router.get("/options")
 def options(request: Request):
-    return {"families": list(FAMILIES), "data": list(_lab(request).data_names()), "max_steps": MAX_STEPS}
+    """What a new run may be: families, data, steps, and each family's settings as the dashboard's fields."""
+    return {"families": list(FAMILIES), "data": list(_lab(request).data_names()), "max_steps": MAX_STEPS,
+            "settings": {family: setting_fields(family) for family in FAMILIES}}
 
 
 @router.get("/runs")
@@ -220,6 +222,7 @@ MAX_LATENT = 64  # sliders on one page
 
 
 def _codes(model, x: torch.Tensor) -> torch.Tensor:
+    """The codes of x: an AE's, or the means of a VAE's posteriors."""
     with torch.no_grad():
         code = model.encode(x)
     return code[0] if isinstance(code, tuple) else code  # the VAE's posterior means
@@ -266,11 +269,19 @@ def explorer_models(request: Request):
 
 @router.get("/explorer/map")
 def latent_map(request: Request, model: Annotated[str, Query(pattern=MODEL_KEY)] = "vae"):
-    """Every digits test image's code (the first two dimensions are the map), label and pixels."""
-    test = digits_test()
-    codes = _codes(_explorer_model(_lab(request), model), test.x)
-    return {"latent_dim": codes.shape[1], "codes": [[round(v, 3) for v in code] for code in codes.tolist()],
+    """Every digits test image's code (the first two dimensions are the map), label and pixels; for a VAE also
+    each posterior's standard deviation sigma (q(z|x) = N(mu, sigma^2), mu being the code), None for an AE."""
+    test, encoder = digits_test(), _explorer_model(_lab(request), model)  # trained on first use: not under no_grad
+    with torch.no_grad():
+        code = encoder.encode(test.x)
+    codes, sigmas = (code[0], torch.exp(0.5 * code[1])) if isinstance(code, tuple) else (code, None)
+    return {"latent_dim": codes.shape[1], "codes": _rounded(codes),
+            "sigmas": None if sigmas is None else _rounded(sigmas),
             "labels": test.labels.tolist(), "images": _pixels(test.x)}
+
+
+def _rounded(values: torch.Tensor) -> list[list[float]]:
+    return [[round(v, 3) for v in row] for row in values.tolist()]
 
 
 @router.post("/explorer/decode")
@@ -292,25 +303,43 @@ def interpolate(body: InterpolateBody, request: Request):
                 for method in ("lerp", "slerp")}
 
 
+HOLES_MARGIN = 0.25  # of the codes' extent, added on every side: the grid shows the empty space around them too
+
+
+@functools.cache
+def digits_train():
+    return load_dataset("digits", "train")
+
+
 @router.get("/explorer/holes")
 def holes(request: Request, size: Annotated[int, Query(ge=2, le=15)] = 9,
           span: Annotated[float | None, Query(gt=0, le=20)] = None):
     """The AE and the VAE decode a size x size grid of z (top row = highest z[1]): with `span`, the same z for
-    both, over [-span, span]^2; without, each over the box that holds its own test codes. The VAE's KL term
-    packs its codes into the prior's disc, so its whole box decodes to digits; the AE's codes spread into
-    separate clusters, and much of the space between them decodes to blurred hybrids."""
+    both, over [-span, span]^2; without, each over the box of its own training codes widened by HOLES_MARGIN on
+    every side. `{model}_codes` counts the training codes nearest each grid point (row by row, as the images), so
+    the page can mark where the model was trained. Where no code lies, the AE decodes over-inked strokes further
+    from every training digit than its reconstructions (tests/test_web_api.py measures it); the VAE's KL term packs
+    its codes into the prior's disc, so a z drawn from the prior decodes to a digit."""
     lab = _lab(request)
     out = {"size": size}
     for name in ("ae", "vae"):
         model = lab.models.get(name)
+        codes = _codes(model, digits_train().x)[:, :2]
         if span is None:
-            codes = _codes(model, digits_test().x)
-            (x0, y0), (x1, y1) = codes.min(0).values.tolist(), codes.max(0).values.tolist()
+            low, high = codes.min(0).values, codes.max(0).values
+            margin = HOLES_MARGIN * (high - low)
+            (x0, y0), (x1, y1) = (low - margin).tolist(), (high + margin).tolist()
         else:
             x0, y0, x1, y1 = -span, -span, span, span
         xs, ys = torch.linspace(x0, x1, size), torch.linspace(y1, y0, size)
         z = torch.stack([xs.repeat(size), ys.repeat_interleave(size)], dim=1)
+        # each code goes to the grid point it is nearest, in grid steps; codes beyond the grid count nowhere
+        column = ((codes[:, 0] - x0) / (x1 - x0) * (size - 1)).round()
+        row = ((y1 - codes[:, 1]) / (y1 - y0) * (size - 1)).round()
+        inside = (column >= 0) & (column < size) & (row >= 0) & (row < size)
+        counts = torch.bincount((row * size + column)[inside].long(), minlength=size * size)
         with torch.no_grad():
             out[name] = _pixels(model.decode(z))
         out[f"{name}_box"] = [round(v, 2) for v in (x0, x1, y0, y1)]
+        out[f"{name}_codes"] = counts.tolist()
     return out

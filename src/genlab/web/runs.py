@@ -15,7 +15,9 @@ import math
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,7 +27,7 @@ from genlab.checkpoint import list_checkpoints
 from genlab.config import split_settings
 from genlab.data import MAX_SEED
 from genlab.models import FAMILIES, family_classes
-from genlab.run import create_run, read_metrics, read_run_record
+from genlab.run import create_run, read_metrics, read_run_record, run_is_training
 from genlab.train import TrainConfig, train
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -50,6 +52,8 @@ BOUNDS = {
 LENGTHS = {"hidden_dims": (1, 4), "conv_channels": (1, 3), "unet_channels": (1, 4), "betas": (2, 2)}  # entries
 # chosen by their own fields, or by the data (data_shape; image_size and channels are for image folders only)
 REFUSED = {"data", "data_dir", "steps", "data_shape", "image_size", "channels"}  # no path ever comes from a request
+CADENCE = ("log_every", "sample_every", "checkpoint_every")  # unset, the lab picks them from the run's steps
+ACTIVE = ("starting", "running", "stopping")  # a job's statuses while its thread trains
 
 
 
@@ -111,6 +115,44 @@ def check_bounds(key: str, value, family: str) -> None:
     if not all(math.isfinite(v) and low <= v <= high for v in numbers):
         raise ValueError(f"{key} must be between {low:,} and {high:,} in the lab" if key not in LENGTHS else
                          f"each entry of {key} must be between {low:,} and {high:,} in the lab")
+
+
+def setting_fields(family: str) -> list[dict]:
+    """The settings a lab run of `family` may set, one dashboard field each, the model's then training's: {name,
+    group, kind (int, float, bool, choice or list), default, and min/max, choices or entries}. Read from the config
+    dataclasses and the lab's bounds, so the form offers what parse_request accepts and nothing else."""
+    _, config_class = family_classes(family)
+    bounds = {**BOUNDS, **FAMILIES[family].lab_bounds}
+    out = []
+    for group, cls in (("model", config_class), ("train", TrainConfig)):
+        hints = typing.get_type_hints(cls)
+        for spec in fields(cls):
+            if spec.name in REFUSED:
+                continue
+            annotation = hints[spec.name]
+            if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None: left empty, it is None
+                annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+            default = spec.default if spec.default is not MISSING else spec.default_factory()
+            entry = {"name": spec.name, "group": group,
+                     "default": "auto" if spec.name in CADENCE else list(default) if isinstance(default, tuple)
+                     else default}
+            if annotation is bool:
+                entry["kind"] = "bool"
+            elif typing.get_origin(annotation) is Literal:
+                entry.update(kind="choice", choices=list(typing.get_args(annotation)))
+            elif spec.name not in bounds:
+                continue  # a number the lab does not bound cannot be set here (check_bounds refuses it)
+            elif typing.get_origin(annotation) is tuple:
+                item = typing.get_args(annotation)[0]
+                entry.update(kind="list", item=item.__name__, entries=LENGTHS.get(spec.name))
+            elif annotation in (int, float):
+                entry["kind"] = annotation.__name__
+            else:
+                continue  # free text: nothing a lab run sets
+            if spec.name in bounds:
+                entry["min"], entry["max"] = bounds[spec.name]
+            out.append(entry)
+    return out
 
 
 def parse_request(request: RunRequest, data_names: tuple[str, ...]) -> tuple[TrainConfig, dict]:
@@ -175,7 +217,7 @@ class RunManager:
         self._lock = threading.Lock()
 
     def active(self) -> list[Job]:
-        return [job for job in self.jobs.values() if job.status in ("starting", "running", "stopping")]
+        return [job for job in self.jobs.values() if job.status in ACTIVE]
 
     def start(self, request: RunRequest, data_names: tuple[str, ...]) -> Job:
         train_config, model_settings = parse_request(request, data_names)
@@ -245,8 +287,15 @@ class RunManager:
         samples = sorted(p.name for p in (folder / "samples").glob("step-*.png") if SAMPLE_FILE.match(p.name))
         done = records[-1]["step"] if records else 0
         saved, steps = record.to_json(), record.train.steps
+        here = job is not None and job.status in ACTIVE
+        if here:
+            status = job.status
+        elif run_is_training(folder):  # `genlab train` (or another lab) trains it now
+            status = "running"
+        else:
+            status = job.status if job else ("finished" if done >= steps else "stopped")
         return {"name": name, "family": record.family, "data": record.train.data, "steps": steps, "step": done,
-                "status": job.status if job else ("finished" if done >= steps else "stopped"),
+                "status": status, "trained_here": here,
                 "error": job.error if job else None, "model": finite(saved["model"]),
                 "train": finite(saved["train"]), "records": records,
                 "checkpoints": [p.name for p in checkpoints], "samples": samples}

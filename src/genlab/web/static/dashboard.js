@@ -1,26 +1,75 @@
 "use strict";
-// Training dashboard: start/stop runs, stream the open run's logs over /ws/runs/{name}, list past runs.
+// Training dashboard: start/stop runs with one labelled field per setting, stream the open run's logs over
+// /ws/runs/{name} (each loss term on its own chart), list past runs, including those trained from the CLI.
 const $ = id => document.getElementById(id);
 const ACTIVE = ["starting", "running", "stopping"];
-const CURVES = { loss: "#1d2330", reconstruction: "#1f77b4", kl: "#ff7f0e", d_loss: "#1d2330", g_loss: "#7b3fbf" };
-let socket = null, current = null, records = [];
+const COLOURS = { loss: "#1d2330", reconstruction: "#1f77b4", kl: "#ff7f0e", d_loss: "#1d2330", g_loss: "#7b3fbf" };
+const NOT_TERMS = ["step", "epoch", "images_per_s"];  // numbers in a record that are not loss terms
+let socket = null, current = null, records = [], settings = {};
 
 async function init() {
   const options = await lab.json("/api/options");
+  settings = options.settings;
   $("family").replaceChildren(...options.families.map(f => lab.el("option", {}, f)));
   $("data").replaceChildren(...options.data.map(d => lab.el("option", {}, d)));
+  $("family").onchange = showSettings;
+  showSettings();
   await refresh();
+}
+
+const shortNumber = v => Math.abs(v) >= 1e6 ? v.toExponential(1) : String(v);
+const range = f => f.kind === "list" ? `${f.entries ? f.entries.join("–") + " " : ""}${f.item}s, each ${shortNumber(f.min)}–${shortNumber(f.max)}`
+  : `${f.kind === "int" ? "integer" : "number"} ${shortNumber(f.min)}–${shortNumber(f.max)}`;
+// One labelled field per setting the family takes (from /api/options): a choice or flag is a select showing its
+// default, a number or list a text box left empty for the default. What the server bounds, the field says.
+function settingField(f) {
+  let input;
+  if (f.kind === "choice" || f.kind === "bool") {
+    const values = f.kind === "bool" ? [false, true] : f.choices;
+    input = lab.el("select", {}, ...values.map(v => lab.el("option", { value: String(v), selected: v === f.default },
+      v === f.default ? `${v} (default)` : String(v))));
+  } else {
+    input = lab.el("input", { type: f.kind === "list" ? "text" : "number", placeholder: f.default === null ? "none"
+      : String(f.default), title: range(f) });
+    if (f.kind !== "list") Object.assign(input, { min: f.min, max: f.max, step: f.kind === "int" ? 1 : "any" });
+  }
+  input.id = `set-${f.name}`; input.dataset.name = f.name; input.dataset.default = String(f.default);
+  const row = lab.el("div", { className: "setting" }, lab.el("label", { htmlFor: input.id }, f.name), input);
+  if (f.kind !== "choice" && f.kind !== "bool") {  // a select shows its values itself
+    input.setAttribute("aria-describedby", `hint-${f.name}`);
+    row.append(lab.el("small", { id: `hint-${f.name}` }, range(f)));
+  }
+  return row;
+}
+function showSettings() {
+  const fields = settings[$("family").value] || [];
+  for (const group of ["model", "train"]) {
+    $(`${group}-settings`).replaceChildren(...fields.filter(f => f.group === group).map(settingField));
+  }
+}
+// the settings the user changed, as --set's text: the server parses and bounds each by its field's type
+function chosenSettings() {
+  const chosen = {};
+  for (const input of document.querySelectorAll("fieldset.settings select, fieldset.settings input")) {
+    const value = input.value.trim();
+    if (input.tagName === "SELECT" ? value !== input.dataset.default : value !== "") chosen[input.dataset.name] = value;
+  }
+  return chosen;
 }
 
 // one row of the runs table; every value is a text node (a run folder's config.json may hold anything)
 function runRow(r) {
   const button = lab.el("button", { className: "open", onclick: () => open(r.name) }, "open");
   const row = lab.el("tr", { className: r.name === current ? "selected" : "" },
-    ...[r.name, r.family, r.data, `${r.step} / ${r.steps}`, r.status].map(v => lab.el("td", {}, String(v))),
+    ...[r.name, r.family, r.data, `${r.step} / ${r.steps}`, statusText(r)].map(v => lab.el("td", {}, String(v))),
     lab.el("td", {}, button));
   row.dataset.name = r.name;
   return row;
 }
+
+// a run another process trains (`genlab train`) is running too, but only that process can stop it
+const elsewhere = r => ACTIVE.includes(r.status) && !r.trained_here;
+const statusText = r => elsewhere(r) ? `${r.status}, from another process` : r.status;
 
 async function refresh() {
   const { runs } = await lab.json("/api/runs");
@@ -33,7 +82,7 @@ function open(name) {
   current = name; records = [];
   $("run-name").textContent = name; $("run-status").textContent = "–"; $("run-step").textContent = "–";
   $("images-per-s").textContent = "–"; $("run-warning").textContent = ""; $("run-warning").classList.remove("on");
-  lab.chart($("run-chart"), []);
+  $("run-charts").replaceChildren();
   // nothing of the run shown before stays on screen
   $("run-sample").style.display = "none"; $("run-sample").removeAttribute("src"); delete $("run-sample").dataset.file;
   $("sample-download").hidden = true; $("sample-files").replaceChildren();
@@ -49,14 +98,13 @@ function open(name) {
 
 function show(m) {
   const last = records[records.length - 1];
-  $("run-status").textContent = m.status + (m.error ? `: ${m.error}` : "");
+  $("run-status").textContent = statusText(m) + (m.error ? `: ${m.error}` : "");
   $("run-step").textContent = `${m.step} / ${m.steps}`;
   $("images-per-s").textContent = last ? Math.round(last.images_per_s) : "–";
   const warning = [...records].reverse().find(r => r.warning);
   $("run-warning").textContent = warning ? `step ${warning.step}: ${warning.warning}` : "";
   $("run-warning").classList.toggle("on", Boolean(warning));
-  lab.chart($("run-chart"), Object.keys(CURVES).filter(k => last && k in last)
-    .map(k => ({ name: k, color: CURVES[k], values: records.map(r => [r.step, r[k]]) })));
+  drawCharts(last ? Object.keys(last).filter(k => typeof last[k] === "number" && !NOT_TERMS.includes(k)) : []);
   const base = `/api/runs/${encodeURIComponent(m.name)}/samples/`;
   const samples = m.samples.filter(f => f.endsWith("-samples.png"));
   const newest = samples[samples.length - 1] || m.samples[m.samples.length - 1];
@@ -66,8 +114,9 @@ function show(m) {
   }
   $("sample-files").replaceChildren(...(m.samples.length ? ["pictures: ", ...m.samples.flatMap((f, i) =>
     [i ? ", " : "", lab.el("a", { href: `${base + f}?download=true` }, f)])] : []));
-  const active = ACTIVE.includes(m.status);
-  $("stop").disabled = !active; $("start").disabled = active;
+  const active = ACTIVE.includes(m.status), here = active && m.trained_here;
+  $("stop").disabled = !here; $("start").disabled = here;
+  $("stop").title = elsewhere(m) ? "trained by another process: stop it there (Ctrl-C)" : "";
   $("generate").disabled = m.checkpoints.length === 0;
   // the table follows the open run while it trains, and is read afresh once it ends
   const row = [...$("runs").tBodies[0].rows].find(r => r.dataset.name === m.name);
@@ -75,15 +124,28 @@ function show(m) {
   if (!active) refresh();
 }
 
-$("start").onclick = async () => {
-  const settings = {};
-  for (const line of $("settings").value.split("\n").map(l => l.trim()).filter(Boolean)) {
-    const [key, ...rest] = line.split("=");
-    if (!rest.length) return lab.error(`"${line}" is not key=value`);
-    settings[key.trim()] = rest.join("=").trim();
+// one small chart per loss term, each with its own y range: a KL of 3 beside a reconstruction of 300 is no flat line
+function drawCharts(terms) {
+  const box = $("run-charts"), shown = [...box.children].map(c => c.dataset.term);
+  if (shown.join() !== terms.join()) {
+    box.replaceChildren(...terms.map(term => {
+      const c = lab.el("canvas", { width: 262, height: 110 });
+      c.dataset.term = term; c.setAttribute("role", "img"); c.setAttribute("aria-label", `${term} by step`);
+      return c;
+    }));
   }
-  const job = await lab.json("/api/runs", { family: $("family").value, data: $("data").value,
-                                            steps: Number($("steps").value), settings });
+  for (const c of box.children) {
+    lab.chart(c, [{ name: c.dataset.term, color: COLOURS[c.dataset.term] || "#1d2330",
+                    values: records.map(r => [r.step, r[c.dataset.term]]) }]);
+  }
+}
+
+$("start").onclick = async () => {
+  let job;
+  try {
+    job = await lab.json("/api/runs", { family: $("family").value, data: $("data").value,
+                                        steps: Number($("steps").value), settings: chosenSettings() });
+  } catch { return; }  // refused: lab.json has shown the server's one line
   await refresh();
   open(job.name);
 };
