@@ -57,10 +57,13 @@ def _feature_space(test: Dataset, features: str | Path | None) -> tuple[FeatureN
         return load_feature_network(features), None
     if test.kind == "points":
         return None, None
+    if test.name == "faces":  # HOG: the offline face features that rank faces right (benchmarks/faces_quality.py)
+        return load_feature_network("hog"), None
     if test.shape in ((1, 28, 28), (1, 8, 8)):
         return load_feature_network(), None
     return None, (f"no feature network for {'x'.join(map(str, test.shape))} images: the shipped one takes "
-                  "1x28x28 and 1x8x8; pass --features PATH (pytorch-fid's Inception weights .pth, or a FeatureCNN)")
+                  "1x28x28 and 1x8x8; pass --features PATH (pytorch-fid's Inception weights .pth, or a FeatureCNN) "
+                  "or --features hog")
 
 
 def _sample_quality(model, test: Dataset, data_name: str, samples: int, seed: int,
@@ -82,7 +85,8 @@ def _sample_quality(model, test: Dataset, data_name: str, samples: int, seed: in
         real_features, fake_features = network.features(real), network.features(fake)
         name, digest = network.name, network.sha256
     result = sample_quality(real_features, fake_features, reference=f"{data_name}/test[:{len(real)}]",
-                            feature_network=name, feature_network_sha256=digest, seed=seed).to_dict()
+                            feature_network=name, feature_network_sha256=digest, seed=seed,
+                            all_real_data=len(real) < samples).to_dict()
     if test.kind == "image":
         result["protocol"]["fake_pixels_clamped_to_0_1"] = clamped
     return result
