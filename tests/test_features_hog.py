@@ -56,3 +56,7 @@ def test_eval_of_a_faces_run_scores_kid_on_hog_features_and_says_why_fid_is_left
     assert quality["protocol"]["feature_network"] == "genlab-hog-32px-v1"
     assert "kid" in quality["scores"] and "fid" not in quality["scores"]
     assert quality["protocol"]["settings"]["fid"].startswith("left out: 100 real examples")
+    copies = evaluate_run(run, samples=200)["results"]["memorization"]
+    assert copies["protocol"]["feature_network"] == "genlab-hog-32px-v1"
+    assert copies["protocol"]["yardstick"] == "each of the 100 training images against the others"
+    assert 0 <= copies["scores"]["copy_rate"] <= 1 and copies["scores"]["real_copy_rate"] == 0.0

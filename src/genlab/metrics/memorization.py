@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 COPY_RATIO = 1 / 3
-DISTANCE_CHUNK = 1000  # samples whose distances to every training image are held at once
+DISTANCE_BUDGET = 2**24  # distances held at once (128 MB of float64): 280 samples against MNIST's 60,000
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ def nearest_training(samples: torch.Tensor, train: torch.Tensor, *, leave_one_ou
     if leave_one_out and len(samples) != len(train):
         raise ValueError("leave_one_out compares the training data with itself: pass it as both")
     index, first, second = [], [], []
-    for start in range(0, len(samples), DISTANCE_CHUNK):
-        distances = torch.cdist(samples[start:start + DISTANCE_CHUNK], train)
+    chunk = max(1, DISTANCE_BUDGET // len(train))
+    for start in range(0, len(samples), chunk):
+        distances = torch.cdist(samples[start:start + chunk], train)
         if leave_one_out:
             rows = torch.arange(len(distances))
             distances[rows, rows + start] = float("inf")
