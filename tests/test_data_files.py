@@ -279,8 +279,13 @@ def test_channels_that_cannot_work_are_refused(tmp_path, channels):
 @pytest.mark.parametrize("name", ["digits", "mnist", "stacked-mnist", "ring", "patterns"])
 @pytest.mark.parametrize("setting", [{"image_size": 32}, {"channels": 3}])
 def test_image_size_and_channels_are_refused_for_data_of_a_fixed_shape(tmp_path, name, setting):
-    with pytest.raises(ValueError, match=f"apply only to folder:PATH data, not '{name}'"):
+    with pytest.raises(ValueError, match=f"applies only to .*folder:PATH data, not '{name}'"):
         load_dataset(name, data_dir=tmp_path, **setting)
+
+
+def test_faces_take_an_image_size_but_not_channels():
+    with pytest.raises(ValueError, match="channels applies only to folder:PATH data, not 'faces'"):
+        load_dataset("faces", channels=3)
 
 
 # ----------------------------------------------------------------------------- folders

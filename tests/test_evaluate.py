@@ -31,7 +31,11 @@ def test_eval_writes_every_vae_score_with_its_protocol(vae_digits):
     report = json.loads((vae_digits / "eval.json").read_text())
     assert (report["family"], report["data"], report["step"]) == ("vae", "digits", 20)
     results = report["results"]
-    assert set(results) == {"reconstruction", "nll", "sample_quality"}
+    assert set(results) == {"reconstruction", "nll", "sample_quality", "memorization"}
+    copies = results["memorization"]
+    assert copies["protocol"]["yardstick"] == "297 held-out real images"  # digits' test split
+    assert copies["protocol"]["feature_network"] == json.loads(MNIST_RECORD.read_text())["name"]
+    assert 0 <= copies["scores"]["copy_rate"] <= 1 and "copying" in copies["scores"]
 
     quality = results["sample_quality"]
     record = json.loads(MNIST_RECORD.read_text())

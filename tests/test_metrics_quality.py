@@ -214,3 +214,14 @@ def test_ssim_window_fits_small_images():
     assert [ssim_window(size) for size in (28, 11, 8, 3)] == [11, 11, 7, 3]
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     assert reconstruction_scores(x, x.clone())["ssim"] == pytest.approx(1.0)
+
+
+def test_fid_is_left_out_with_its_reason_when_the_real_data_is_smaller_than_the_features():
+    generator = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(20, 32, generator=generator), torch.randn(200, 32, generator=generator)
+    scores = sample_quality(real, fake, reference="faces/test", feature_network="x", feature_network_sha256=None,
+                            all_real_data=True)
+    assert "fid" not in scores.values and scores.values["kid"] == pytest.approx(0, abs=0.05)
+    assert scores.protocol.settings["fid"] == "left out: 20 real examples, not more than the 32 features FID needs"
+    with pytest.raises(ValueError, match="FID with 32 features needs more than 32 samples"):  # more can be drawn
+        sample_quality(real, fake, reference="x", feature_network="x", feature_network_sha256=None)

@@ -316,7 +316,8 @@ SamplesOpt = Annotated[int | None, typer.Option(help="Generated samples, and tes
                                                    "ring/grid mode coverage always draws 2500).")]
 FeaturesOpt = Annotated[Path | None, typer.Option(help="Feature network for images other than MNIST and digits: "
                                                        "pytorch-fid's Inception weights (.pth) or a FeatureCNN "
-                                                       "(.safetensors).")]
+                                                       "(.safetensors), or hog (histograms of oriented gradients, "
+                                                       "the default for faces).")]
 
 
 @app.command("eval")

@@ -6,7 +6,8 @@
   test split, in the shipped MNIST feature space for 28x28 and 8x8 grey images, in a user's feature
   network (`features=PATH`) for other images, in raw coordinates for points; and for the 2-D ring and
   grid mixtures, mode coverage (VEEGAN/PacGAN protocol, 2,500 samples); for Stacked-MNIST, the 1000 modes
-  and KL of 26,000 samples (genlab.metrics.stacked).
+  and KL of 26,000 samples (genlab.metrics.stacked); for images, memorization: how many samples copy a
+  training image, beside held-out images' own rate (genlab.metrics.memorization).
 
 `evaluate_run` opens a run, writes eval.json into its folder (atomically) and returns the same dict;
 `evaluate` measures a run already opened (genlab.run.open_run with its test split).
@@ -24,6 +25,7 @@ import genlab
 from genlab.checkpoint import atomic_write_bytes
 from genlab.data import Dataset
 from genlab.metrics.features import FeatureNetwork, load_feature_network, mnist_feature_network
+from genlab.metrics.memorization import COPY_RATIO, memorization
 from genlab.metrics.modes import MIXTURES, NUM_SAMPLES, mixture_coverage
 from genlab.metrics.quality import nats_to_bits_per_dim, reconstruction_scores, sample_quality, ssim_window
 from genlab.metrics.stacked import NUM_MODES as STACKED_MODES
@@ -57,24 +59,27 @@ def _feature_space(test: Dataset, features: str | Path | None) -> tuple[FeatureN
         return load_feature_network(features), None
     if test.kind == "points":
         return None, None
+    if test.name == "faces":  # HOG: the offline face features that rank faces right (benchmarks/faces_quality.py)
+        return load_feature_network("hog"), None
     if test.shape in ((1, 28, 28), (1, 8, 8)):
         return load_feature_network(), None
     return None, (f"no feature network for {'x'.join(map(str, test.shape))} images: the shipped one takes "
-                  "1x28x28 and 1x8x8; pass --features PATH (pytorch-fid's Inception weights .pth, or a FeatureCNN)")
+                  "1x28x28 and 1x8x8; pass --features PATH (pytorch-fid's Inception weights .pth, or a FeatureCNN) "
+                  "or --features hog")
 
 
-def _sample_quality(model, test: Dataset, data_name: str, samples: int, seed: int,
-                    features: str | Path | None) -> dict:
-    network, skipped = _feature_space(test, features)
-    if skipped:
-        return {"skipped": skipped}
-    real = test.x[:samples]
+def _samples(model, test: Dataset, samples: int, seed: int) -> tuple[torch.Tensor, float]:
+    """The samples every sample metric scores, and the share of their pixels clamped into [0, 1] (images)."""
     fake = _draw(model, samples, seed)
-    clamped = 0.0
-    if test.kind == "image":
-        # Sigmoid outputs are in [0, 1] already; a linear output can overshoot. Clamp, and record how much.
-        clamped = ((fake < 0) | (fake > 1)).double().mean().item()
-        fake = fake.clamp(0, 1)
+    if test.kind != "image":
+        return fake, 0.0
+    # Sigmoid outputs are in [0, 1] already; a linear output can overshoot. Clamp, and record how much.
+    return fake.clamp(0, 1), ((fake < 0) | (fake > 1)).double().mean().item()
+
+
+def _sample_quality(fake: torch.Tensor, clamped: float, test: Dataset, data_name: str, samples: int, seed: int,
+                    network: FeatureNetwork | None) -> dict:
+    real = test.x[:samples]
     if network is None:
         real_features, fake_features = real.flatten(1), fake.flatten(1)
         name, digest = "identity (raw coordinates)", None
@@ -82,10 +87,28 @@ def _sample_quality(model, test: Dataset, data_name: str, samples: int, seed: in
         real_features, fake_features = network.features(real), network.features(fake)
         name, digest = network.name, network.sha256
     result = sample_quality(real_features, fake_features, reference=f"{data_name}/test[:{len(real)}]",
-                            feature_network=name, feature_network_sha256=digest, seed=seed).to_dict()
+                            feature_network=name, feature_network_sha256=digest, seed=seed,
+                            all_real_data=len(real) < samples).to_dict()
     if test.kind == "image":
         result["protocol"]["fake_pixels_clamped_to_0_1"] = clamped
     return result
+
+
+def _memorization(fake: torch.Tensor, train: Dataset, test: Dataset, data_name: str, seed: int,
+                  network: FeatureNetwork | None) -> dict:
+    """Copy rate of the samples against the training images, beside held-out images' own (metrics.memorization),
+    in the feature space of sample quality, or in pixels where there is none."""
+    def embed(x):
+        return x.flatten(1) if network is None else network.features(x)
+
+    found = memorization(embed(fake), embed(train.x), embed(test.x))
+    protocol = {"reference": f"{data_name}/train ({len(train)} images)", "num_fake": len(fake), "seed": seed,
+                "feature_network": "pixels" if network is None else network.name,
+                "feature_network_sha256": None if network is None else network.sha256,
+                "copy": f"nearest training image under {COPY_RATIO:.3g} x the second nearest's distance",
+                "yardstick": found.real}
+    scores = {key: value for key, value in found.to_dict().items() if key != "yardstick"}
+    return {"scores": {**scores, "copying": found.copying}, "protocol": protocol}
 
 
 def _reconstruction(model, test: Dataset, data_name: str, samples: int) -> dict:
@@ -148,7 +171,7 @@ def evaluate_run(run: str | Path, *, samples: int | None = None, seed: int = 0, 
     the 2-D mixtures always draws 2,500, as VEEGAN and PacGAN do, so its figures compare with theirs.
     """
     check_evaluation(samples, nll_k)
-    opened = open_run(run, device=device or "cpu", data_dir=data_dir, splits=("test",))
+    opened = open_run(run, device=device or "cpu", data_dir=data_dir, splits=("train", "test"))
     return evaluate(opened, samples=samples, seed=seed, nll_k=nll_k, features=features)
 
 
@@ -164,7 +187,15 @@ def evaluate(opened: OpenRun, *, samples: int | None = None, seed: int = 0, nll_
     if model.has_likelihood:
         results["nll"] = _nll(model, test, config.data, n, nll_k, seed, config.binarize)
     if model.can_sample:
-        results["sample_quality"] = _sample_quality(model, test, config.data, n, seed, features)
+        network, skipped = _feature_space(test, features)
+        fake, clamped = _samples(model, test, n, seed)
+        results["sample_quality"] = ({"skipped": skipped} if skipped else
+                                     _sample_quality(fake, clamped, test, config.data, n, seed, network))
+        if test.kind == "image":
+            train = opened.data.get("train")
+            results["memorization"] = (
+                _memorization(fake, train, test, config.data, seed, network) if train is not None
+                else {"skipped": "needs the run's training images: open the run with splits=('train', 'test')"})
         if config.data in MIXTURES:
             coverage = mixture_coverage(_draw(model, NUM_SAMPLES, seed), config.data)
             results["mode_coverage"] = {

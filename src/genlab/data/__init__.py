@@ -47,7 +47,7 @@ TOYS = {
     "moons": toys.moons,
     "swissroll": toys.swiss_roll,
 }
-IMAGES = ("digits", "mnist", "stacked-mnist", "folder:PATH")
+IMAGES = ("digits", "mnist", "stacked-mnist", "faces", "folder:PATH")
 NAMES = (*TOYS, *IMAGES)
 # every seed genlab takes (TrainConfig, --seed, the lab); seed + 1_000_003 then stays below 2**64, the most torch's
 # generator takes
@@ -69,16 +69,18 @@ def load_dataset(
     channels: int | None = None,
     seed: int = 0,
 ) -> Dataset:
-    """Load a whole split by name; see `NAMES`. `image_size`/`channels` apply to image folders; `seed` to the
-    toys and to stacked-mnist, whose triples it draws."""
+    """Load a whole split by name; see `NAMES`. `image_size` applies to image folders and faces, `channels`
+    to image folders; `seed` to the toys and to stacked-mnist, whose triples it draws."""
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
     if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
     is_folder = isinstance(name, str) and name.startswith("folder:")
-    if not is_folder and (image_size is not None or channels is not None):
-        # The other data sets have a fixed shape; resizing them silently is not what a run asked for.
-        raise ValueError(f"image_size and channels apply only to folder:PATH data, not {name!r}: unset them")
+    # The other data sets have a fixed shape; resizing them silently is not what a run asked for.
+    if not is_folder and channels is not None:
+        raise ValueError(f"channels applies only to folder:PATH data, not {name!r}: unset it")
+    if not is_folder and name != "faces" and image_size is not None:
+        raise ValueError(f"image_size applies only to faces and folder:PATH data, not {name!r}: unset it")
     # Train and test draw from the same distribution with different seeds (for stacked-mnist: their triples,
     # from their own MNIST splits). The offset keeps the test seed within what torch's generator takes.
     split_seed = seed if split == "train" else seed + 1_000_003
@@ -91,6 +93,8 @@ def load_dataset(
         x, labels = images.digits(split)
     elif name == "mnist":
         x, labels = images.mnist(data_dir / "mnist", split)
+    elif name == "faces":
+        x, labels = images.faces(split, image_size)
     elif name == "stacked-mnist":
         x, labels = images.stacked_mnist(data_dir / "mnist", split, split_seed)
     elif is_folder:

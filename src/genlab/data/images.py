@@ -1,4 +1,5 @@
-"""Image data sets: scikit-learn's 8x8 digits, MNIST from its IDX files, and folders of PNG/JPEG.
+"""Image data sets: scikit-learn's 8x8 digits, MNIST from its IDX files, scikit-image's 100 faces, and
+folders of PNG/JPEG.
 
 Each loader returns a whole split as (x, labels): x is (N, C, H, W) float32 in [0, 1], labels is
 (N,) int64 or None. MNIST is parsed from the original gzip IDX files with numpy, and
@@ -49,6 +50,34 @@ def digits(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     rows = order[:1500] if split == "train" else order[1500:]
     return x[rows], labels[rows]
+
+
+# ----------------------------------------------------------------------------- faces
+
+FACES = 100  # lfw_subset() holds 100 faces of Labeled Faces in the Wild, then 100 non-face patches
+FACE_SIDE = 25
+
+
+def faces(split: str, image_size: int | None = None) -> tuple[torch.Tensor, None]:
+    """The 100 real face photos scikit-image ships in its wheel (25x25 grey crops of Labeled Faces in the
+    Wild; no download) as (100, 1, S, S) in [0, 1], S = image_size (bicubic), else 25.
+
+    Both splits are the same 100 faces: this is the 100-shot setting of DiffAugment's benchmarks, where
+    there are no other faces, so quality is measured against the training faces (their protocol) and
+    copying is caught by the memorization check, not by a held-out split."""
+    _check_split(split)
+    if image_size is not None and (type(image_size) is not int or not 4 <= image_size <= MAX_IMAGE_SIZE):
+        raise ValueError(f"image_size must be a whole number of pixels from 4 to {MAX_IMAGE_SIZE}, got {image_size!r}")
+    from skimage.data import lfw_subset  # imported here: scikit-image takes a second to import
+
+    pixels = lfw_subset()[:FACES]  # float64 in [0, 1]
+    if image_size is not None and image_size != FACE_SIDE:
+        pixels = np.stack([
+            np.asarray(Image.fromarray(face.astype(np.float32), mode="F").resize(
+                (image_size, image_size), Image.Resampling.BICUBIC))
+            for face in pixels
+        ])
+    return torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).clamp_(0, 1).unsqueeze(1), None
 
 
 # ----------------------------------------------------------------------------- MNIST

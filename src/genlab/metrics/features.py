@@ -20,6 +20,12 @@ Other data (RGB folders) need another network, passed by path (`genlab eval RUN 
   builds only tensors and plain containers and refuses anything else; genlab never downloads the file;
 - or a .safetensors file of genlab's `FeatureCNN` trained on the data (its architecture in the file's
   "genlab_feature_net" metadata, written by `save_feature_cnn`).
+
+Faces use `HOGFeatures` (`--features hog`, the default for `faces` data): histograms of oriented gradients
+(scikit-image's `hog`, Dalal and Triggs' face and pedestrian features) of each image in grey at 32x32. No
+weights can be had offline for faces, and KID on these features ranks what it must, checked on the 100 faces
+by `benchmarks/faces_quality.py` (50 reference faces against 50 others, three random halvings): held-out faces
+score about 0, noisy or blurred faces more, 50 copies of 5 faces more still, and non-faces far more.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import safetensors
 import safetensors.torch
 import torch
@@ -94,6 +101,40 @@ class FeatureCNN(nn.Module):
         return self.head(self.dropout(self.features(x)))
 
 
+class HOGFeatures(nn.Module):
+    """Histograms of oriented gradients of each image, grey and resized to 32x32 (bicubic): 9 orientations in
+    4x4-pixel cells, L2-Hys normalised over 2x2-cell blocks, 7 x 7 x 2 x 2 x 9 = 1764 features. 4-pixel cells
+    separated copies from noisy faces best of 4, 6 and 8 (benchmarks/faces_quality.py). Nothing is learned."""
+
+    SIZE, CELL, ORIENTATIONS = 32, 4, 9
+    BATCH = 500
+    NAME = "genlab-hog-32px-v1"
+
+    @property
+    def num_features(self) -> int:
+        blocks = self.SIZE // self.CELL - 1
+        return blocks * blocks * 2 * 2 * self.ORIENTATIONS
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        from skimage.feature import hog  # imported here: scikit-image takes a second to import
+
+        grey = x.mean(1, keepdim=True) if x.shape[1] == 3 else x  # the equal-weights grey of each pixel
+        grey = F.interpolate(grey.float(), size=(self.SIZE, self.SIZE), mode="bicubic", align_corners=False)
+        images = grey.clamp(0, 1)[:, 0].cpu().double().numpy()
+        rows = [hog(image, orientations=self.ORIENTATIONS, pixels_per_cell=(self.CELL, self.CELL),
+                    cells_per_block=(2, 2)) for image in images]
+        return torch.from_numpy(np.stack(rows)).float() if rows else torch.empty(0, self.num_features)
+
+    @staticmethod
+    def settings_sha256() -> str:
+        """What the features depend on, hashed for each score's protocol (there are no weights to hash)."""
+        import skimage
+
+        settings = {"name": HOGFeatures.NAME, "size": HOGFeatures.SIZE, "cell": HOGFeatures.CELL,
+                    "orientations": HOGFeatures.ORIENTATIONS, "scikit-image": skimage.__version__}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
 def save_feature_cnn(net: FeatureCNN, path: Path) -> None:
     """Write `net` as safetensors with its architecture in the metadata, for `load_feature_network(path)`."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -111,7 +152,7 @@ class FeatureNetwork:
 
     name: str
     sha256: str
-    net: FeatureCNN | FIDInception
+    net: FeatureCNN | FIDInception | HOGFeatures
 
     @property
     def num_features(self) -> int:
@@ -123,6 +164,11 @@ class FeatureNetwork:
         if len(x) and not (x.min() >= 0 and x.max() <= 1):  # also catches NaN
             raise ValueError(f"images must be in [0, 1] (genlab's range), got values in "
                              f"[{x.min().item():.3g}, {x.max().item():.3g}]: clamp or rescale them first")
+        if isinstance(self.net, HOGFeatures):
+            if x.dim() != 4 or x.shape[1] not in (1, 3):
+                raise ValueError(f"feature network {self.name} takes (N, 1 or 3, H, W) images, "
+                                 f"got shape {tuple(x.shape)}")
+            return x
         if isinstance(self.net, FIDInception):
             if x.dim() != 4 or x.shape[1] not in (1, 3):
                 raise ValueError(f"feature network {self.name} takes (N, 3, H, W) or (N, 1, H, W) images, "
@@ -148,7 +194,7 @@ class FeatureNetwork:
     def features(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """(N, C, H, W) images in [0, 1] -> (N, num_features) float32 features on the CPU."""
         x = self.prepare(x)
-        device = next(self.net.parameters()).device
+        device = next(self.net.parameters(), x).device  # HOG has no parameters: it runs where x is
         chunks = x.split(batch_size or self.net.BATCH)
         return torch.cat([self.net.features(chunk.to(device)).cpu() for chunk in chunks]
                          or [torch.empty(0, self.num_features)])
@@ -164,12 +210,14 @@ class FeatureNetwork:
 
 
 def load_feature_network(path: str | Path | None = None, *, record: str | Path | None = None) -> FeatureNetwork:
-    """The shipped MNIST network (path None), or a user's file: a FeatureCNN .safetensors, or pytorch-fid's
-    Inception weights (.pth, or the same tensors as .safetensors).
+    """The shipped MNIST network (path None), "hog" (HOGFeatures), or a user's file: a FeatureCNN .safetensors,
+    or pytorch-fid's Inception weights (.pth, or the same tensors as .safetensors).
 
     The shipped weights must match the SHA-256 in their JSON record (`record`, default the one beside
     them); a user's file is hashed and the hash goes into each score's protocol.
     """
+    if path is not None and str(path) == "hog":  # a name, not a file: genlab computes these features itself
+        return FeatureNetwork(name=HOGFeatures.NAME, sha256=HOGFeatures.settings_sha256(), net=HOGFeatures())
     shipped = path is None
     path = Path(path) if path is not None else MNIST_WEIGHTS
     if not path.is_file():

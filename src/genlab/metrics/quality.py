@@ -160,21 +160,29 @@ def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = DC_K) -> t
 
 
 def sample_quality(real: torch.Tensor, fake: torch.Tensor, *, reference: str, feature_network: str,
-                   feature_network_sha256: str | None, seed: int = 0) -> Scores:
+                   feature_network_sha256: str | None, seed: int = 0, all_real_data: bool = False) -> Scores:
     """FID, KID, precision/recall and density/coverage of two feature sets, with their protocol.
 
     The KID subset size is KID_SUBSET_SIZE, or the smaller set's size when that is smaller (KID is
-    unbiased at any size; the protocol records the one used).
+    unbiased at any size; the protocol records the one used). FID is left out, saying why in the protocol,
+    when `real` is `all_real_data` there is and has no more examples than features (100 faces): no number of
+    samples can make its covariance full rank, and KID is the score to read. Otherwise too few samples are an
+    error (draw more).
     """
-    fid = frechet_distance(real, fake)  # first: it needs the most samples, so too few fail before any work
+    dim = real.shape[1]
+    data_too_small = all_real_data and len(real) <= dim
+    # first: FID needs the most samples, so too few fail before any work
+    fid = {} if data_too_small else {"fid": frechet_distance(real, fake)}
     subset_size = min(KID_SUBSET_SIZE, len(real), len(fake))
     kid, kid_std = kernel_distance(real, fake, subset_size=subset_size, seed=seed)
     precision, recall = precision_recall(real, fake)
     density, coverage = density_coverage(real, fake)
-    values = {"fid": fid, "kid": kid, "kid_std": kid_std, "precision": precision, "recall": recall,
+    values = {**fid, "kid": kid, "kid_std": kid_std, "precision": precision, "recall": recall,
               "density": density, "coverage": coverage}
-    settings = {"feature_dim": real.shape[1], "kid_subset_size": subset_size, "kid_subsets": KID_SUBSETS,
+    settings = {"feature_dim": dim, "kid_subset_size": subset_size, "kid_subsets": KID_SUBSETS,
                 "kid_kernel": "(x.y/d + 1)^3", "pr_k": PR_K, "dc_k": DC_K}
+    if data_too_small:
+        settings["fid"] = f"left out: {len(real)} real examples, not more than the {dim} features FID needs"
     return Scores(values, Protocol(reference, len(real), len(fake), feature_network, feature_network_sha256,
                                    seed, settings))
 
