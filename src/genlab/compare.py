@@ -215,7 +215,8 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
 
 def sample_grid(opened: OpenRun, path: Path) -> Path:
     """64 samples (8x8), or for an autoencoder, which cannot sample, 32 test images beside their reconstructions."""
-    return save_picture(path, opened.model, opened.data["test"])
+    return save_picture(path, opened.model, opened.data["test"],
+                        title=f"{opened.path.parent.parent.name}, step {opened.step}")
 
 
 # --- the table ---------------------------------------------------------------------------------------
