@@ -31,6 +31,7 @@ PREVIEW_COUNTS = {"image": {"samples": 64, "reconstructions": 32}, "points": {"s
 REFERENCE_POINTS = 2000  # the data drawn with a scatter of points
 TEXT_SIZE = 14  # pixels; Pillow's default font (bundled, so the same on every machine)
 LABEL_GAP = 8  # pixels between a row label and its row, and between groups of rows
+TITLE_BAND = TEXT_SIZE + 2 * LABEL_GAP  # pixels: the white band over a Pillow picture that holds its title
 
 
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -48,10 +49,9 @@ def _png_info(title: str, description: str) -> dict[str, str]:
 def titled_png(picture: Image.Image, title: str, description: str = "") -> bytes:
     """PNG bytes of `picture` under a white band holding `title` (the canvas widens when the title is longer);
     the title and `description` (what the labels mean) also go into the PNG's metadata."""
-    band = TEXT_SIZE + 2 * LABEL_GAP
     width = max(picture.width, _text_width(title) + 2 * LABEL_GAP)
-    canvas = Image.new(picture.mode, (width, picture.height + band), "white")
-    canvas.paste(picture, (0, band))
+    canvas = Image.new(picture.mode, (width, picture.height + TITLE_BAND), "white")
+    canvas.paste(picture, (0, TITLE_BAND))
     ImageDraw.Draw(canvas).text((LABEL_GAP, LABEL_GAP), title, fill="black", font=_font())
     info = PngInfo()
     for key, value in _png_info(title, description).items():
@@ -128,7 +128,8 @@ def _figure():
 
 def _figure_png(fig, title: str, description: str = "") -> bytes:
     """A matplotlib figure as PNG bytes, `title` over it and in the metadata with `description`."""
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.0, va="bottom")  # above the figure's top edge, clear of the axes' own titles; the
+    # tight bounding box below takes it in
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata=_png_info(title, description))
     _figure().close(fig)
@@ -318,10 +319,14 @@ def save_latent_map(codes: torch.Tensor, labels: torch.Tensor | None, path: str 
         raise ValueError(f"a latent map needs at least 2 latent dimensions, the model has {codes.shape[1]}")
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5, 5))
-    colours = None if labels is None else labels.cpu().numpy()
-    scatter = ax.scatter(*codes[:, :2].detach().cpu().T.numpy(), c=colours, cmap="tab10", s=4)
-    if labels is not None:
-        fig.colorbar(scatter, ax=ax, ticks=range(int(labels.max()) + 1), label="label (digit)")
+    points = codes[:, :2].detach().cpu().T.numpy()
+    if labels is None:
+        ax.scatter(*points, s=4)
+    else:
+        top = int(labels.max())
+        # the colour range runs half a label past each end, so each colorbar tick sits in the middle of its colour
+        scatter = ax.scatter(*points, c=labels.cpu().numpy(), cmap="tab10", s=4, vmin=-0.5, vmax=top + 0.5)
+        fig.colorbar(scatter, ax=ax, ticks=range(top + 1), label="label (digit)")
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     coloured = "coloured by label, colorbar on the right" if labels is not None else "one colour"
