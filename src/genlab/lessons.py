@@ -246,6 +246,7 @@ def _save_duel_frames(frames: list[tuple[int, float, float, QuadraticDiscriminat
         ax.plot(x, _normal_pdf(x, b, max(w, 1e-3)), color="tab:blue", label="G")
         ax.set_ylim(0, 1)
         ax.set_title(f"step {step}: |w| {w:.2f}, b {b:.2f}", fontsize=9)
+        ax.set_xlabel("x")
         d_axis = ax.twinx()
         with torch.no_grad():
             d_axis.plot(x, torch.sigmoid(discriminator(x)), color="tab:red", linestyle="--", label="D(x)")
