@@ -178,3 +178,15 @@ def test_refusals_say_why():
         picture_of(model, None, shows="reconstructions", n=4)
     with pytest.raises(ValueError, match="samples or reconstructions"):
         picture_of(model, test, shows="latents")
+
+
+def test_training_previews_name_their_run_and_step(tmp_path):
+    from genlab.train import save_previews
+
+    run = tmp_path / "vae-digits"
+    model, test = tiny(VAE, VAEConfig, (1, 8, 8)), load_dataset("digits", "test")
+    save_previews(model, run, 40, test)
+    titles = {path.name: Image.open(path).info["Title"] for path in sorted((run / "samples").iterdir())}
+    assert titles == {"step-00000040-reconstructions.png": "vae-digits, step 40: 32 test examples and their "
+                                                           "reconstructions",
+                      "step-00000040-samples.png": "vae-digits, step 40: 64 samples (seed 0)"}
