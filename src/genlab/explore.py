@@ -11,6 +11,7 @@ matplotlib's Agg backend, imported only when used.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from pathlib import Path
@@ -34,6 +35,7 @@ LABEL_GAP = 8  # pixels between a row label and its row, and between groups of r
 TITLE_BAND = TEXT_SIZE + 2 * LABEL_GAP  # pixels: the white band over a Pillow picture that holds its title
 
 
+@functools.cache  # loaded once: a preview writes a dozen labels
 def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=TEXT_SIZE)
 
