@@ -95,7 +95,7 @@ def run_seed(name: str, seed: int, budget: float, data_dir: Path, png: Path | No
     coverage = stacked_mnist_coverage(samples)
     eval_cpu_s = time.process_time() - start
     if png is not None:
-        save_image_grid(samples[:100], png, nrow=10)
+        save_image_grid(samples[:100], png, f"stacked MNIST, {name}, seed {seed}: 100 samples", nrow=10)
     return {"recipe": name, "seed": seed, "modes": coverage.modes_covered, "kl": coverage.reverse_kl,
             "steps": meta["step"], "train_cpu_s": train_cpu_s, "eval_cpu_s": eval_cpu_s, "budget_s": budget}
 

@@ -47,10 +47,12 @@ def png(path: Path) -> Image.Image:
     return image
 
 
-def tile(image: Image.Image, index: int, nrow: int, side: int = 8, scale: int = 14) -> np.ndarray:
-    """Pixel values of grid tile `index` (images `side` px square, 2 px padding, enlarged `scale` times)."""
-    top = (2 + (index // nrow) * (side + 2)) * scale
-    left = (2 + (index % nrow) * (side + 2)) * scale
+def tile(image: Image.Image, index: int, nrow: int, side: int = 8, scale: int = 14, top: int = 0,
+         left: int = 0) -> np.ndarray:
+    """Pixel values of grid tile `index` (images `side` px square, 2 px padding, enlarged `scale` times) of a grid
+    placed at (top, left) in the picture."""
+    top += (2 + (index // nrow) * (side + 2)) * scale
+    left += (2 + (index % nrow) * (side + 2)) * scale
     return np.asarray(image)[top:top + side * scale:scale, left:left + side * scale:scale].astype(int)
 
 
@@ -90,10 +92,13 @@ def test_sample_writes_a_grid(digits_run):
     output = succeeded(invoke("sample", digits_run, "--n", 16))
     picture = png(digits_run / "sample-step30-seed0.png")
     assert "wrote" in output and "sample-step30-seed0.png" in output
-    assert picture.mode == "L" and picture.size == (588, 588)  # 4x4 tiles of 8 px + 2 px padding, enlarged 14x
+    # 4x4 tiles of 8 px + 2 px padding, enlarged 14x, under a title band that is wider than the grid
+    assert picture.mode == "L" and picture.height - 588 in range(20, 41)
+    assert picture.info["Title"] == f"{digits_run.name}, step 30: 16 samples (seed 0)"
     model = open_run(digits_run, splits=()).model
     expected = model.sample(16, generator=torch.Generator().manual_seed(0))
-    assert np.abs(tile(picture, 5, nrow=4) - (expected[5, 0] * 255).round().numpy()).max() <= 1
+    shown = tile(picture, 5, nrow=4, top=picture.height - 588)
+    assert np.abs(shown - (expected[5, 0] * 255).round().numpy()).max() <= 1
 
     succeeded(invoke("sample", digits_run, "--n", 16, "--seed", 1, "--out", digits_run / "other.png"))
     assert not np.array_equal(np.asarray(png(digits_run / "other.png")), np.asarray(picture))
@@ -102,20 +107,23 @@ def test_sample_writes_a_grid(digits_run):
 def test_reconstruct_writes_originals_beside_reconstructions(digits_run):
     succeeded(invoke("reconstruct", digits_run, "--n", 8))
     picture = png(digits_run / "reconstruct-step30.png")
-    assert picture.size == (1148, 308)  # 16 tiles, 8 a row: (8*10+2)*14 by (2*10+2)*14
+    assert picture.info["Title"] == f"{digits_run.name}, step 30: 8 test examples and their reconstructions"
+    # originals over reconstructions, 8 a row: a (8*10+2)*14 by (2*10+2)*14 grid beside the row names, under the title
+    top, left = picture.height - 308, picture.width - 1148
+    assert top in range(20, 41) and left > 50
     x = load_dataset("digits", "test").x[:8]
     model = open_run(digits_run, splits=()).model
     for i in range(8):
-        assert np.abs(tile(picture, 2 * i, nrow=8) - (x[i, 0] * 255).round().numpy()).max() <= 1
+        assert np.abs(tile(picture, i, nrow=8, top=top, left=left) - (x[i, 0] * 255).round().numpy()).max() <= 1
         reconstruction = (model.reconstruct(x[i:i + 1])[0, 0] * 255).round().numpy()
-        assert np.abs(tile(picture, 2 * i + 1, nrow=8) - reconstruction).max() <= 1
+        assert np.abs(tile(picture, 8 + i, nrow=8, top=top, left=left) - reconstruction).max() <= 1
 
 
 @pytest.mark.parametrize(("method", "rows"), [("both", "lerp, slerp"), ("slerp", "slerp")])
 def test_interpolate_draws_one_labelled_row_per_method_between_the_chosen_images(digits_run, method, rows):
     output = succeeded(invoke("interpolate", digits_run, "--frames", 5, "--method", method))
     assert f"rows: {rows}" in output
-    picture = png(digits_run / f"interpolate-0-1-{method}.png")
+    picture = png(digits_run / f"interpolate-step30-0-1-{method}-5frames.png")
     # what it shows is said in the file itself (matplotlib writes Title and Description as PNG text chunks)
     assert picture.info["Title"] == f"{digits_run.name}, step 30: test images 0 -> 1"
     assert picture.info["Description"] == f"rows: {rows}; each row starts and ends with the chosen input images"

@@ -101,6 +101,7 @@ def test_gan_lesson(tmp_path, monkeypatch):
             image.verify()
         with Image.open(path) as image:
             assert image.format == "PNG" and image.width > 250 * width and image.height > 200, image.size
+            assert image.info["Title"].startswith("GAN lesson, ") and "panels" in image.info["Description"]
     assert two_peaks.picture == tmp_path / "gan-two-peaks.png"
 
     verdicts = {}

@@ -208,6 +208,11 @@ def _output_folder(run: Path) -> Path:
     return run if run.is_dir() else run.parent.parent
 
 
+def _source(run: Path, step: int) -> str:
+    """What a picture is of, for its title: "vae-digits, step 3000"."""
+    return f"{_output_folder(run).name}, step {step}"
+
+
 @app.command()
 @user_errors
 def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")] = 64,
@@ -217,7 +222,9 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
            sampler: Annotated[str | None, typer.Option(help="ddpm: ddpm (ancestral) or ddim (deterministic).")] = None,
            device: DeviceOpt = None):
     """Draw samples from a trained model and save them as a PNG grid (or a scatter plot for points)."""
+    from genlab.data import TOYS
     from genlab.explore import save_picture
+    from genlab.run import load_run_data
 
     if not 1 <= n <= 10_000:
         raise ValueError(f"--n must be between 1 and 10000, got {n}")
@@ -233,7 +240,10 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     # each sampler and number of timesteps gets its own default file: comparing them never overwrites one
     how = "".join(f"-{name}{value}" for name, value in (("", sampler), ("t", timesteps)) if value is not None)
     out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}{how}.png"
-    save_picture(out, model, None, shows="samples", n=n, seed=seed, sample_options=diffusion_options)
+    # toys are generated, so their test split is at hand: points are drawn with the data they should match
+    data = load_run_data(opened.record.train, "test") if opened.record.train.data in TOYS else None
+    save_picture(out, model, data, shows="samples", n=n, seed=seed, sample_options=diffusion_options,
+                 title=_source(run, opened.step))
     console.print(f"wrote {out}", markup=False)
 
 
@@ -252,7 +262,7 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
     if not 1 <= n <= len(test):
         raise ValueError(f"--n must be between 1 and {len(test)} (the test split's size), got {n}")
     out = out or _output_folder(run) / f"reconstruct-step{opened.step}.png"
-    save_picture(out, model, test, shows="reconstructions", n=n)
+    save_picture(out, model, test, shows="reconstructions", n=n, title=_source(run, opened.step))
     console.print(f"wrote {out}", markup=False)
 
 
@@ -282,8 +292,9 @@ def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="
         raise ValueError(f"--frames must be between 2 and 100, got {frames}")
     x = test.x[[start, end]].to(next(model.parameters()).device)
     rows = {m: model.interpolate(x[0], x[1], frames, m) for m in methods}
-    out = out or _output_folder(run) / f"interpolate-{start}-{end}-{method}.png"
-    save_interpolation(x, rows, out, f"{run.name}, step {opened.step}: test images {start} -> {end}")
+    # the step and frame count in the name: strips from two checkpoints, or of two lengths, never overwrite
+    out = out or _output_folder(run) / f"interpolate-step{opened.step}-{start}-{end}-{method}-{frames}frames.png"
+    save_interpolation(x, rows, out, f"{_source(run, opened.step)}: test images {start} -> {end}")
     console.print(f"wrote {out} (rows: {', '.join(methods)})", markup=False)
 
 

@@ -9,21 +9,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from genlab.checkpoint import atomic_write_bytes
 from genlab.data import default_data_dir, load_dataset
 from genlab.data.images import MNIST_SHA256
 from genlab.data.toys import PATTERNS, gaussian1d
 from genlab.explore import (
+    TEXT_SIZE,
     _figure,
+    _font,
     _save_figure,
     decoded_latent_grid,
-    reconstruction_pairs,
-    save_image_grid,
     save_interpolation,
+    save_latent_grid,
     save_latent_map,
+    titled_png,
 )
 from genlab.models.gan import GAN, LOSSES, GANConfig, configure_optimizers, training_step
 from genlab.run import create_run, open_run
@@ -37,9 +41,63 @@ def _fresh_run(folder: Path, family: str, config: TrainConfig, model_settings: d
     return create_run(folder, family, config, model_settings, data_dir)
 
 
+# One convention for a 3x3 pattern in the terminal, the PNG and the lab's bench: a cell that is on (1) is ink,
+# dark; off (0) is paper, light; every cell has a border, so an off cell is still a cell.
+ON, OFF, UNSURE = "■", "□", "▒"  # the terminal's glyphs; UNSURE: a reconstructed value between 0.25 and 0.75
+CONVENTION = f"{ON} = on (dark ink), {OFF} = off (light), {UNSURE} = unsure (between 0.25 and 0.75)"
+
+
 def _cells(pattern: torch.Tensor) -> str:
-    """A 3x3 pattern as three rows of blocks; grey levels rounded."""
-    return "\n".join("".join("■" if v > 0.5 else "□" for v in row) for row in pattern.view(3, 3).tolist())
+    """A 3x3 pattern as three rows of glyphs; a grey that is neither near 0 nor near 1 shows as unsure."""
+    def glyph(v: float) -> str:
+        return ON if v > 0.75 else OFF if v < 0.25 else UNSURE
+    return "\n".join("".join(map(glyph, row)) for row in pattern.view(3, 3).tolist())
+
+
+# The pattern sheet (autoencoder.png): per pattern, a column of its name, the input, its 3-number code and the
+# reconstruction, PATTERNS_PER_BAND columns a band, the row names at the left.
+SHEET_CELL = 24  # pixels per pattern cell
+SHEET_COLUMN = 150  # pixels per pattern: room for the longest name and the code
+SHEET_LABELS = 130  # pixels for the row names, "reconstruction" the longest
+PATTERNS_PER_BAND = 5
+SHEET_ROWS = {"name": TEXT_SIZE + 10, "input": 3 * SHEET_CELL + 10, "code": TEXT_SIZE + 10,
+              "reconstruction": 3 * SHEET_CELL + 10}  # row -> height in pixels
+SHEET_BAND = sum(SHEET_ROWS.values()) + 16  # a band's height, with the gap under it
+INK, BORDER = (0, 0, 0), (150, 150, 150)
+
+
+def pattern_box(index: int, row: str) -> tuple[int, int]:
+    """(left, top) in the sheet (under its title band) of pattern `index`'s `row`: its 3x3 cells for "input" and
+    "reconstruction", its text for "name" and "code"."""
+    band, column = divmod(index, PATTERNS_PER_BAND)
+    rows = list(SHEET_ROWS)
+    above = sum(SHEET_ROWS[name] for name in rows[:rows.index(row)])
+    return SHEET_LABELS + column * SHEET_COLUMN + 10, band * SHEET_BAND + above + 5
+
+
+def pattern_sheet(names: list[str], inputs: torch.Tensor, codes: torch.Tensor, reconstructions: torch.Tensor,
+                  title: str) -> bytes:
+    """The autoencoder lesson's picture as PNG bytes: for each pattern its name, the input, the code and the
+    reconstruction, each cell grey by its value (on = dark) with a border, so an unsure cell looks unsure."""
+    bands = math.ceil(len(names) / PATTERNS_PER_BAND)
+    sheet = Image.new("RGB", (SHEET_LABELS + PATTERNS_PER_BAND * SHEET_COLUMN, bands * SHEET_BAND), "white")
+    draw, font = ImageDraw.Draw(sheet), _font()
+    for band in range(bands):
+        for row in ("input", "code", "reconstruction"):
+            _, top = pattern_box(band * PATTERNS_PER_BAND, row)
+            middle = top + (3 * SHEET_CELL if row != "code" else TEXT_SIZE) / 2
+            draw.text((10, middle), row, fill=INK, font=font, anchor="lm")
+    for index, (name, pattern, code, rec) in enumerate(zip(names, inputs, codes, reconstructions, strict=True)):
+        draw.text(pattern_box(index, "name"), name, fill=INK, font=font)
+        draw.text(pattern_box(index, "code"), " ".join(f"{v:+.2f}" for v in code.tolist()), fill=INK, font=font)
+        for row, values in (("input", pattern), ("reconstruction", rec)):
+            left, top = pattern_box(index, row)
+            for cell, value in enumerate(values.reshape(9).clamp(0, 1).tolist()):
+                paper = round(255 * (1 - value))  # on (1) = ink (0, black), off (0) = paper (255, white)
+                x, y = left + (cell % 3) * SHEET_CELL, top + (cell // 3) * SHEET_CELL
+                draw.rectangle((x, y, x + SHEET_CELL, y + SHEET_CELL), fill=(paper,) * 3, outline=BORDER)
+    return titled_png(sheet, title, "rows for each pattern: name, input, code (its 3 numbers), reconstruction; "
+                                    "a dark cell is on (1), a light cell off (0), greys in between")
 
 
 def autoencoder(out: Path, console: Console, data_dir=None) -> Path:
@@ -55,7 +113,7 @@ def autoencoder(out: Path, console: Console, data_dir=None) -> Path:
     x = load_dataset("patterns").x
     with torch.no_grad():
         codes, reconstructions = model.encode(x), model.reconstruct(x)
-    table = Table("pattern", "name", "reconstruction", "cells right")
+    table = Table("pattern", "name", "reconstruction", "cells right", caption=CONVENTION)
     table.add_column("3-number code", no_wrap=True)
     for name, pattern, code, rec in zip(PATTERNS, x, codes, reconstructions, strict=True):
         right = int(((rec > 0.5) == (pattern > 0.5)).sum())
@@ -63,14 +121,21 @@ def autoencoder(out: Path, console: Console, data_dir=None) -> Path:
     console.print(table)
     exact = int(((reconstructions > 0.5) == (x > 0.5)).flatten(1).all(1).sum())
     console.print(f"{exact} of {len(x)} patterns come back exactly from 3 numbers.")
-    picture = save_image_grid(reconstruction_pairs(model, x), out / "autoencoder.png", nrow=6)
-    console.print(f"saved {picture} (pairs: pattern, reconstruction)")
+    picture = out / "autoencoder.png"
+    atomic_write_bytes(picture, pattern_sheet(list(PATTERNS), x, codes, reconstructions,
+                                              f"autoencoder lesson, step {config.steps}: 15 patterns, each squeezed "
+                                              "into 3 numbers and back"))
+    console.print(f"saved {picture} (each pattern: its name, the input, the 3-number code, the reconstruction; "
+                  "dark = on)")
     return picture
 
 
 def _mnist_present(data_dir) -> bool:
     folder = Path(data_dir or default_data_dir()) / "mnist"
     return all((folder / f"{name}.gz").is_file() for name in MNIST_SHA256)
+
+
+LATENT_SPAN = 2.5  # the decoded grid covers z in [-2.5, 2.5]^2: where the prior N(0, I) puts 98.8% of its mass
 
 
 def vae(out: Path, console: Console, data_dir=None) -> Path:
@@ -90,14 +155,18 @@ def vae(out: Path, console: Console, data_dir=None) -> Path:
     test = load_dataset(data, "test", data_dir=data_dir)
     with torch.no_grad():
         mu, _ = model.encode(test.x)
-    map_path = save_latent_map(mu, test.labels, out / "vae-latent-map.png", f"VAE latent space, {data} test set")
-    grid_path = save_image_grid(decoded_latent_grid(model.decode), out / "vae-latent-grid.png", nrow=15)
+    map_path = save_latent_map(mu, test.labels, out / "vae-latent-map.png",
+                               f"VAE lesson, step {steps}: the {data} test set's codes (posterior means)")
+    grid_path = save_latent_grid(decoded_latent_grid(model.decode, span=LATENT_SPAN), LATENT_SPAN,
+                                 out / "vae-latent-grid.png", f"VAE lesson, step {steps}: decodings of a grid of z")
     first, second = (int(torch.nonzero(test.labels == digit)[0]) for digit in (1, 7))
     pair = test.x[[first, second]]
     strip_path = save_interpolation(pair, {m: model.interpolate(pair[0], pair[1], 10, m) for m in ("lerp", "slerp")},
-                                    out / "vae-interpolation.png", f"VAE on {data}: a 1 turning into a 7")
+                                    out / "vae-interpolation.png",
+                                    f"VAE lesson on {data}, step {steps}: a 1 turning into a 7")
     console.print(f"saved {map_path} (codes of the test set, coloured by digit), {grid_path} (decoded grid "
-                  f"over z in [-2.5, 2.5]^2) and {strip_path} (a 1 turning into a 7: lerp row, slerp row)")
+                  f"over z in [-{LATENT_SPAN:g}, {LATENT_SPAN:g}]^2) and {strip_path} (a 1 turning into a 7: "
+                  "lerp row, slerp row)")
     return map_path
 
 
@@ -177,6 +246,7 @@ def _save_duel_frames(frames: list[tuple[int, float, float, QuadraticDiscriminat
         ax.plot(x, _normal_pdf(x, b, max(w, 1e-3)), color="tab:blue", label="G")
         ax.set_ylim(0, 1)
         ax.set_title(f"step {step}: |w| {w:.2f}, b {b:.2f}", fontsize=9)
+        ax.set_xlabel("x")
         d_axis = ax.twinx()
         with torch.no_grad():
             d_axis.plot(x, torch.sigmoid(discriminator(x)), color="tab:red", linestyle="--", label="D(x)")
@@ -187,7 +257,9 @@ def _save_duel_frames(frames: list[tuple[int, float, float, QuadraticDiscriminat
     d_axis.set_ylabel("D(x)", color="tab:red")
     axes[0].legend(loc="upper left", fontsize=8)
     d_axis.legend(loc="upper right", fontsize=8)
-    return _save_figure(fig, path)
+    return _save_figure(fig, path, f"GAN lesson, the duel: G(z) = w z + b against D on N({DATA_MEAN:g}, {DATA_STD:g}²)",
+                        f"panels at steps {', '.join(str(frame[0]) for frame in frames)}; data density: grey line; "
+                        "G's density: blue line; D(x): red dashed line, right axis")
 
 
 def gan_duel(out: Path, console: Console, seed: int = 0) -> DuelResult:
@@ -321,7 +393,7 @@ def _save_two_peaks(results: list[PeaksResult], path: Path) -> Path:
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3), sharey=True)
     x = torch.linspace(-7, 7, 600)
     for ax, result in zip(axes, results, strict=True):
-        ax.plot(x, two_peaks_pdf(x), color="0.3", label="target")
+        ax.plot(x, two_peaks_pdf(x), color="0.3", label="target", zorder=3)  # over the histogram: always seen
         ax.hist(result.samples[:, 0].clamp(-7, 7).numpy(), bins=140, range=(-7, 7), density=True,
                 color="tab:blue", alpha=0.6, label="G's samples")
         left, right = result.shares
@@ -329,7 +401,10 @@ def _save_two_peaks(results: list[PeaksResult], path: Path) -> Path:
         ax.set_xlabel("x")
     axes[0].set_ylabel("density")
     axes[0].legend(fontsize=8)
-    return _save_figure(fig, path)
+    return _save_figure(fig, path, f"GAN lesson, two peaks: {PEAKS_STEPS} steps of each model, "
+                                   f"{PEAKS_SAMPLES:,} samples",
+                        f"panels: {', '.join(result.name for result in results)}; target density: grey line; "
+                        "G's samples: blue histogram; each title gives the share of samples near each peak")
 
 
 def gan_two_peaks(out: Path, console: Console, seed: int = 0) -> TwoPeaksResult:

@@ -224,7 +224,7 @@ def save_previews(model, run_dir: Path, step: int, test: Dataset) -> None:
     for shows, able in (("reconstructions", model.can_reconstruct), ("samples", model.can_sample)):
         if able:
             save_picture(run_dir / "samples" / f"step-{step:08d}-{shows}.png", model, test, shows=shows,
-                         title=f"{shows}, step {step}")
+                         title=f"{run_dir.name}, step {step}")
     model.train(was_training)
 
 

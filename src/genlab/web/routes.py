@@ -150,7 +150,7 @@ def _draw_samples(lab, name: str, n: int, seed: int) -> tuple[bytes, int]:
     except FileNotFoundError:
         raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
     # reconstructions come from the run's own test split: its image_size, channels and seed
-    picture = picture_of(opened.model, opened.data["test"], n=n, seed=seed, title=f"{n} from step {opened.step}",
+    picture = picture_of(opened.model, opened.data["test"], n=n, seed=seed, title=f"{name}, step {opened.step}",
                          tile_pixels=64)
     return picture, opened.step
 

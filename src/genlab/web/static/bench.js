@@ -42,18 +42,20 @@ for (const i of [0, 1, 2]) $("z" + i).oninput = decode;
 $("noise").oninput = denoise;
 $("another").onclick = () => { digit = (digit + 37) % 297; denoise(); };
 
+const bordered = canvas => lab.el("span", { className: "cells" }, canvas);  // cell borders: see bench.html
+
 async function init() {
   $("bench-status").textContent = "(training the lesson's autoencoder on first use: a few seconds)";
   const { patterns } = await lab.json("/api/bench/patterns");
   $("bench-status").textContent = "";
   for (const p of patterns) {
     const card = document.createElement("div"); card.className = "panel"; card.style.cursor = "pointer";
-    const a = lab.canvas(45, 45, p.name), b = lab.canvas(45, 45, "reconstruction");
+    const a = lab.canvas(45, 45, `${p.name}: input`), b = lab.canvas(45, 45, `${p.name}: reconstruction`);
     lab.drawPixels(a, p.cells, 3); lab.drawPixels(b, p.reconstruction, 3);
     const name = lab.el("div", { className: "muted" }, p.name), code = lab.el("div", { className: "stats" },
       p.code.map(v => v.toFixed(2)).join(" "));
     name.style.fontSize = code.style.fontSize = "12px";
-    card.append(name, lab.el("div", { className: "strip" }, a, "→", b), code);
+    card.append(name, lab.el("div", { className: "strip" }, bordered(a), "→", bordered(b)), code);
     card.onclick = () => { cells = p.cells.map(v => Math.round(v)); encode(); };
     $("gallery").append(card);
   }
