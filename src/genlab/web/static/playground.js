@@ -2,7 +2,7 @@
 // The GAN playground: sends commands over one WebSocket, draws each frame the server's worker computes.
 const $ = id => document.getElementById(id);
 const view = $("view"), ctx = view.getContext("2d");
-const state = { data: null, frame: null, playing: false, losses: [], coverage: [], drawing: false, drawn: [] };
+const state = { data: null, frame: null, playing: false, losses: [], coverage: [], drawing: false, drawn: [], framesDrawn: 0 };
 const socket = lab.connect("/ws/playground", m => {
   if (m.type === "data") { state.data = m; state.losses = []; state.coverage = []; showSettings(m.settings); }
   else if (m.type === "frame") { state.frame = m; record(m); draw(); }
@@ -83,6 +83,7 @@ function draw() {
   if (state.drawing) return drawDrawing();
   const f = state.frame, d = state.data;
   if (!f || !d) return;
+  state.framesDrawn++;
   const { X, Y } = transform(), show = id => $("show-" + id).checked;
   if (d.dim === 2) {
     if (f.heatmap && show("heatmap")) heatmap(f.heatmap);
