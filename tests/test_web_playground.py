@@ -171,6 +171,13 @@ def test_the_overview_is_read_from_the_model():
     assert model["loss"] == "wgan-gp loss" and model["discriminator"] == "D: MLP, 3 x 32 hidden, pack 2"
 
 
+def test_frames_take_a_bounded_share_of_the_workers_time():
+    from genlab.web.playground import FRAME_INTERVAL, frame_interval
+
+    assert frame_interval(0.001) == FRAME_INTERVAL  # a quick frame: as often as a screen can show
+    assert frame_interval(0.01) == pytest.approx(0.2)  # a slow one: 10 ms of every 200, 5%
+
+
 # --- over the WebSocket ------------------------------------------------------------------------------
 
 

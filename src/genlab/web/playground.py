@@ -41,6 +41,7 @@ MAX_DRAWN_POINTS = 2000  # a person clicks or drags; more than this is not drawi
 MIN_DRAWN_POINTS = 8
 DRAWN_JITTER = 0.03  # real data = a drawn point plus this much Gaussian noise, so D cannot memorise points
 FRAME_INTERVAL = 1 / 30  # s: frames are computed at most this often while playing (a screen needs no more)
+FRAME_SHARE = 0.05  # and only so often that computing them takes at most this share of the worker's time
 COVERAGE_EVERY = 100  # steps between mode-coverage measurements (2,500 samples each, as VEEGAN/PacGAN)
 COLLAPSE_AFTER = 1000  # steps before the collapse detector speaks: a GAN that has barely started covers nothing yet
 VIEW_SAMPLES = 480  # fakes drawn in each frame, from fixed z; 480 is divisible by every allowed pack
@@ -372,6 +373,12 @@ class Playground:
         return frame
 
 
+def frame_interval(frame_seconds: float) -> float:
+    """Seconds between frames while playing, for frames that take frame_seconds to compute: watching costs the
+    training at most FRAME_SHARE of its time, however slow a busy CPU makes the frames."""
+    return max(FRAME_INTERVAL, frame_seconds / FRAME_SHARE)
+
+
 class PlaygroundWorker:
     """One Playground in its own thread. `command` is called from the event loop; frames and messages
     come back through `outbox` (an asyncio.Queue) and the one-slot frame mailbox, woken by `wake`."""
@@ -388,6 +395,7 @@ class PlaygroundWorker:
         self.stopped = threading.Event()
         self.playing = False
         self.rate = 0.0  # steps/s over the last second
+        self.frame_seconds = 0.0  # how long the last frame took to compute
         self.thread = threading.Thread(target=self._run, name="genlab-playground", daemon=True)
 
     def start(self) -> None:
@@ -420,7 +428,9 @@ class PlaygroundWorker:
 
     def _post_frame(self) -> None:
         self.frame_taken.clear()
+        start = time.perf_counter()
         frame = self.playground.frame()
+        self.frame_seconds = time.perf_counter() - start
         frame["playing"] = self.playing
         frame["steps_per_s"] = round(self.rate, 1)
         self._send(frame)
@@ -499,6 +509,7 @@ class PlaygroundWorker:
             now = time.perf_counter()
             if now - rate_start >= 1.0:
                 self.rate, rate_start, rate_steps = rate_steps / (now - rate_start), now, 0
-            if dirty and self.frame_taken.is_set() and (not self.playing or now - last_frame >= FRAME_INTERVAL):
+            due = not self.playing or now - last_frame >= frame_interval(self.frame_seconds)
+            if dirty and self.frame_taken.is_set() and due:
                 self._post_frame()
                 dirty, last_frame = False, now

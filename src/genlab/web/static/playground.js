@@ -2,11 +2,11 @@
 // The GAN playground: sends commands over one WebSocket, draws each frame the server's worker computes.
 // Drawing is kept cheap so that watching does not slow training on a small CPU: frames are painted at most once
 // per animation frame (the newest wins), the real data is drawn once per data set onto its own layer, each kind of
-// mark is one path, and the charts are redrawn a few times a second while playing.
+// mark is one path, and the numbers and charts are updated a few times a second while playing.
 const $ = id => document.getElementById(id);
 const view = $("view"), ctx = view.getContext("2d");
 const state = { data: null, frame: null, playing: false, losses: [], coverage: [], drawing: false, drawn: [],
-                framesDrawn: 0, paintPending: false, chartsAt: 0, fpsAt: 0, fpsFrames: 0, realLayer: null };  // fpsFrames: framesDrawn at fpsAt
+                framesDrawn: 0, paintPending: false, panelAt: 0, fpsAt: 0, fpsFrames: 0, realLayer: null };  // fpsFrames: framesDrawn at fpsAt
 const socket = lab.connect("/ws/playground", m => {
   if (m.type === "data") {
     Object.assign(state, { data: m, losses: [], coverage: [], realLayer: null });
@@ -17,7 +17,9 @@ const socket = lab.connect("/ws/playground", m => {
 });
 const send = message => socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(message));
 const REAL = "#2a9d5c", FAKE = "#7b3fbf", OFF = "#c2410c";
-const CHART_INTERVAL = 250;  // ms between chart redraws while playing: a line that grows by a point needs no more
+// ms between updates of the numbers and charts while playing: text that changes 30 times a second cannot be read,
+// and re-laying out the page that often costs the browser (and so the trainer, on a small CPU) a tenth of a core
+const PANEL_INTERVAL = 250;
 
 function showSettings(s) {
   for (const key of ["loss", "pack", "lr_g", "lr_d", "n_critic", "depth", "width", "data"]) $(key).value = String(s[key]);
@@ -35,6 +37,9 @@ function record(f) {
     if (!last || last.step !== f.coverage.step) state.coverage.push(f.coverage);
   }
   state.playing = f.playing;
+}
+
+function showNumbers(f) {
   $("play").textContent = f.playing ? "Pause" : "Play";
   $("step").textContent = f.step; $("d-steps").textContent = f.d_steps; $("g-steps").textContent = f.g_steps;
   $("rate").textContent = f.playing ? f.steps_per_s : 0;
@@ -226,7 +231,7 @@ function draw() {
   }
   if (f.arrows && show("arrows")) arrows(f.arrows.at, f.arrows.push, X, Y, d.dim);
   const now = performance.now();
-  if (!f.playing || now - state.chartsAt >= CHART_INTERVAL) { charts(); state.chartsAt = now; }
+  if (!f.playing || now - state.panelAt >= PANEL_INTERVAL) { showNumbers(f); charts(); state.panelAt = now; }
   if (now - state.fpsAt >= 1000) {
     $("fps").textContent = f.playing ? Math.round(1000 * (state.framesDrawn - state.fpsFrames) / (now - state.fpsAt)) : 0;
     state.fpsAt = now; state.fpsFrames = state.framesDrawn;
