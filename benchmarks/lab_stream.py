@@ -18,6 +18,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -155,6 +156,8 @@ def main() -> None:
     parser.add_argument("--data", default="ring", choices=["ring", "grid", "moons", "gaussian1d"])
     parser.add_argument("--busy", action="store_true", help="keep one core busy in another process meanwhile")
     args = parser.parse_args()
+    if args.client == "browser" and not shutil.which(CHROMIUM):
+        parser.error(f"no Chromium at {CHROMIUM}: install it (apt-get install chromium) or use --client socket")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
                                                         os.environ.get("PYTHONPATH", "")])}
