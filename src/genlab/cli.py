@@ -107,7 +107,8 @@ SETTING_NAMES = {
     "ae": "architecture latent_dim hidden_dims conv_channels code_activation reconstruction noise_std",
     "vae": "architecture latent_dim hidden_dims conv_channels likelihood beta kl_warmup",
     "gan": "architecture latent_dim hidden_dims conv_channels output loss gp_weight r1_weight clip_value "
-           "spectral_norm pack minibatch_stddev ema_decay n_critic lr_d betas",
+           "spectral_norm pack minibatch_stddev augment augment_policy ada_target ada_images ema_decay n_critic lr_d "
+           "betas",
     "ddpm": "num_timesteps schedule architecture hidden_dims unet_channels ema_decay sampler sampling_steps",
     "vqvae": "architecture num_codes latent_dim hidden_dims conv_channels mlp_codes commitment reconstruction",
 }
