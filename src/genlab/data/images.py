@@ -3,7 +3,8 @@ folders of PNG/JPEG.
 
 Each loader returns a whole split as (x, labels): x is (N, C, H, W) float32 in [0, 1], labels is
 (N,) int64 or None. MNIST is parsed from the original gzip IDX files with numpy, and
-`download_mnist` fetches them, checked against the SHA-256 of their uncompressed bytes.
+`download_mnist` fetches them, checked against the SHA-256 of their uncompressed bytes. A folder's decoded
+split is cached in the folder, so the next load of an unchanged folder decodes nothing (see `_read_cache`).
 
 Every file is untrusted: a damaged, hostile or surprising file is refused with one ValueError (or
 FileNotFoundError) that names it and says what to do, before it can cost much memory or time.
@@ -305,7 +306,7 @@ MAX_IMAGE_PIXELS = 8192 * 8192
 # Without image_size the images are the training size: the models take at most 1024 (TrainConfig).
 MAX_IMAGE_SIZE = 1024
 # A split is one float32 tensor in memory: refuse before decoding rather than swap or be killed.
-# 16 GiB holds 350,000 RGB images of 64x64.
+# 16 GiB holds 350,000 RGB images of 64x64. (Decoding holds the split's uint8 pixels beside it: a quarter more.)
 MAX_DATA_BYTES = 16 * 2**30
 # Transparent pixels show white, as an image viewer shows them on a page; dropping alpha would
 # show whatever colour the editor left under them, often black, sometimes noise.
