@@ -228,6 +228,14 @@ def test_exif_orientation_of_a_jpeg_before_the_centre_crop(tmp_path):
     assert x[0, 0, :4].max() < 0.1 and x[0, 0, 6:].min() > 0.9
 
 
+def test_exif_orientation_before_padding(tmp_path):
+    # Stored 40 wide and 20 high; orientation 6 shows it 20 wide and 40 high, so crop=pad fits it as 5x10 with
+    # white bands left and right (at column round(5 / 2) = 2), not as 10x5 with bands above and below.
+    Image.fromarray(np.zeros((20, 40), np.uint8)).save(tmp_path / "x.png", exif=exif_orientation(6))
+    x, _ = images.image_folder(tmp_path, "train", 10, None, "pad")
+    assert x[0, 0, :, 2:7].max() == 0 and x[0, 0, :, :2].min() == 1 and x[0, 0, :, 7:].min() == 1
+
+
 @pytest.mark.parametrize("shape", [(2, 1025), (1025, 2), (1100, 1100)])
 def test_images_over_the_training_size_need_an_image_size(tmp_path, monkeypatch, shape):
     save(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
