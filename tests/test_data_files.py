@@ -450,6 +450,7 @@ DAMAGED_CACHES = {
     "one pixel changed": flip_a_pixel,
     "not a cache": lambda data: GOOD_PNG,
     "header garbled": lambda data: data[:50] + b"\xff\xfe{" * 20 + data[110:],
+    "header nested too deep": lambda data: images.CACHE_MAGIC + b"[" * 4000 + data[len(images.CACHE_MAGIC) + 4000 :],
     "header not an object": lambda data: images.CACHE_MAGIC + b"[1, 2]".ljust(4000) + data[images.CACHE_HEADER_BYTES:],
     "shape not a shape": lambda data: with_header(data, shape="11x3x5x6"),
     "shape of a huge split": lambda data: with_header(data, shape=[11, 3, 10**6, 10**6]),

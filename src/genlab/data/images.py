@@ -565,7 +565,8 @@ def _read_cache(file: Path, key: str, count: int) -> np.ndarray | None:
         header = json.loads(head.removeprefix(CACHE_MAGIC)) if head.startswith(CACHE_MAGIC) else None
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:  # unreadable, or its header is not JSON (ValueError, UnicodeError)
+    # Unreadable, or its header is not JSON: ValueError (UnicodeError too), or RecursionError for [[[[...
+    except (OSError, ValueError, RecursionError) as error:
         log.info("rebuilding %s: %s", shown(file), error)
         return None
     shape = header.get("shape") if isinstance(header, dict) else None
