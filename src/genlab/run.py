@@ -84,15 +84,15 @@ class RunRecord:
 
 
 def load_run_data(config: TrainConfig, split: str, data_dir: str | Path | None = None) -> Dataset:
-    """A split of the run's data, as training saw it: its image_size, channels and seed, from `data_dir` when
+    """A split of the run's data, as training saw it: its image_size, channels, crop and seed, from `data_dir` when
     given, else from where the run found it (loaded once inside a `loading_once()` block)."""
     data_dir = data_dir if data_dir is not None else config.data_dir
-    key = (config.data, split, str(data_dir), config.image_size, config.channels, config.seed)
+    key = (config.data, split, str(data_dir), config.image_size, config.channels, config.crop, config.seed)
     loaded = _loaded.get()
     if loaded is not None and key in loaded:
         return loaded[key]
     data = load_dataset(config.data, split, data_dir=data_dir, image_size=config.image_size,
-                        channels=config.channels, seed=config.seed)
+                        channels=config.channels, crop=config.crop, seed=config.seed)
     if loaded is not None:
         loaded[key] = data
     return data

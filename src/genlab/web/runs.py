@@ -51,8 +51,9 @@ BOUNDS = {
     "ada_target": (0.0, 1.0), "ada_images": (1, 10**7),
 }
 LENGTHS = {"hidden_dims": (1, 4), "conv_channels": (1, 3), "unet_channels": (1, 4), "betas": (2, 2)}  # entries
-# chosen by their own fields, or by the data (data_shape; image_size and channels are for image folders only)
-REFUSED = {"data", "data_dir", "steps", "data_shape", "image_size", "channels"}  # no path ever comes from a request
+# chosen by their own fields, or by the data (data_shape; image_size, channels and crop are for image folders only);
+# no path ever comes from a request
+REFUSED = {"data", "data_dir", "steps", "data_shape", "image_size", "channels", "crop"}
 CADENCE = ("log_every", "sample_every", "checkpoint_every")  # unset, the lab picks them from the run's steps
 ACTIVE = ("starting", "running", "stopping")  # a job's statuses while its thread trains
 
