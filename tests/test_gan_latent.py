@@ -122,7 +122,7 @@ def test_interpolate_routes_by_what_the_model_can_do(gan_run, vae_run):
     assert "a vae interpolates between test images: use --from and --to" in line
     assert "give one" in user_error(invoke("interpolate", gan_run, "--seeds", 1, 2, "--from", 0))
     assert "--seed must be between" in user_error(invoke("interpolate", gan_run, "--seeds", -1, 2))
-    assert "--method must be lerp, slerp or both" in user_error(invoke("interpolate", gan_run, "--seeds", 1, 2,
+    assert "choose lerp, slerp or both" in user_error(invoke("interpolate", gan_run, "--seeds", 1, 2,
                                                                         "--method", "cubic"))
 
 

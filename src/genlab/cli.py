@@ -306,7 +306,7 @@ def interpolate(run: RunArg,
     from genlab.explore import save_interpolation
 
     if method not in ("lerp", "slerp", "both"):
-        raise ValueError(f"--method must be lerp, slerp or both, got {method!r}")
+        raise ValueError(f"unknown interpolation method {method!r}: choose lerp, slerp or both")
     methods = ["lerp", "slerp"] if method == "both" else [method]
     if not 2 <= frames <= 100:
         raise ValueError(f"--frames must be between 2 and 100, got {frames}")
