@@ -113,7 +113,8 @@ def test_interpolate_between_two_seeds_draws_one_row_per_method(gan_run):
     path = gan_run / "interpolate-step4-seeds3-7-both-5frames.png"
     with Image.open(path) as picture:
         assert picture.info["Title"] == "gan-digits, step 4: seeds 3 -> 7"
-        assert picture.info["Description"].startswith("rows: lerp, slerp")
+        assert picture.info["Description"] == "rows: lerp, slerp; each row starts and ends with the chosen " \
+                                              "seed's sample images"
 
 
 def test_interpolate_routes_by_what_the_model_can_do(gan_run, vae_run):

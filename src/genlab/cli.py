@@ -327,7 +327,8 @@ def interpolate(run: RunArg,
         rows = {m: strip[1:-1] for m, strip in rows.items()}
         out = out or _output_folder(run) / f"interpolate-step{opened.step}-seeds{seeds[0]}-{seeds[1]}-{method}-" \
                                            f"{frames}frames.png"
-        save_interpolation(ends, rows, out, f"{_source(run, opened.step)}: seeds {seeds[0]} -> {seeds[1]}")
+        save_interpolation(ends, rows, out, f"{_source(run, opened.step)}: seeds {seeds[0]} -> {seeds[1]}",
+                           ends="seed's sample")
         console.print(f"wrote {out} (rows: {', '.join(methods)})", markup=False)
         return
     start, end = (0 if start is None else start), (1 if end is None else end)
