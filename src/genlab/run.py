@@ -3,8 +3,8 @@
 A run is a folder:  config.json  metrics.jsonl  checkpoints/step-*.safetensors  samples/*.png  tensorboard/
 Its record (RunRecord: family, model config, train config; the train config names the data; for a fine-tuned run
 the checkpoint its weights started from) is stored in one layout, `{"family", "model", "train"[, "init_from"]}`,
-in config.json and under the key "run" of every checkpoint's metadata,
-and read back through RunRecord.from_json, which checks every setting once (check_fields, via the configs).
+in config.json and under the key "run" of every checkpoint's metadata, and read back through RunRecord.from_json,
+which checks every setting once (check_fields, via the configs).
 
 config.json is written once by create_run and changed only by genlab: a resume may change the settings in
 RESUMABLE (learning rates, steps, how often it logs, previews and saves) through change_run_settings.

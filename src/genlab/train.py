@@ -333,7 +333,8 @@ class _Loop:
 
 
 def _start(run_dir: Path, device: str, data_dir) -> _Loop:
-    """Read the run, load its data, build the model and its optimizers, and resume from the latest checkpoint."""
+    """Read the run, load its data, build the model and its optimizers, and resume from the latest checkpoint; a
+    fine-tuned run without one yet starts from its source's weights (fresh optimizers, step 0)."""
     run = read_run_record(run_dir)  # again, now that no other trainer can change it
     family_name, model_config, config = run.family, run.model, run.train
     recipe = family(family_name)
