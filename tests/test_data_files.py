@@ -228,6 +228,14 @@ def test_exif_orientation_of_a_jpeg_before_the_centre_crop(tmp_path):
     assert x[0, 0, :4].max() < 0.1 and x[0, 0, 6:].min() > 0.9
 
 
+def test_exif_orientation_before_padding(tmp_path):
+    # Stored 40 wide and 20 high; orientation 6 shows it 20 wide and 40 high, so crop=pad fits it as 5x10 with
+    # white bands left and right (at column round(5 / 2) = 2), not as 10x5 with bands above and below.
+    Image.fromarray(np.zeros((20, 40), np.uint8)).save(tmp_path / "x.png", exif=exif_orientation(6))
+    x, _ = images.image_folder(tmp_path, "train", 10, None, "pad")
+    assert x[0, 0, :, 2:7].max() == 0 and x[0, 0, :, :2].min() == 1 and x[0, 0, :, 7:].min() == 1
+
+
 @pytest.mark.parametrize("shape", [(2, 1025), (1025, 2), (1100, 1100)])
 def test_images_over_the_training_size_need_an_image_size(tmp_path, monkeypatch, shape):
     save(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
@@ -403,6 +411,104 @@ def test_folder_path_expands_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     gray_png(tmp_path / "pictures" / "a.png", 8)
     assert values(load_dataset("folder:~/pictures").x) == [8]
+
+
+# ----------------------------------------------------------------------------- the decoded cache of a folder
+
+
+def cached_folder(folder: Path) -> tuple[torch.Tensor, Path]:
+    """A folder of 12 images, loaded once: its train split and the cache file that load wrote."""
+    generator = np.random.default_rng(1)
+    for i in range(12):
+        save(folder / f"{i:02d}.png", generator.integers(0, 256, (5, 6, 3), dtype=np.uint8))
+    x, _ = images.image_folder(folder, "train", None, None)
+    return x, folder / images.CACHE_FOLDER / "train-native-auto-centre.uint8"
+
+
+def no_decoding(monkeypatch) -> None:
+    monkeypatch.setattr(images, "_pixels", lambda *args: pytest.fail("decoded an image on a cache hit"))
+
+
+def flip_a_pixel(data: bytes) -> bytes:
+    return data[:-7] + bytes([data[-7] ^ 1]) + data[-6:]
+
+
+def with_header(data: bytes, **changes) -> bytes:
+    """The cache with its JSON header edited, padded as genlab pads it: only what `changes` says is wrong."""
+    import json
+
+    header = json.loads(data[len(images.CACHE_MAGIC) : images.CACHE_HEADER_BYTES]) | changes
+    padded = json.dumps(header).encode().ljust(images.CACHE_HEADER_BYTES - len(images.CACHE_MAGIC))
+    return images.CACHE_MAGIC + padded + data[images.CACHE_HEADER_BYTES :]
+
+
+DAMAGED_CACHES = {
+    "empty": lambda data: b"",
+    "cut short": lambda data: data[:-10],
+    "cut inside its header": lambda data: data[:100],
+    "longer": lambda data: data + b"\x00" * 10,
+    "one pixel changed": flip_a_pixel,
+    "not a cache": lambda data: GOOD_PNG,
+    "header garbled": lambda data: data[:50] + b"\xff\xfe{" * 20 + data[110:],
+    "header nested too deep": lambda data: images.CACHE_MAGIC + b"[" * 4000 + data[len(images.CACHE_MAGIC) + 4000 :],
+    "header not an object": lambda data: images.CACHE_MAGIC + b"[1, 2]".ljust(4000) + data[images.CACHE_HEADER_BYTES:],
+    "shape not a shape": lambda data: with_header(data, shape="11x3x5x6"),
+    "shape of a huge split": lambda data: with_header(data, shape=[11, 3, 10**6, 10**6]),
+    "shape of another split": lambda data: with_header(data, shape=[12, 3, 5, 5]),
+    "checksum not a string": lambda data: with_header(data, sha256=None),
+    "made for other files": lambda data: with_header(data, key="0" * 64),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_CACHES))
+def test_a_damaged_cache_is_rebuilt_never_trusted(tmp_path, monkeypatch, case):
+    first, cache = cached_folder(tmp_path)
+    cache.write_bytes(DAMAGED_CACHES[case](cache.read_bytes()))
+    again, _ = images.image_folder(tmp_path, "train", None, None)
+    assert torch.equal(again, first)
+    no_decoding(monkeypatch)  # rebuilt whole: the next load reads it
+    assert torch.equal(images.image_folder(tmp_path, "train", None, None)[0], first)
+
+
+def test_a_cache_that_is_a_folder_means_no_cache(tmp_path):
+    first, cache = cached_folder(tmp_path)
+    cache.unlink()
+    cache.mkdir()
+    assert torch.equal(images.image_folder(tmp_path, "train", None, None)[0], first)
+    assert cache.is_dir() and [file.name for file in cache.parent.iterdir()] == [cache.name]
+
+
+def test_a_folder_that_cannot_be_written_loads_without_a_cache(tmp_path, monkeypatch):
+    # Tests run as root, which chmod does not stop: make creating the temporary file fail as it would for a user.
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / images.CACHE_FOLDER))
+
+    monkeypatch.setattr(images.tempfile, "mkstemp", refuse)
+    first, cache = cached_folder(tmp_path)
+    assert not cache.exists()
+    decoded = []
+    real_pixels = images._pixels
+    monkeypatch.setattr(images, "_pixels", lambda *args: decoded.append(args[0]) or real_pixels(*args))
+    assert torch.equal(images.image_folder(tmp_path, "train", None, None)[0], first) and len(decoded) == 11
+
+
+def test_a_cache_folder_name_taken_by_a_file_means_no_cache(tmp_path):
+    (tmp_path / images.CACHE_FOLDER).write_bytes(b"someone's file")
+    first, _ = cached_folder(tmp_path)
+    assert (tmp_path / images.CACHE_FOLDER).read_bytes() == b"someone's file"
+    assert torch.equal(images.image_folder(tmp_path, "train", None, None)[0], first)
+
+
+def test_a_full_disk_means_no_cache_and_no_temporary_file(tmp_path, monkeypatch):
+    class FullDisk(io.FileIO):
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(images.os, "fdopen", lambda descriptor, mode: FullDisk(descriptor, mode))
+    first, cache = cached_folder(tmp_path)
+    assert list(cache.parent.iterdir()) == []
+    monkeypatch.undo()
+    assert torch.equal(images.image_folder(tmp_path, "train", None, None)[0], first) and cache.is_file()
 
 
 # ----------------------------------------------------------------------------- MNIST files

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -368,3 +370,167 @@ def test_stacked_mnist_of_the_real_files(mnist_folder):
         for channel, digit in zip(image, (label // 100, label // 10 % 10, label % 10), strict=True):
             same = (digits.x[:, 0] == channel).flatten(1).all(dim=1)
             assert same.any() and set(digits.labels[same].tolist()) == {digit}
+
+
+# ----------------------------------------------------------------------------- crop
+
+
+def test_crop_pad_keeps_the_whole_picture_between_white_bands(tmp_path):
+    save(tmp_path / "a-wide.png", np.zeros((20, 40), np.uint8))  # black, 40 wide and 20 high
+    save(tmp_path / "b-tall.png", np.zeros((30, 10), np.uint8))  # black, 10 wide and 30 high
+    x, _ = images.image_folder(tmp_path, "train", 10, None, "pad")
+    assert x.shape == (2, 1, 10, 10)
+    # 40x20 scales to 10x5, pasted at row round(5 / 2) = 2; 10x30 to 3x10 (10 * 10 / 30 rounded), at column
+    # round(7 / 2) = 4 (Pillow's ImageOps.pad rounds half to even).
+    wide, tall = x[0, 0], x[1, 0]
+    assert wide[2:7].max() == 0 and wide[:2].min() == 1 and wide[7:].min() == 1
+    assert tall[:, 4:7].max() == 0 and tall[:, :4].min() == 1 and tall[:, 7:].min() == 1
+
+
+def test_crop_pad_of_a_square_image_is_the_centre_crop(tmp_path):
+    save(tmp_path / "a.png", np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    padded, _ = images.image_folder(tmp_path, "train", 8, None, "pad")
+    centred, _ = images.image_folder(tmp_path, "train", 8, None, "centre")
+    assert torch.equal(padded, centred)
+
+
+def test_crop_reaches_the_folder_from_a_runs_settings(tmp_path):
+    from genlab.run import load_run_data
+    from genlab.train import TrainConfig
+
+    save(tmp_path / "wide.png", np.zeros((20, 40, 3), np.uint8))
+    config = TrainConfig(data=f"folder:{tmp_path}", image_size=10, crop="pad")
+    x = load_run_data(config, "train").x
+    assert x.shape == (1, 3, 10, 10) and x[0, :, :2].min() == 1 and x[0, :, 2:7].max() == 0
+    with pytest.raises(ValueError, match="crop='square' is not one of centre, pad"):
+        TrainConfig(crop="square")
+
+
+def test_crops_that_cannot_work_are_refused(tmp_path):
+    save(tmp_path / "a.png", gray(0))
+    with pytest.raises(ValueError, match="crop=pad fits images to an image size: pass one, e.g. --set image_size=64"):
+        images.image_folder(tmp_path, "train", None, None, "pad")
+    with pytest.raises(ValueError, match="unknown crop 'square': use one of centre, pad"):
+        images.image_folder(tmp_path, "train", 4, None, "square")
+    with pytest.raises(ValueError, match="crop applies only to folder:PATH data, not 'faces'"):
+        load_dataset("faces", image_size=32, crop="pad")
+
+
+# ----------------------------------------------------------------------------- the decoded cache
+
+
+def count_decodes(monkeypatch) -> list[str]:
+    """The names of the files decoded from now on, in order."""
+    decoded = []
+    real_pixels = images._pixels
+    monkeypatch.setattr(images, "_pixels", lambda file, *args: decoded.append(file.name) or real_pixels(file, *args))
+    return decoded
+
+
+def colour_folder(folder: Path, count: int = 12) -> None:
+    """`count` different 6x5 RGB images: enough for a test split (every 10th file)."""
+    generator = np.random.default_rng(0)
+    for i in range(count):
+        save(folder / f"{i:02d}.png", generator.integers(0, 256, (5, 6, 3), dtype=np.uint8))
+
+
+def cache_files(folder: Path) -> list[str]:
+    return sorted(file.name for file in (folder / images.CACHE_FOLDER).iterdir())
+
+
+def test_a_second_load_reads_the_cache_and_decodes_nothing(tmp_path, monkeypatch):
+    colour_folder(tmp_path)
+    decoded = count_decodes(monkeypatch)
+    first = {split: images.image_folder(tmp_path, split, None, None)[0] for split in ("train", "test")}
+    assert len(decoded) == 12 and cache_files(tmp_path) == ["test-native-auto-centre.uint8",
+                                                            "train-native-auto-centre.uint8"]
+    monkeypatch.setattr(images, "_header", lambda *args: pytest.fail("read a header on a cache hit"))
+    for split in ("train", "test"):
+        again, _ = images.image_folder(tmp_path, split, None, None)
+        assert again.dtype == torch.float32 and torch.equal(again, first[split])
+    assert len(decoded) == 12
+    # The pixels themselves, not only the same tensor twice: the files' bytes over 255.
+    assert torch.equal(first["test"][0], torch.from_numpy(np.asarray(Image.open(tmp_path / "09.png"))).permute(2, 0, 1)
+                       .float() / 255)
+
+
+def test_a_moved_folder_keeps_its_cache(tmp_path, monkeypatch):
+    colour_folder(tmp_path / "before")
+    first, _ = images.image_folder(tmp_path / "before", "train", 4, None)
+    (tmp_path / "before").rename(tmp_path / "after")  # the key holds relative paths, not where the folder is
+    decoded = count_decodes(monkeypatch)
+    assert torch.equal(images.image_folder(tmp_path / "after", "train", 4, None)[0], first) and decoded == []
+
+
+def test_a_changed_added_or_removed_file_is_decoded_again(tmp_path, monkeypatch):
+    for i in range(3):
+        save(tmp_path / f"{i}.png", gray(i))
+    load = lambda: values(images.image_folder(tmp_path, "train", None, None)[0])  # noqa: E731
+    assert load() == [0, 1, 2]
+    decoded = count_decodes(monkeypatch)
+    save(tmp_path / "1.png", gray(7))  # the same number of bytes: its modification time gives it away
+    assert load() == [0, 2, 7] and len(decoded) == 3
+    save(tmp_path / "sub" / "3.png", gray(30))
+    assert load() == [0, 2, 7, 30] and len(decoded) == 7
+    (tmp_path / "0.png").unlink()
+    assert load() == [2, 7, 30] and len(decoded) == 10
+    assert load() == [2, 7, 30] and len(decoded) == 10
+
+
+def values(x: torch.Tensor) -> list[int]:
+    return sorted((x[:, 0, 0, 0] * 255).round().long().tolist())
+
+
+@pytest.mark.parametrize("settings", [(5, None, "centre"), (4, 1, "centre"), (4, None, "pad")],
+                         ids=["image_size", "channels", "crop"])
+def test_each_setting_has_its_own_cache(tmp_path, monkeypatch, settings):
+    save(tmp_path / "a.png", np.zeros((8, 16, 3), np.uint8))
+    save(tmp_path / "b.png", np.full((8, 16, 3), (90, 20, 200), np.uint8))
+    base, _ = images.image_folder(tmp_path, "train", 4, None, "centre")
+    decoded = count_decodes(monkeypatch)
+    image_size, channels, crop = settings
+    other, _ = images.image_folder(tmp_path, "train", image_size, channels, crop)
+    assert decoded == ["a.png", "b.png"] and not torch.equal(other, base)
+    assert torch.equal(images.image_folder(tmp_path, "train", 4, None, "centre")[0], base)
+    assert torch.equal(images.image_folder(tmp_path, "train", image_size, channels, crop)[0], other)
+    assert len(decoded) == 2 and len(cache_files(tmp_path)) == 2
+
+
+def test_a_cached_folder_too_big_for_memory_is_still_refused(tmp_path, monkeypatch):
+    colour_folder(tmp_path)
+    images.image_folder(tmp_path, "train", 8, None)
+    monkeypatch.setattr(images, "MAX_DATA_BYTES", 11 * 3 * 8 * 8 * 4 - 1)
+    with pytest.raises(ValueError, match=r"train split .* 11 images of 3x8x8, over genlab's .* image_size"):
+        images.image_folder(tmp_path, "train", 8, None)
+
+
+def test_two_loads_building_the_cache_at_once_leave_a_whole_one(tmp_path, monkeypatch):
+    colour_folder(tmp_path)
+    real_replace = images.os.replace
+    loaded = []
+
+    def replace_after_another_load(source, target):
+        # The second load runs from start to finish between the first's writing and its renaming.
+        monkeypatch.setattr(images.os, "replace", real_replace)
+        loaded.append(images.image_folder(tmp_path, "train", None, None)[0])
+        real_replace(source, target)
+
+    monkeypatch.setattr(images.os, "replace", replace_after_another_load)
+    first, _ = images.image_folder(tmp_path, "train", None, None)
+    assert torch.equal(loaded[0], first)
+    assert cache_files(tmp_path) == ["train-native-auto-centre.uint8"]  # no temporary file left
+    decoded = count_decodes(monkeypatch)
+    assert torch.equal(images.image_folder(tmp_path, "train", None, None)[0], first) and decoded == []
+
+
+def test_abandoned_temporary_files_are_removed_and_fresh_ones_kept(tmp_path):
+    colour_folder(tmp_path, 2)
+    cache = tmp_path / images.CACHE_FOLDER
+    cache.mkdir()
+    abandoned, writing = cache / ".train-4-auto-centre.uint8.abc.part", cache / ".test-4-auto-centre.uint8.def.part"
+    abandoned.write_bytes(b"half a cache")
+    writing.write_bytes(b"half a cache")
+    an_hour_ago = time.time() - images.ABANDONED_SECONDS - 60
+    os.utime(abandoned, (an_hour_ago, an_hour_ago))
+    images.image_folder(tmp_path, "train", None, None)
+    assert not abandoned.exists() and writing.exists()

@@ -98,6 +98,24 @@ def test_fine_tuning_refuses_what_does_not_fit_the_source(source, tmp_path):
     assert not any((tmp_path / name).exists() for name in "abcde")  # nothing written
 
 
+def test_augmentation_state_starts_afresh_when_fine_tuning_switches_it_on(tmp_path):
+    """ADA's strength p and its tallies are buffers, not weights: a plain source fine-tunes into an ADA run."""
+    plain = create_run(tmp_path / "plain", "gan", quick("digits", steps=2), {"conv_channels": (8, 16)})
+    train(plain)
+    run = create_run(tmp_path / "ada", "gan", quick("digits", steps=2, lr=1e-12), {"augment": "ada"},
+                     init_from=plain)
+    train(run)
+    tuned, start = weights(run), weights(plain)
+    assert tuned["augment_p"].item() == 0  # ADA starts at p = 0 and moves only every few D updates
+    for name, tensor in start.items():
+        if "running_" not in name and "num_batches_tracked" not in name:  # BatchNorm's statistics follow the data
+            torch.testing.assert_close(tuned[name], tensor, rtol=0, atol=1e-9, msg=name)
+    # and back: an ADA source fine-tunes into a run without augmentation
+    back = create_run(tmp_path / "back", "gan", quick("digits", steps=2), {"augment": "none"}, init_from=run)
+    train(back)
+    assert "augment_p" not in weights(back)
+
+
 def test_a_source_that_changed_before_the_first_step_is_refused(source, tmp_path):
     copy = tmp_path / "source-copy"
     shutil.copytree(source, copy)

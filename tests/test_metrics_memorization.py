@@ -63,3 +63,43 @@ def test_mismatched_or_too_small_inputs_are_refused():
         nearest_training(torch.zeros(2, 4), torch.zeros(5, 9))
     with pytest.raises(ValueError, match="at least 2 training images"):
         nearest_training(torch.zeros(2, 4), torch.zeros(1, 4))
+
+
+# --- while training: the GAN's diagnostics warn about copying, with fixes the run does not use yet ----------
+
+
+def copying_gan(**settings):
+    from genlab.models.gan import GAN, GANConfig
+
+    faces = load_dataset("faces", image_size=32)
+    model = GAN(GANConfig(data_shape=faces.shape, conv_channels=(8, 16), **settings))
+    # G replaced by one that hands back training faces: what a memorizing G draws
+    model.sample = lambda n, generator=None: faces.x[torch.arange(n) % 100] + 0.01
+    return model, faces
+
+
+def test_a_gan_that_draws_its_training_faces_is_warned_with_augmentation_as_the_fix():
+    from genlab.models.gan import collapse_evidence
+
+    model, faces = copying_gan()
+    record = {"step": 100, "d_real": 0.0, "d_fake": 0.0}
+    warnings = [check for check in collapse_evidence(model, faces, record) if check is not None]
+    assert record["copy_rate"] == 1.0
+    (copying,) = [w for w in warnings if w.kind == "memorization"]
+    assert copying.message == ("memorization: 100.0% of samples copy a training image (real images not trained on: "
+                               "0.0%)")
+    assert copying.fix == "try --set augment=diffaugment, --set augment=ada or an earlier checkpoint (stop sooner)"
+    model, faces = copying_gan(augment="ada")
+    checks = collapse_evidence(model, faces, dict(record))
+    (copying,) = [w for w in checks if w is not None and w.kind == "memorization"]
+    assert copying.fix == "try an earlier checkpoint (stop sooner)"  # ADA is on already
+
+
+def test_a_gan_drawing_new_images_is_not_warned_about_copying():
+    from genlab.models.gan import GAN, GANConfig, collapse_evidence
+
+    faces = load_dataset("faces", image_size=32)
+    model = GAN(GANConfig(data_shape=faces.shape, conv_channels=(8, 16)))  # untrained: noise, not faces
+    record = {"step": 100, "d_real": 0.0, "d_fake": 0.0}
+    assert not [w for w in collapse_evidence(model, faces, record) if w is not None and w.kind == "memorization"]
+    assert record["copy_rate"] == 0.0

@@ -473,7 +473,7 @@ def test_training_moves_the_generated_mean_toward_the_data():
 def test_collapse_advice_never_names_a_fix_the_run_already_uses(settings, collapse_fix, won_fix):
     from genlab.models.gan import collapse_fixes
 
-    collapse, won = collapse_fixes(GANConfig(**settings))
+    collapse, won, _ = collapse_fixes(GANConfig(**settings))
     assert collapse.startswith(collapse_fix) and won == won_fix
 
 

@@ -68,6 +68,11 @@ FAMILIES = {  # case -> (family, model settings, train settings)
     "dcgan": ("gan", {"architecture": "conv", "conv_channels": (8, 16), "minibatch_stddev": True,
                       "ema_decay": 0.9}, {}),
     "dcgan-bf16": ("gan", {"architecture": "conv", "conv_channels": (8, 16)}, {"precision": "bf16-mixed"}),
+    # DiffAugment's random transforms; ADA's p and the D verdicts gathered since p last moved: 3 D updates a step,
+    # so the step-20 checkpoint falls mid-interval (60 % 4 = 0, but 25 steps' 75 updates do not), and p moves fast
+    "dcgan-diffaugment": ("gan", {"architecture": "conv", "conv_channels": (8, 16), "augment": "diffaugment"}, {}),
+    "dcgan-ada": ("gan", {"architecture": "conv", "conv_channels": (8, 16), "augment": "ada", "ada_images": 300,
+                          "n_critic": 3}, {}),
 }
 
 

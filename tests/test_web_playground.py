@@ -115,6 +115,69 @@ def test_drawn_points_are_checked():
     assert pg.settings.data == "ring"  # nothing changed
 
 
+def last_layer(generator: torch.nn.Module) -> torch.nn.Linear:
+    return [m for m in generator.modules() if isinstance(m, torch.nn.Linear)][-1]
+
+
+def test_samples_off_the_view_are_counted():
+    pg = small(data="ring")
+    frame = pg.frame()
+    fake = torch.tensor(frame["fake"]).view(-1, 2)
+    inside = (fake.abs() <= 1.5).all(dim=1)
+    assert frame["off_view"] == int((~inside).sum())
+    with torch.no_grad():  # push every sample far to the right, as a diverging WGAN-GP does
+        last_layer(pg.model.generator).bias += torch.tensor([10.0, 0.0])
+    assert pg.frame()["off_view"] == 480
+    pg = small(data="gaussian1d")
+    with torch.no_grad():
+        last_layer(pg.model.generator).bias -= 20.0  # every sample left of the axis' start, -2
+    frame = pg.frame()
+    assert frame["off_view"] == 4000 and frame["off_sides"] == [4000, 0] and sum(frame["fake_hist"]) == 0
+
+
+@pytest.mark.parametrize("loss, says, never", [
+    ("non-saturating", "probability that x is real", "critic"),
+    ("minimax", "probability that x is real", "critic"),
+    ("least-squares", "trained towards 1 on real and 0 on fakes", "probability that"),
+    ("hinge", "critic's score (not a probability)", "probability that"),
+    ("wgan-gp", "critic's score (not a probability)", "probability that"),
+])
+def test_the_legend_says_what_the_shade_is_for_each_loss(loss, says, never):
+    pg = small(loss=loss)
+    background = next(e["text"] for e in pg.data_message()["legend"] if e["mark"] == "background")
+    assert says in background and never not in background
+    pg1 = small(loss=loss, data="gaussian1d")
+    legend = {e["mark"]: e["text"] for e in pg1.data_message()["legend"]}
+    assert "background" not in legend and says in legend["curve"] and legend["real"] == "data density (histogram)"
+
+
+def test_a_critics_shade_spans_the_view_and_follows_a_live_change_of_loss():
+    pg = small(loss="non-saturating")
+    pg.change(pg.settings.model_copy(update={"loss": "wgan-gp"}))
+    assert "critic" in next(e["text"] for e in pg.description()["legend"] if e["mark"] == "background")
+    shades = base64.b64decode(pg.frame()["heatmap"])
+    assert min(shades) == 0 and max(shades) == 255  # the critic's lowest and highest score in the view
+
+
+def test_the_overview_is_read_from_the_model():
+    pg = small(depth=3, width=32, spectral_norm=True, pack=2, n_critic=5, loss="hinge", data="grid")
+    model = pg.description()["model"]
+    assert model["generator"] == "G: MLP, 3 x 32 hidden"
+    assert model["discriminator"] == "D: MLP, 3 x 32 hidden, spectral norm, pack 2"
+    assert model["loss"] == "hinge loss, 5 D steps per G step" and model["real"] == "real samples: a grid of 25"
+    assert model["noise"] == "z ~ N(0, I), 2-D"
+    pg.change(pg.settings.model_copy(update={"loss": "wgan-gp", "n_critic": 1, "spectral_norm": False}))
+    model = pg.description()["model"]
+    assert model["loss"] == "wgan-gp loss" and model["discriminator"] == "D: MLP, 3 x 32 hidden, pack 2"
+
+
+def test_frames_take_a_bounded_share_of_the_workers_time():
+    from genlab.web.playground import FRAME_INTERVAL, frame_interval
+
+    assert frame_interval(0.001) == FRAME_INTERVAL  # a quick frame: as often as a screen can show
+    assert frame_interval(0.01) == pytest.approx(0.2)  # a slow one: 10 ms of every 200, 5%
+
+
 # --- over the WebSocket ------------------------------------------------------------------------------
 
 
@@ -140,8 +203,12 @@ def test_socket_steps_and_reports(client):
     with client.websocket_connect("/ws/playground") as ws:
         data = receive_until(ws, "data")
         assert data["dim"] == 2 and len(data["real"]) == 2000 and data["settings"]["data"] == "ring"
+        assert data["model"]["loss"] == "non-saturating loss" and data["legend"][0]["mark"] == "real"
         ws.send_json({"type": "settings", "settings": {"width": 16, "batch_size": 32}})
         receive_until(ws, "changed")
+        ws.send_json({"type": "settings", "settings": {"loss": "wgan-gp"}})
+        changed = receive_until(ws, "changed")  # a live change: the page's legend and diagram follow it
+        assert changed["model"]["loss"] == "wgan-gp loss" and "critic" in changed["legend"][2]["text"]
         ws.send_json({"type": "step", "which": "d"})
         frame = receive_until(ws, "frame", lambda m: m["d_steps"] == 1)
         assert frame["g_steps"] == 0 and "d_loss" in frame["losses"]

@@ -102,12 +102,13 @@ def _new_run_dir(family: str, data: str) -> Path:
 # The --set keys of each config, written out so that `genlab train --help` needs no torch (the configs live beside
 # their networks); tests/test_cli_start.py checks this against the dataclasses, so it cannot drift.
 SETTING_NAMES = {
-    "training": "steps batch_size lr lr_schedule seed binarize image_size channels precision log_every sample_every "
-                "checkpoint_every keep_checkpoints",
+    "training": "steps batch_size lr lr_schedule seed binarize image_size channels crop precision log_every "
+                "sample_every checkpoint_every keep_checkpoints",
     "ae": "architecture latent_dim hidden_dims conv_channels code_activation reconstruction noise_std",
     "vae": "architecture latent_dim hidden_dims conv_channels likelihood beta kl_warmup",
     "gan": "architecture latent_dim hidden_dims conv_channels output loss gp_weight r1_weight clip_value "
-           "spectral_norm pack minibatch_stddev ema_decay n_critic lr_d betas freeze_d",
+           "spectral_norm pack minibatch_stddev augment augment_policy ada_target ada_images ema_decay n_critic lr_d "
+           "betas freeze_d",
     "ddpm": "num_timesteps schedule architecture hidden_dims unet_channels ema_decay sampler sampling_steps",
     "vqvae": "architecture num_codes latent_dim hidden_dims conv_channels mlp_codes commitment reconstruction",
 }

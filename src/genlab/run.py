@@ -111,15 +111,15 @@ class RunRecord:
 
 
 def load_run_data(config: TrainConfig, split: str, data_dir: str | Path | None = None) -> Dataset:
-    """A split of the run's data, as training saw it: its image_size, channels and seed, from `data_dir` when
+    """A split of the run's data, as training saw it: its image_size, channels, crop and seed, from `data_dir` when
     given, else from where the run found it (loaded once inside a `loading_once()` block)."""
     data_dir = data_dir if data_dir is not None else config.data_dir
-    key = (config.data, split, str(data_dir), config.image_size, config.channels, config.seed)
+    key = (config.data, split, str(data_dir), config.image_size, config.channels, config.crop, config.seed)
     loaded = _loaded.get()
     if loaded is not None and key in loaded:
         return loaded[key]
     data = load_dataset(config.data, split, data_dir=data_dir, image_size=config.image_size,
-                        channels=config.channels, seed=config.seed)
+                        channels=config.channels, crop=config.crop, seed=config.seed)
     if loaded is not None:
         loaded[key] = data
     return data
@@ -295,8 +295,16 @@ def load_source_weights(model: torch.nn.Module, source: Source) -> None:
         raise ValueError(f"the source checkpoint {path} changed since this fine-tuned run was made (its SHA-256 "
                          "differs): put the original back, or start a new run from the new one")
     checkpoint = ckpt.load_checkpoint(path)
+    # Buffers are state, not learned weights (ADA's augmentation strength and its tallies, say): one this network
+    # has and the source's lacks keeps its initial value, one only the source's has is dropped, so a fine-tuned
+    # run may switch such a setting on or off. Every learned weight must be there, with its shape.
+    source_buffers = {name for name, _ in checkpoint.record.build_model().named_buffers()}
+    own_buffers = dict(model.named_buffers())
+    tensors = {name: tensor for name, tensor in checkpoint.tensors.items()
+               if name.removeprefix("model.") not in source_buffers - own_buffers.keys()}
+    tensors.update({f"model.{name}": own_buffers[name].detach().cpu() for name in own_buffers.keys() - source_buffers})
     try:
-        ckpt.restore(checkpoint, model)
+        ckpt.restore(dataclasses.replace(checkpoint, tensors=tensors), model)
     except ckpt.DamagedCheckpoint as error:
         raise ValueError(f"the weights of {path} do not fit this run's network ({error.problem.split('(', 1)[-1]}"
                          ": keep the source's settings for what adds or drops weights") from None

@@ -69,6 +69,9 @@ class TrainConfig:
     binarize: bool = False  # dynamic binarisation: each time an image is seen, pixels ~ Bernoulli(value)
     image_size: int | None = None  # image folders: resize and centre-crop to this size
     channels: int | None = None  # image folders: 1 or 3; None keeps what the files are
+    # image folders with image_size: centre keeps the centred square (pytorch/examples' DCGAN, StyleGAN's
+    # center-crop); pad keeps the whole picture, filling the rest with white
+    crop: Literal["centre", "pad"] = "centre"
     # bf16-mixed: forward passes under torch.autocast in bfloat16 (weights, gradients and Adam stay float32).
     # 1.8x faster DCGAN steps on a CPU with AMX (benchmarks/gan_throughput.py); fp32 is exact and the default.
     precision: Literal["fp32", "bf16-mixed"] = "fp32"

@@ -67,10 +67,12 @@ def load_dataset(
     data_dir: str | Path | None = None,
     image_size: int | None = None,
     channels: int | None = None,
+    crop: str = "centre",
     seed: int = 0,
 ) -> Dataset:
     """Load a whole split by name; see `NAMES`. `image_size` applies to image folders and faces, `channels`
-    to image folders; `seed` to the toys and to stacked-mnist, whose triples it draws."""
+    and `crop` (how image_size fits an image that is not square: see images.CROPS) to image folders; `seed` to
+    the toys and to stacked-mnist, whose triples it draws."""
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
     if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
@@ -79,6 +81,8 @@ def load_dataset(
     # The other data sets have a fixed shape; resizing them silently is not what a run asked for.
     if not is_folder and channels is not None:
         raise ValueError(f"channels applies only to folder:PATH data, not {name!r}: unset it")
+    if not is_folder and crop != "centre":
+        raise ValueError(f"crop applies only to folder:PATH data, not {name!r}: unset it")
     if not is_folder and name != "faces" and image_size is not None:
         raise ValueError(f"image_size applies only to faces and folder:PATH data, not {name!r}: unset it")
     # Train and test draw from the same distribution with different seeds (for stacked-mnist: their triples,
@@ -102,7 +106,7 @@ def load_dataset(
         if not folder.strip():  # Path("") is the current folder: never what a run meant
             raise ValueError("folder: needs the path of a folder of images, e.g. folder:photos")
         # The shell expands ~ only at the start of a word, never after "folder:".
-        x, labels = images.image_folder(Path(folder).expanduser(), split, image_size, channels)
+        x, labels = images.image_folder(Path(folder).expanduser(), split, image_size, channels, crop)
     else:
         raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(NAMES)}")
     return Dataset(name, x, labels, "image")

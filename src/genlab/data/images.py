@@ -3,7 +3,8 @@ folders of PNG/JPEG.
 
 Each loader returns a whole split as (x, labels): x is (N, C, H, W) float32 in [0, 1], labels is
 (N,) int64 or None. MNIST is parsed from the original gzip IDX files with numpy, and
-`download_mnist` fetches them, checked against the SHA-256 of their uncompressed bytes.
+`download_mnist` fetches them, checked against the SHA-256 of their uncompressed bytes. A folder's decoded
+split is cached in the folder, so the next load of an unchanged folder decodes nothing (see `_read_cache`).
 
 Every file is untrusted: a damaged, hostile or surprising file is refused with one ValueError (or
 FileNotFoundError) that names it and says what to do, before it can cost much memory or time.
@@ -15,8 +16,12 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import json
+import logging
+import math
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -24,9 +29,12 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import PIL
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from sklearn.datasets import load_digits
+
+log = logging.getLogger(__name__)
 
 
 def shown(path: Path | str) -> str:
@@ -298,7 +306,7 @@ MAX_IMAGE_PIXELS = 8192 * 8192
 # Without image_size the images are the training size: the models take at most 1024 (TrainConfig).
 MAX_IMAGE_SIZE = 1024
 # A split is one float32 tensor in memory: refuse before decoding rather than swap or be killed.
-# 16 GiB holds 350,000 RGB images of 64x64.
+# 16 GiB holds 350,000 RGB images of 64x64. (Decoding holds the split's uint8 pixels beside it: a quarter more.)
 MAX_DATA_BYTES = 16 * 2**30
 # Transparent pixels show white, as an image viewer shows them on a page; dropping alpha would
 # show whatever colour the editor left under them, often black, sometimes noise.
@@ -364,9 +372,20 @@ def _header(file: Path, image_size: int | None) -> tuple[bool, tuple[int, int]]:
         return gray, image.size[::-1] if turned else image.size
 
 
-def _pixels(file: Path, channels: int, image_size: int | None) -> np.ndarray:
-    """One image as a (C, H, W) float32 array of values 0..255: its first frame if it is animated, turned
-    upright by its EXIF orientation, transparency over white, then fitted to image_size."""
+# How an image that is not square meets image_size (TrainConfig.crop), by name.
+CROPS = {
+    # Scale the shorter side to image_size and keep the centred square, as pytorch/examples' DCGAN does on CelebA,
+    # and lightweight-gan, DiffAugment and StyleGAN's dataset_tool (--transform=center-crop) do.
+    "centre": lambda image, size: ImageOps.fit(image, (size, size), Image.Resampling.BICUBIC),
+    # Scale the longer side to image_size and fill the rest with BACKGROUND: nothing of the picture is cut off
+    # (a full-length portrait keeps its head and feet), at the price of bands the model learns to draw too.
+    "pad": lambda image, size: ImageOps.pad(image, (size, size), Image.Resampling.BICUBIC, color=BACKGROUND),
+}
+
+
+def _pixels(file: Path, channels: int, image_size: int | None, crop: str) -> np.ndarray:
+    """One image as a (C, H, W) uint8 array: its first frame if it is animated, turned upright by its EXIF
+    orientation, transparency over white, then fitted to image_size as CROPS[crop] says."""
     with _open(file) as image, _readable(file):
         image.load()
         image = ImageOps.exif_transpose(image)
@@ -377,9 +396,8 @@ def _pixels(file: Path, channels: int, image_size: int | None) -> np.ndarray:
             image = Image.alpha_composite(Image.new("RGBA", image.size, BACKGROUND), image.convert("RGBA"))
         image = image.convert("L" if channels == 1 else "RGB")
         if image_size is not None:
-            # Scale the shorter side to image_size, then take the centred square.
-            image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.BICUBIC)
-    array = np.asarray(image, dtype=np.float32)
+            image = CROPS[crop](image, image_size)
+    array = np.asarray(image, dtype=np.uint8)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
@@ -405,35 +423,28 @@ def _image_files(path: Path) -> list[Path]:
     return sorted(files, key=lambda file: file.relative_to(path).as_posix())
 
 
-def image_folder(
-    path: Path, split: str, image_size: int | None, channels: int | None
-) -> tuple[torch.Tensor, None]:
-    """Every PNG/JPEG under `path` (recursively, see `_image_files`) as (N, C, H, W) in [0, 1], no labels.
+def _split_files(files: list[Path], split: str) -> list[Path]:
+    """Every 10th file (index % 10 == 9) is the test split; a folder of fewer than 10 gives all to both."""
+    if len(files) < 10:
+        return files
+    return [file for index, file in enumerate(files) if (index % 10 == 9) == (split == "test")]
 
-    Files are ordered by relative path and every 10th (index % 10 == 9) is the test split; a folder
-    of fewer than 10 images gives all of them to both splits. `channels` None means 1 if every image
-    is grayscale, else 3. `image_size` None needs every image the same size, at most MAX_IMAGE_SIZE;
-    an int scales each image's shorter side to it and crops the centred square. Each image is read
-    as `_pixels` says. Every header is checked before any pixels are decoded.
-    """
-    _check_split(split)
-    # type(...) is int: True and 3.0 compare equal to 1 and 3 but would build a wrong-typed tensor.
-    if channels is not None and (type(channels) is not int or channels not in (1, 3)):
-        raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or unset, got {channels!r}")
-    if image_size is not None and (type(image_size) is not int or not 1 <= image_size <= MAX_IMAGE_SIZE):
-        raise ValueError(f"image_size must be a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, got {image_size!r}")
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"image folder '{shown(path)}' not found: pass folder:PATH with an existing folder")
-    if not path.is_dir():
-        raise ValueError(f"'{shown(path)}' is a file, not a folder: pass folder:PATH with the folder of images")
-    files = _image_files(path)
-    if not files:
+
+def _check_fits(path: Path, split: str, shape: tuple[int, ...]) -> None:
+    size = math.prod(shape) * 4  # float32
+    if size > MAX_DATA_BYTES:
+        count, channels, height, width = shape
         raise ValueError(
-            f"no images in '{shown(path)}': genlab reads {', '.join(IMAGE_SUFFIXES)} files (any case) in it "
-            "and its subfolders, skipping hidden ones"
+            f"the {split} split of '{shown(path)}' would take {size / 2**30:.1f} GiB as {count} images of "
+            f"{channels}x{height}x{width}, over genlab's {MAX_DATA_BYTES / 2**30:.0f} GiB: pass a smaller image "
+            "size (--set image_size=64) or use fewer images"
         )
 
+
+def _decode(
+    path: Path, files: list[Path], split: str, image_size: int | None, channels: int | None, crop: str
+) -> np.ndarray:
+    """The split's images as one (N, C, H, W) uint8 array, every header checked before any pixels are decoded."""
     # Decide channels and check sizes over the whole folder so that train and test always agree. One bad
     # file refuses the folder rather than being skipped: a warning scrolls past, and the run would
     # quietly train on fewer images than its folder holds.
@@ -452,20 +463,152 @@ def image_folder(
     else:
         width = height = image_size
 
-    if len(files) >= 10:
-        files = [file for index, file in enumerate(files) if (index % 10 == 9) == (split == "test")]
+    files = _split_files(files, split)
     shape = (len(files), channels, height, width)
-    size = np.prod(shape) * 4  # float32
-    if size > MAX_DATA_BYTES:
-        raise ValueError(
-            f"the {split} split of '{shown(path)}' would take {size / 2**30:.1f} GiB as {len(files)} images of "
-            f"{channels}x{height}x{width}, over genlab's {MAX_DATA_BYTES / 2**30:.0f} GiB: pass a smaller image "
-            "size (--set image_size=64) or use fewer images"
-        )
-    x = torch.empty(shape, dtype=torch.float32)
-    for row, file in zip(x, files, strict=True):
-        pixels = torch.from_numpy(_pixels(file, channels, image_size))
-        if pixels.shape != row.shape:  # the file was replaced between reading its header and now
+    _check_fits(path, split, shape)
+    pixels = np.empty(shape, dtype=np.uint8)
+    for row, file in zip(pixels, files, strict=True):
+        image = _pixels(file, channels, image_size, crop)
+        if image.shape != row.shape:  # the file was replaced between reading its header and now
             raise ValueError(f"{shown(file)} changed while it was being read: run again")
-        row.copy_(pixels)
+        row[...] = image
+    return pixels
+
+
+def image_folder(
+    path: Path, split: str, image_size: int | None, channels: int | None, crop: str = "centre"
+) -> tuple[torch.Tensor, None]:
+    """Every PNG/JPEG under `path` (recursively, see `_image_files`) as (N, C, H, W) in [0, 1], no labels.
+
+    Files are ordered by relative path and every 10th (index % 10 == 9) is the test split; a folder
+    of fewer than 10 images gives all of them to both splits. `channels` None means 1 if every image
+    is grayscale, else 3. `image_size` None needs every image the same size, at most MAX_IMAGE_SIZE;
+    an int fits each image to image_size x image_size as CROPS[crop] says. Each image is read as
+    `_pixels` says. Every header is checked before any pixels are decoded.
+
+    The decoded split is cached in the folder (see `_read_cache`): a second load of an unchanged folder
+    with the same settings reads it back instead of decoding a single image.
+    """
+    _check_split(split)
+    # type(...) is int: True and 3.0 compare equal to 1 and 3 but would build a wrong-typed tensor.
+    if channels is not None and (type(channels) is not int or channels not in (1, 3)):
+        raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or unset, got {channels!r}")
+    if image_size is not None and (type(image_size) is not int or not 1 <= image_size <= MAX_IMAGE_SIZE):
+        raise ValueError(f"image_size must be a whole number of pixels from 1 to {MAX_IMAGE_SIZE}, got {image_size!r}")
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}: use one of {', '.join(CROPS)}")
+    if crop != "centre" and image_size is None:
+        raise ValueError(f"crop={crop} fits images to an image size: pass one, e.g. --set image_size=64")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image folder '{shown(path)}' not found: pass folder:PATH with an existing folder")
+    if not path.is_dir():
+        raise ValueError(f"'{shown(path)}' is a file, not a folder: pass folder:PATH with the folder of images")
+    files = _image_files(path)
+    if not files:
+        raise ValueError(
+            f"no images in '{shown(path)}': genlab reads {', '.join(IMAGE_SUFFIXES)} files (any case) in it "
+            "and its subfolders, skipping hidden ones"
+        )
+
+    cache = path / CACHE_FOLDER / f"{split}-{image_size or 'native'}-{channels or 'auto'}-{crop}{CACHE_SUFFIX}"
+    key = _cache_key(path, files, split, image_size, channels, crop)
+    pixels = _read_cache(cache, key, len(_split_files(files, split)))
+    if pixels is None:
+        pixels = _decode(path, files, split, image_size, channels, crop)
+        _write_cache(cache, key, pixels)
+    else:
+        _check_fits(path, split, pixels.shape)
+    x = torch.empty(pixels.shape, dtype=torch.float32)
+    x.numpy()[...] = pixels  # uint8 to float32 in one pass, straight from the memory map on a cache hit
     return x.div_(255), None
+
+
+# ----------------------------------------------------------------------------- the decoded cache of a folder
+
+# Decoding is the slow part of loading a folder, so each split is kept decoded, as raw uint8, in
+# <folder>/.genlab-cache/: a hidden folder, so never read as images; it moves, and is deleted, with its images.
+# A folder that cannot be written (a read-only mount of a data set) just has no cache.
+CACHE_FOLDER = ".genlab-cache"
+CACHE_SUFFIX = ".uint8"
+CACHE_MAGIC = b"genlab decoded image folder, version 1\n"
+CACHE_HEADER_BYTES = 4096  # the magic, then a JSON header padded with spaces; the pixels start here
+# A temporary file this old belongs to a process killed while writing it (a writer takes seconds, not an hour).
+ABANDONED_SECONDS = 3600
+
+
+def _cache_key(
+    path: Path, files: list[Path], split: str, image_size: int | None, channels: int | None, crop: str
+) -> str:
+    """SHA-256 of everything a split's pixels depend on: every file of the folder (all of them decide the
+    channels and the sizes) by relative path, size and modification time, the settings, and the Pillow that
+    decodes them. A file rewritten with the same size within the file system's timestamp resolution (a
+    nanosecond on ext4, two seconds on FAT) goes unnoticed; any other change makes a new key."""
+    try:
+        listing = [(file.relative_to(path).as_posix(), status.st_size, status.st_mtime_ns)
+                   for file, status in ((file, file.stat()) for file in files)]
+    except OSError as error:  # removed since the folder was listed
+        raise ValueError(f"{shown(error.filename)} cannot be read ({error.strerror}): check it and run again") from None
+    settings = {"split": split, "image_size": image_size, "channels": channels, "crop": crop,
+                "pillow": PIL.__version__, "files": listing}
+    return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
+
+
+def _read_cache(file: Path, key: str, count: int) -> np.ndarray | None:
+    """The split cached at `file`, memory-mapped read-only as (N, C, H, W) uint8, or None when there is none,
+    when it was made for other files or settings, or when it is damaged (cut short, bytes changed: the
+    checksum of its pixels is checked on every read), so that it is rebuilt, never trusted."""
+    try:
+        with open(file, "rb") as stream:
+            head = stream.read(CACHE_HEADER_BYTES)
+            size = os.fstat(stream.fileno()).st_size
+        header = json.loads(head.removeprefix(CACHE_MAGIC)) if head.startswith(CACHE_MAGIC) else None
+    except FileNotFoundError:
+        return None
+    # Unreadable, or its header is not JSON: ValueError (UnicodeError too), or RecursionError for [[[[...
+    except (OSError, ValueError, RecursionError) as error:
+        log.info("rebuilding %s: %s", shown(file), error)
+        return None
+    shape = header.get("shape") if isinstance(header, dict) else None
+    if not (isinstance(shape, list) and len(shape) == 4 and all(type(n) is int and n > 0 for n in shape)):
+        log.info("rebuilding %s: its header is damaged", shown(file))
+        return None
+    if header.get("key") != key or shape[0] != count:
+        log.info("rebuilding %s: the folder's files or the settings changed", shown(file))
+        return None
+    if size != CACHE_HEADER_BYTES + math.prod(shape):
+        log.info("rebuilding %s: it holds %d bytes, its header says %d", shown(file), size,
+                 CACHE_HEADER_BYTES + math.prod(shape))
+        return None
+    pixels = np.memmap(file, np.uint8, "r", offset=CACHE_HEADER_BYTES, shape=tuple(shape))
+    if hashlib.sha256(pixels).hexdigest() != header.get("sha256"):
+        log.info("rebuilding %s: its pixels do not match their checksum", shown(file))
+        return None
+    return pixels
+
+
+def _write_cache(file: Path, key: str, pixels: np.ndarray) -> None:
+    """Keep `pixels` at `file` for the next load: written to a temporary file and renamed into place, so a
+    reader finds a whole cache or none, and two processes that build it at once each rename a whole file
+    over the other's. A folder that cannot be written, or a full disk, just means no cache."""
+    header = json.dumps({"key": key, "shape": list(pixels.shape), "sha256": hashlib.sha256(pixels).hexdigest()})
+    try:
+        file.parent.mkdir(exist_ok=True)
+        for part in file.parent.glob(".*.part"):
+            with contextlib.suppress(OSError):
+                if time.time() - part.stat().st_mtime > ABANDONED_SECONDS:
+                    part.unlink()
+        descriptor, temp_name = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".part")
+        try:
+            # No fsync: a cache cut short by a crash fails its size or checksum test and is rebuilt.
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(CACHE_MAGIC + header.encode().ljust(CACHE_HEADER_BYTES - len(CACHE_MAGIC)))
+                out.write(pixels.data)
+            os.replace(temp_name, file)
+        finally:
+            Path(temp_name).unlink(missing_ok=True)
+    except OSError as error:
+        log.info("not caching the decoded images of %s: %s", shown(file.parent.parent), error)
+        return
+    log.info("cached the decoded images of %s in %s (%.1f MB)", shown(file.parent.parent), shown(file),
+             pixels.nbytes / 1e6)

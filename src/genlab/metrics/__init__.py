@@ -13,6 +13,7 @@ from genlab.metrics.collapse import (
     CollapseWarning,
     check_discriminator,
     check_diversity,
+    check_memorization,
     check_modes,
     check_posterior,
     sample_diversity,
@@ -31,5 +32,6 @@ __all__ = [
     "check_posterior",
     "check_diversity",
     "check_discriminator",
+    "check_memorization",
     "sample_diversity",
 ]

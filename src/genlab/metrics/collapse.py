@@ -6,6 +6,7 @@ Three checks, one per signal the training loop can measure:
           from a generator still learning (most samples not yet near any mode), which it reports as such;
   images  `check_diversity`: generated images much less varied than real ones (`sample_diversity`);
   any GAN `check_discriminator`: D tells real from fake almost perfectly, so G learns little.
+And beside them, for small image sets, `check_memorization`: samples that copy training images.
 Each returns a `CollapseWarning` or None; `CollapseDetector` reports a warning only once it shows on several
 consecutive checks, so a single noisy measurement does not raise an alarm.
 """
@@ -18,6 +19,7 @@ from typing import Literal
 
 import torch
 
+from genlab.metrics.memorization import Memorization
 from genlab.metrics.modes import ModeCoverage
 
 # The remedies named in the GAN literature for each failure, as `genlab train --set` overrides of GANConfig.
@@ -31,7 +33,7 @@ FIX_DISCRIMINATOR = "try --set spectral_norm=d, a lower --set lr_d=..., or --set
 
 @dataclass(frozen=True)
 class CollapseWarning:
-    kind: Literal["modes", "learning", "diversity", "discriminator", "posterior"]
+    kind: Literal["modes", "learning", "diversity", "discriminator", "posterior", "memorization"]
     message: str  # one line a person understands, with the numbers behind it
     fix: str  # what to try
 
@@ -116,6 +118,24 @@ def check_diversity(fake_diversity: float, real_diversity: float, *, ratio: floa
     return CollapseWarning(
         "diversity",
         f"mode collapse: samples are {fake_diversity / real_diversity:.2f}x as varied as the data",
+        fix,
+    )
+
+
+# D memorises a small training set and G follows it to copies: augmentation (DiffAugment, Zhao et al. 2020; ADA,
+# Karras et al. 2020) takes away D's certainty about the exact images; stopping earlier keeps the last good state.
+FIX_MEMORIZATION = "try --set augment=diffaugment (or augment=ada), or stop earlier (an earlier checkpoint)"
+
+
+def check_memorization(found: Memorization, *, fix: str = FIX_MEMORIZATION) -> CollapseWarning | None:
+    """Samples that copy training images (`metrics.memorization`): clearly more often than real images never
+    trained on do (Memorization.copying)."""
+    if not found.copying:
+        return None
+    return CollapseWarning(
+        "memorization",
+        f"memorization: {100 * found.copy_rate:.1f}% of samples copy a training image (real images not trained on: "
+        f"{100 * found.real_copy_rate:.1f}%)",
         fix,
     )
 

@@ -7,12 +7,15 @@ Losses: minimax and non-saturating (Goodfellow et al.), least-squares (Mao et al
 with a gradient penalty (Gulrajani et al., 2017), optional R1 on real data (Mescheder et al., 2018).
 Stabilisers: spectral normalisation (Miyato et al., 2018), packing (PacGAN, Lin et al., 2018),
 minibatch stddev and an EMA generator (Karras et al., 2018), n_critic D steps per G step and
-separate learning rates for G and D (TTUR, Heusel et al., 2017).
+separate learning rates for G and D (TTUR, Heusel et al., 2017). Small data: DiffAugment (Zhao et al., 2020)
+and ADA's adaptive augmentation strength (Karras et al., 2020), genlab.models.augment.
 
 The model owns the math; the training recipe at the end of this file owns the order of updates (train.py's
 loop decides only when a step runs), and the web playground runs the same two phases one at a time:
   (1) D: n_critic times  discriminator_loss(x, generate(z).detach()) -> step D -> clip_weights() for wgan
+                                                                      -> adapt_augmentation() for ada
   (2) G: generator_loss(generate(z)) -> step G -> update_ema() when there is an EMA generator
+With augmentation on, both losses augment every image before D sees it (and the penalties use those images).
 """
 
 from __future__ import annotations
@@ -35,10 +38,13 @@ from genlab.metrics import (
     NUM_SAMPLES,
     check_discriminator,
     check_diversity,
+    check_memorization,
     check_modes,
     mixture_coverage,
     sample_diversity,
 )
+from genlab.metrics.memorization import memorization
+from genlab.models.augment import ADA_TARGET, adapted_probability, augment
 from genlab.models.layers import (
     MAX_CHANNELS,
     MAX_DATA_SIZE,
@@ -109,6 +115,11 @@ LOSSES = {  # name -> (discriminator loss, generator loss)
     "wgan-gp": (wasserstein_d, wasserstein_g),
 }
 PROBABILITY_LOSSES = ("minimax", "non-saturating")  # D's output is a logit: sigmoid(logit) = D(x) in [0, 1]
+# Where D's raw output divides "real" from "fake", for ADA's sign(D(real)): a logit's 0, hinge's margin centre,
+# least-squares' midpoint between its targets 0 and 1. A Wasserstein critic has no such point.
+DECISION_POINTS = {"minimax": 0.0, "non-saturating": 0.0, "hinge": 0.0, "least-squares": 0.5}
+AUGMENT_POLICIES = ("color,translation,cutout", "translation,cutout", "translation", "color,translation")
+ADA_INTERVAL = 4  # D updates between ADA's adjustments of p (StyleGAN2-ADA's)
 OUTPUTS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "linear": nn.Identity}  # generator output layers
 SPECTRAL_NORM = {"none": (), "d": ("discriminator",), "g": ("generator",), "both": ("generator", "discriminator")}
 
@@ -128,6 +139,12 @@ class GANConfig:
     spectral_norm: Literal["none", "d", "g", "both"] = "none"  # normalise every linear/conv weight of D and/or G
     pack: int = 1  # PacGAN: D judges groups of `pack` samples, which exposes a G that covers few modes
     minibatch_stddev: bool = False  # D also sees the batch's spread, so a collapsed G is easy to spot
+    # Small data (models/augment.py): the same random differentiable transforms on every image D sees;
+    # "ada" applies them with a probability p tuned while training so that E[sign(D(real))] stays at ada_target.
+    augment: Literal["none", "diffaugment", "ada"] = "none"
+    augment_policy: Literal[AUGMENT_POLICIES] = "color,translation,cutout"  # DiffAugment's for 100-shot data
+    ada_target: float = ADA_TARGET
+    ada_images: int = 20_000  # images for ADA's p to go from 0 to 1 (StyleGAN2-ADA: 500k, for far longer runs)
     ema_decay: float = 0.0  # 0: off; e.g. 0.999 samples from an exponential moving average of G's weights
     n_critic: int = 1  # D steps per G step; WGAN and WGAN-GP used 5
     lr_d: float | None = None  # D's learning rate; None: the training lr. TTUR uses a larger one for D
@@ -141,7 +158,8 @@ class GANConfig:
                             "hidden_dims": (1, MAX_WIDTH),
                             "conv_channels": (1, MAX_CHANNELS), "gp_weight": (0, 1e4), "r1_weight": (0, 1e4),
                             "clip_value": (0, 100), "pack": (1, 64), "ema_decay": (0, 1), "n_critic": (1, 100),
-                            "lr_d": (0, 1e6), "betas": (0, 1), "freeze_d": (0, MAX_ITEMS)})
+                            "lr_d": (0, 1e6), "betas": (0, 1), "ada_target": (0, 1), "ada_images": (1, 10**9),
+                            "freeze_d": (0, MAX_ITEMS)})
         self.data_shape = tuple(self.data_shape)
         self.hidden_dims = tuple(self.hidden_dims)
         self.conv_channels = tuple(self.conv_channels) or conv_channels_for(self.data_shape, deepest=128)
@@ -157,6 +175,11 @@ class GANConfig:
             raise ValueError(f"lr_d must be positive, or None to use the training lr; got {self.lr_d}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), e.g. 0.5,0.999; got {self.betas}")
+        if self.augment != "none" and len(self.data_shape) != 3:
+            raise ValueError(f"augment={self.augment} transforms images; this data is points: use augment=none")
+        if self.augment == "ada" and self.loss not in DECISION_POINTS:
+            raise ValueError(f"augment=ada reads the sign of D's verdict on real data, which a {self.loss} critic does "
+                             "not have: use augment=diffaugment, or another loss")
         blocks, widths = ((len(self.conv_channels), "conv_channels") if self.architecture == "conv"
                           else (len(self.hidden_dims), "hidden_dims"))
         if self.freeze_d > blocks:  # D's head stays trainable: a D frozen whole could not adapt at all
@@ -304,6 +327,10 @@ class GAN(nn.Module):
         self.ema = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
         # How many EMA updates so far, for the warm-up in update_ema; saved with the weights so resume is exact.
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        if config.augment == "ada":  # p and what D said since p last moved: saved with the weights, resumed exactly
+            self.register_buffer("augment_p", torch.zeros((), dtype=torch.float64))
+            self.register_buffer("ada_real_signs", torch.zeros((), dtype=torch.float64))  # sum of batch means
+            self.register_buffer("ada_batches", torch.zeros((), dtype=torch.long))
 
     def latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws of z ~ N(0, I), (n, latent_dim), on the model's device."""
@@ -333,17 +360,29 @@ class GAN(nn.Module):
         # (B, C, H, W) -> (B/pack, pack*C, H, W); (B, D) -> (B/pack, pack*D): a group's samples side by side
         return self.discriminator(x.reshape(len(x) // pack, pack * x.shape[1], *x.shape[2:]), groups)
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """x as D sees it in training: augmented when augment is on (ADA: with its current probability p)."""
+        if self.config.augment == "none":
+            return x
+        probability = float(self.augment_p) if self.config.augment == "ada" else 1.0
+        return augment(x, tuple(self.config.augment_policy.split(",")), probability)
+
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """D's loss on a real batch and a generated one (already detached, the same size), plus its terms for
-        logging: d_real, d_fake (mean raw outputs: logits or critic values) and the penalties that are on."""
+        logging: d_real, d_fake (mean raw outputs: logits or critic values) and the penalties that are on;
+        with ADA also real_sign (mean sign of D's verdicts on the reals, ADA's r_t) and augment_p."""
         if len(real) != len(fake):
             raise ValueError(f"D compares equal batches: got {len(real)} real and {len(fake)} fake samples")
+        real, fake = self.augment(real), self.augment(fake)
         if self.discriminator.batch_norm:  # two passes, as DCGAN does: BatchNorm's statistics are all real or all fake
             r, f = self.discriminate(real), self.discriminate(fake)
         else:  # one pass over both, as two groups (minibatch stddev keeps them apart): half the calls of two passes
             r, f = self.discriminate(torch.cat([real, fake]), groups=2).chunk(2)
         d_loss, _ = LOSSES[self.config.loss]
         terms = {"loss": d_loss(r, f), "d_real": r.mean().detach(), "d_fake": f.mean().detach()}
+        if self.config.augment == "ada":
+            terms["real_sign"] = torch.sign(r.detach().float() - DECISION_POINTS[self.config.loss]).mean()
+            terms["augment_p"] = self.augment_p.float().clone()
         if self.config.loss == "wgan-gp":
             terms["gp"] = self.gradient_penalty(real, fake)
             terms["loss"] = terms["loss"] + terms["gp"]
@@ -355,7 +394,7 @@ class GAN(nn.Module):
     def generator_loss(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """G's loss on generated samples (not detached). It also leaves gradients in D, which D's
         zero_grad clears before D's next step."""
-        f = self.discriminate(fake)
+        f = self.discriminate(self.augment(fake))
         _, g_loss = LOSSES[self.config.loss]
         return {"loss": g_loss(f), "d_fake": f.mean().detach()}
 
@@ -390,6 +429,19 @@ class GAN(nn.Module):
         for p in self.discriminator.parameters():
             if p.requires_grad:  # FreezeD's frozen layers keep their weights
                 p.clamp_(-self.config.clip_value, self.config.clip_value)
+
+    @torch.no_grad()
+    def adapt_augmentation(self, real_sign: torch.Tensor, batch_size: int) -> None:
+        """ADA: record D's mean sign on a real batch; every ADA_INTERVAL D updates move p by the images seen over
+        ada_images, up if D was surer of the reals than ada_target, down if not (augment.adapted_probability)."""
+        self.ada_real_signs += float(real_sign)
+        self.ada_batches += 1
+        if int(self.ada_batches) == ADA_INTERVAL:
+            self.augment_p.fill_(adapted_probability(float(self.augment_p), float(self.ada_real_signs) / ADA_INTERVAL,
+                                                     ADA_INTERVAL * batch_size, self.config.ada_images,
+                                                     self.config.ada_target))
+            self.ada_real_signs.zero_()
+            self.ada_batches.zero_()
 
     def update_ema(self) -> None:
         """Move the EMA generator towards G (layers.ema_update, with its warm-up). The step calls it after each
@@ -461,6 +513,8 @@ def discriminator_update(model: GAN, optimizer, real: torch.Tensor,
     optimizer.step()
     if model.config.loss == "wgan":
         model.clip_weights()  # keeps the critic K-Lipschitz for some K (Arjovsky et al. 2017)
+    if model.config.augment == "ada":
+        model.adapt_augmentation(terms["real_sign"], len(real))
     return terms, fake
 
 
@@ -505,17 +559,19 @@ def d_probability(logit: float) -> float:
 
 
 @torch.no_grad()
-def collapse_fixes(config: GANConfig) -> tuple[str, str]:
-    """(fix for mode collapse, fix for a won discriminator): the remedies collapse.py names, as --set overrides,
-    but only those this run does not use already (a WGAN-GP run is not told to try loss=wgan-gp)."""
+def collapse_fixes(config: GANConfig) -> tuple[str, str, str]:
+    """(fix for mode collapse, for a won discriminator, for memorization): the remedies collapse.py names, as --set
+    overrides, but only those this run does not use already (a WGAN-GP run is not told to try loss=wgan-gp)."""
     uses_sn = config.spectral_norm in ("d", "both")
     collapse = [fix for fix, used in (("--set minibatch_stddev=true", config.minibatch_stddev),
                                       ("--set pack=2", config.pack > 1), ("--set spectral_norm=d", uses_sn),
                                       ("--set loss=wgan-gp", config.loss == "wgan-gp")) if not used]
     won = [fix for fix, used in (("--set spectral_norm=d", uses_sn), ("a lower --set lr_d=...", False),
                                  ("--set loss=non-saturating", config.loss != "minimax")) if not used]
+    copying = {"none": ["--set augment=diffaugment", "--set augment=ada"], "diffaugment": ["--set augment=ada"],
+               "ada": []}[config.augment] + ["an earlier checkpoint (stop sooner)"]
     return (try_one_of(collapse) if collapse else "every usual fix is on already: try more steps, a lower lr or a "
-            "wider G (hidden_dims, conv_channels)", try_one_of(won))
+            "wider G (hidden_dims, conv_channels)", try_one_of(won), try_one_of(copying))
 
 
 def try_one_of(fixes: list[str]) -> str:
@@ -527,19 +583,24 @@ def try_one_of(fixes: list[str]) -> str:
 FIX_LEARNING = "give it more steps before judging collapse: resume with --set steps=... (more than now)"
 
 
+# Copying is a small-data failure (100 faces, 1,500 digits); in pixels against every training image it costs ~2 GFLOP
+# here, and against MNIST's 60,000 it would cost more than the training between two checks (eval still measures it).
+MEMORIZATION_MAX_IMAGES = 2000
+
+
 def collapse_evidence(model: GAN, train_data, record: dict) -> list:
     """The collapse checks at a log step (for a CollapseDetector); adds what they measured to `record`.
 
     2-D mixtures: mode coverage of NUM_SAMPLES samples, "still learning" while most are near no mode. Images: the
-    spread of 256 samples against 256 real images. Probability losses: whether D has won (its mean outputs,
-    logits, through a sigmoid).
+    spread of 256 samples against 256 real images, and on small image sets their copy rate (in pixels).
+    Probability losses: whether D has won (its mean outputs, logits, through a sigmoid).
     Samples come from their own generator, in eval mode, so checking never changes training.
     """
     was_training = model.training
     model.eval()
     try:
         generator = torch.Generator(model.ema_updates.device).manual_seed(record["step"])
-        fix_collapse, fix_discriminator = collapse_fixes(model.config)
+        fix_collapse, fix_discriminator, fix_memorization = collapse_fixes(model.config)
         checks = []
         if train_data.name in MIXTURES:
             coverage = mixture_coverage(model.sample(NUM_SAMPLES, generator=generator).cpu(), train_data.name)
@@ -547,10 +608,14 @@ def collapse_evidence(model: GAN, train_data, record: dict) -> list:
                           reverse_kl=coverage.reverse_kl)
             checks.append(check_modes(coverage, fix=fix_collapse, learning_fix=FIX_LEARNING))
         elif train_data.kind == "image":
-            fake = sample_diversity(model.sample(256, generator=generator).cpu())
-            real = sample_diversity(train_data.x[:256].cpu())
+            samples = model.sample(256, generator=generator).cpu()
+            fake, real = sample_diversity(samples), sample_diversity(train_data.x[:256].cpu())
             record["diversity_ratio"] = fake / real
             checks.append(check_diversity(fake, real, fix=fix_collapse))
+            if len(train_data) <= MEMORIZATION_MAX_IMAGES:
+                found = memorization(samples.clamp(0, 1), train_data.x.cpu())
+                record["copy_rate"] = found.copy_rate
+                checks.append(check_memorization(found, fix=fix_memorization))
         if model.config.loss in PROBABILITY_LOSSES:
             checks.append(check_discriminator(d_probability(record["d_real"]), d_probability(record["d_fake"]),
                                               fix=fix_discriminator))

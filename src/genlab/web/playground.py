@@ -35,10 +35,13 @@ BOUNDS = {
     "drawn": (-1.5, 1.5, -1.5, 1.5),
     "gaussian1d": (-2.0, 10.0, 0.0, 1.0),
 }
+DATA_NAMES = {"ring": "a ring of 8", "grid": "a grid of 25", "moons": "two moons", "drawn": "your drawing",
+              "gaussian1d": "N(4, 1.25²)"}
 MAX_DRAWN_POINTS = 2000  # a person clicks or drags; more than this is not drawing
 MIN_DRAWN_POINTS = 8
 DRAWN_JITTER = 0.03  # real data = a drawn point plus this much Gaussian noise, so D cannot memorise points
 FRAME_INTERVAL = 1 / 30  # s: frames are computed at most this often while playing (a screen needs no more)
+FRAME_SHARE = 0.05  # and only so often that computing them takes at most this share of the worker's time
 COVERAGE_EVERY = 100  # steps between mode-coverage measurements (2,500 samples each, as VEEGAN/PacGAN)
 COLLAPSE_AFTER = 1000  # steps before the collapse detector speaks: a GAN that has barely started covers nothing yet
 VIEW_SAMPLES = 480  # fakes drawn in each frame, from fixed z; 480 is divisible by every allowed pack
@@ -118,6 +121,51 @@ def real_data(name: str, seed: int, drawn: torch.Tensor | None) -> torch.Tensor:
     return functions[name](seed=seed)[0]
 
 
+def decision_scale(loss: str) -> str:
+    """How D's output at a point becomes a shade in [0, 1]: 'probability' (a logit: the sigmoid is P(real)),
+    'target' (least squares: a score trained towards 1 on real and 0 on fakes, clamped to [0, 1]) or 'critic'
+    (a score with no scale of its own: hinge, WGAN-GP; shown from the view's lowest to its highest)."""
+    if loss in gan.PROBABILITY_LOSSES:
+        return "probability"
+    return "target" if loss == "least-squares" else "critic"
+
+
+DECISION_WORDS = {  # decision_scale -> what the shade (2-D) or the curve's height (1-D) means
+    "probability": "D's probability that x is real: 1 = real, 0 = fake",
+    "target": "D's score, trained towards 1 on real and 0 on fakes (clamped to [0, 1])",
+    "critic": "the critic's score (not a probability): higher = more real; from this view's lowest to its highest",
+}
+
+
+def legend(loss: str, dim: int) -> list[dict]:
+    """What each mark on the view means for this loss and data: [{"mark", "text"}], the page's legend."""
+    words = DECISION_WORDS[decision_scale(loss)]
+    if dim == 2:
+        return [{"mark": "real", "text": "real data"}, {"mark": "fake", "text": "G's samples"},
+                {"mark": "background", "text": f"background: {words} (green = real side, purple = fake side)"},
+                {"mark": "off", "text": "a sample outside the view, drawn at its edge"},
+                {"mark": "grid", "text": "grey mesh: a grid of noise z as G warps it"},
+                {"mark": "arrow", "text": "arrows: where G's next update pushes its samples"}]
+    return [{"mark": "real", "text": "data density (histogram)"}, {"mark": "fake", "text": "density of G's samples"},
+            {"mark": "curve", "text": f"D(x) curve: {words}"},
+            {"mark": "off", "text": "samples left or right of the view, counted at its edge"},
+            {"mark": "grid", "text": "grey lines: where G sends each z in [-3, 3]"},
+            {"mark": "arrow", "text": "arrows: where G's next update pushes its samples"}]
+
+
+def overview(config: GANConfig, data: str) -> dict:
+    """The labels of the model-overview diagram (noise -> G -> fakes -> D <- real, D -> both losses), read from
+    the model's own config so the picture always says what is training."""
+    hidden = f"MLP, {len(config.hidden_dims)} x {config.hidden_dims[0]} hidden"
+    extras = [name for name, on in (("spectral norm", config.spectral_norm in ("d", "both")),
+                                    (f"pack {config.pack}", config.pack > 1),
+                                    ("minibatch stddev", config.minibatch_stddev)) if on]
+    steps = f", {config.n_critic} D steps per G step" if config.n_critic > 1 else ""
+    return {"noise": f"z ~ N(0, I), {config.latent_dim}-D", "generator": f"G: {hidden}", "fake": "fake samples",
+            "real": f"real samples: {DATA_NAMES[data]}", "discriminator": f"D: {', '.join([hidden, *extras])}",
+            "loss": f"{config.loss} loss{steps}"}
+
+
 def _flat(t: torch.Tensor, digits: int = 3) -> list[float]:
     return np.round(t.detach().cpu().numpy().astype(np.float64), digits).ravel().tolist()
 
@@ -156,6 +204,16 @@ class Playground:
         # fixed noise for the views, so a person watches the same fakes move
         self.view_z = torch.randn(VIEW_SAMPLES if self.dim == 2 else 4000, self.dim, generator=view_rng)
         self.coverage_z = torch.randn(NUM_SAMPLES, self.dim, generator=view_rng)
+        # where D and G are read for the views: fixed for the data's bounds, so made once here, not per frame
+        x0, x1, y0, y1 = BOUNDS[s.data]
+        if self.dim == 2:
+            xs, ys = torch.linspace(x0, x1, HEATMAP_SIZE), torch.linspace(y1, y0, HEATMAP_SIZE)  # top row first
+            self.lattice = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
+            axis = torch.linspace(-2.5, 2.5, NOISE_GRID)
+            self.grid_z = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2)
+        else:
+            self.lattice = torch.linspace(x0, x1, 200)[:, None]
+            self.grid_z = torch.linspace(-3, 3, 41)[:, None]
         self.step_count = self.d_steps = self.g_steps = 0
         self.losses: dict[str, float] = {}
         self.detector = CollapseDetector()
@@ -245,11 +303,16 @@ class Playground:
 
     # --- what a person sees --------------------------------------------------------------------------
 
+    def description(self) -> dict:
+        """The settings, the legend and the model overview: sent with every reset and every change of settings."""
+        return {"settings": self.settings.model_dump(), "legend": legend(self.model.config.loss, self.dim),
+                "model": overview(self.model.config, self.settings.data)}
+
     def data_message(self) -> dict:
         """The real data and the view, sent once per reset."""
         x0, x1, y0, y1 = BOUNDS[self.settings.data]
         message = {"type": "data", "data": self.settings.data, "dim": self.dim, "bounds": [x0, x1, y0, y1],
-                   "settings": self.settings.model_dump()}
+                   **self.description()}
         if self.dim == 2:
             message["real"] = _flat(self.data[:1000])
         else:
@@ -262,13 +325,13 @@ class Playground:
         return counts / (counts.sum().clamp(min=1) * (x1 - x0) / 60)  # a density
 
     def _decision(self, x: torch.Tensor) -> torch.Tensor:
-        """D's verdict in [0, 1] at points x (N, dim): sigmoid of the logit for the probability losses,
-        the score itself for least squares (targets 0 and 1), min-max scaled critic values otherwise."""
-        pack = self.settings.pack
-        scores = self.model.discriminate(x.repeat_interleave(pack, dim=0))  # a group of `pack` copies of each point
-        if self.settings.loss in gan.PROBABILITY_LOSSES:
+        """D's verdict in [0, 1] at points x (N, dim), as decision_scale says for the model's loss."""
+        config = self.model.config
+        scores = self.model.discriminate(x.repeat_interleave(config.pack, dim=0))  # `pack` copies of each point
+        scale = decision_scale(config.loss)
+        if scale == "probability":
             return torch.sigmoid(scores)
-        if self.settings.loss == "least-squares":
+        if scale == "target":
             return scores.clamp(0, 1)
         return (scores - scores.min()) / (scores.max() - scores.min()).clamp(min=1e-8)
 
@@ -283,25 +346,20 @@ class Playground:
         with torch.no_grad():
             fake = model.generate(self.view_z)
             if self.views["heatmap"]:
-                if dim == 2:
-                    xs = torch.linspace(x0, x1, HEATMAP_SIZE)
-                    ys = torch.linspace(y1, y0, HEATMAP_SIZE)  # top row first, as the canvas draws
-                    lattice = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
-                    frame["heatmap"] = _bytes(self._decision(lattice))
-                else:
-                    frame["d_curve"] = _flat(self._decision(torch.linspace(x0, x1, 200)[:, None]))
+                decision = self._decision(self.lattice)
+                frame["heatmap" if dim == 2 else "d_curve"] = _bytes(decision) if dim == 2 else _flat(decision)
             if self.views["grid"]:
-                if dim == 2:
-                    axis = torch.linspace(-2.5, 2.5, NOISE_GRID)
-                    z = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), dim=-1).reshape(-1, 2)
-                    frame["noise_grid"] = _flat(model.generate(z))
-                else:
-                    frame["g_map"] = _flat(model.generate(torch.linspace(-3, 3, 41)[:, None]))
+                frame["noise_grid" if dim == 2 else "g_map"] = _flat(model.generate(self.grid_z))
+        # samples outside the view: the page draws them at its edge and says how many there are
+        below, above = (fake[:, 0] < x0), (fake[:, 0] > x1)
         if dim == 2:
             frame["fake"] = _flat(fake)
+            frame["off_view"] = int((below | above | (fake[:, 1] < y0) | (fake[:, 1] > y1)).sum())
         else:
             frame["fake_hist"] = _flat(self._histogram(fake[:, 0]), 4)
             frame["fake_stats"] = {"mean": round(fake.mean().item(), 3), "std": round(fake.std().item(), 3)}
+            frame["off_view"] = int((below | above).sum())
+            frame["off_sides"] = [int(below.sum()), int(above.sum())]
         if self.views["arrows"]:
             # Where G's update pushes each fake: minus the gradient of G's loss with respect to the sample
             # (what G's weights follow through the chain rule).
@@ -313,6 +371,12 @@ class Playground:
                 model.discriminator.requires_grad_(True)
             frame["arrows"] = {"at": _flat(points), "push": _flat(-grad * len(points), 4)}
         return frame
+
+
+def frame_interval(frame_seconds: float) -> float:
+    """Seconds between frames while playing, for frames that take frame_seconds to compute: watching costs the
+    training at most FRAME_SHARE of its time, however slow a busy CPU makes the frames."""
+    return max(FRAME_INTERVAL, frame_seconds / FRAME_SHARE)
 
 
 class PlaygroundWorker:
@@ -331,6 +395,7 @@ class PlaygroundWorker:
         self.stopped = threading.Event()
         self.playing = False
         self.rate = 0.0  # steps/s over the last second
+        self.frame_seconds = 0.0  # how long the last frame took to compute
         self.thread = threading.Thread(target=self._run, name="genlab-playground", daemon=True)
 
     def start(self) -> None:
@@ -363,7 +428,9 @@ class PlaygroundWorker:
 
     def _post_frame(self) -> None:
         self.frame_taken.clear()
+        start = time.perf_counter()
         frame = self.playground.frame()
+        self.frame_seconds = time.perf_counter() - start
         frame["playing"] = self.playing
         frame["steps_per_s"] = round(self.rate, 1)
         self._send(frame)
@@ -394,7 +461,7 @@ class PlaygroundWorker:
             how = pg.change(new)
             if how == "reset":
                 self._send(pg.data_message())
-            self._send({"type": "changed", "how": how, "settings": pg.settings.model_dump()})
+            self._send({"type": "changed", "how": how, **pg.description()})
 
     def _run(self) -> None:
         # torch's thread count is the app's (create_app sets 1: these nets are tiny, one thread is fastest)
@@ -442,6 +509,7 @@ class PlaygroundWorker:
             now = time.perf_counter()
             if now - rate_start >= 1.0:
                 self.rate, rate_start, rate_steps = rate_steps / (now - rate_start), now, 0
-            if dirty and self.frame_taken.is_set() and (not self.playing or now - last_frame >= FRAME_INTERVAL):
+            due = not self.playing or now - last_frame >= frame_interval(self.frame_seconds)
+            if dirty and self.frame_taken.is_set() and due:
                 self._post_frame()
                 dirty, last_frame = False, now

@@ -48,10 +48,12 @@ BOUNDS = {
     "noise_std": (0.0, 10.0), "beta": (0.0, 100.0), "gp_weight": (0.0, 100.0), "r1_weight": (0.0, 100.0),
     "clip_value": (1e-4, 1.0), "pack": (1, 8), "ema_decay": (0.0, 0.9999), "n_critic": (1, 10), "lr_d": (1e-6, 1.0),
     "betas": (0.0, 0.9999), "num_timesteps": (1, 4000), "sampling_steps": (1, 4000),
+    "ada_target": (0.0, 1.0), "ada_images": (1, 10**7),
 }
 LENGTHS = {"hidden_dims": (1, 4), "conv_channels": (1, 3), "unet_channels": (1, 4), "betas": (2, 2)}  # entries
-# chosen by their own fields, or by the data (data_shape; image_size and channels are for image folders only)
-REFUSED = {"data", "data_dir", "steps", "data_shape", "image_size", "channels"}  # no path ever comes from a request
+# chosen by their own fields, or by the data (data_shape; image_size, channels and crop are for image folders only);
+# no path ever comes from a request
+REFUSED = {"data", "data_dir", "steps", "data_shape", "image_size", "channels", "crop"}
 CADENCE = ("log_every", "sample_every", "checkpoint_every")  # unset, the lab picks them from the run's steps
 ACTIVE = ("starting", "running", "stopping")  # a job's statuses while its thread trains
 
