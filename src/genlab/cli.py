@@ -108,7 +108,7 @@ SETTING_NAMES = {
     "vae": "architecture latent_dim hidden_dims conv_channels likelihood beta kl_warmup",
     "gan": "architecture latent_dim hidden_dims conv_channels output loss gp_weight r1_weight clip_value "
            "spectral_norm pack minibatch_stddev augment augment_policy ada_target ada_images ema_decay n_critic lr_d "
-           "betas",
+           "betas freeze_d",
     "ddpm": "num_timesteps schedule architecture hidden_dims unet_channels ema_decay sampler sampling_steps",
     "vqvae": "architecture num_codes latent_dim hidden_dims conv_channels mlp_codes commitment reconstruction",
 }
@@ -129,6 +129,9 @@ def train(
     run: Annotated[Path | None, typer.Option(help="Run folder to create (default runs/FAMILY-DATA).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder from its latest checkpoint; --set may "
                                                      "change lr, lr_d and the log/sample/checkpoint cadence.")] = None,
+    init_from: Annotated[Path | None, typer.Option(help="Fine-tune: a new run that starts from this run's latest "
+                                                        "checkpoint (or a .safetensors file) with its model "
+                                                        "settings; --data may differ but not its shape.")] = None,
     budget: Annotated[str | None, typer.Option(help="CPU time to spend, e.g. 90s, 10m, 1h: the run ends at the "
                                                      "step count it affords (at most --steps).")] = None,
     device: DeviceOpt = None,
@@ -148,6 +151,8 @@ def train(
         if resume is not None:
             if family is not None:
                 raise ValueError("--resume continues a run of the family it was made with: drop FAMILY")
+            if init_from is not None:
+                raise ValueError("--init-from starts a new run; --resume continues one: give one of them")
             run_dir = resume
             record = read_run_record(run_dir)
             changes = {key: value for part in parse_overrides(settings or [], [TrainConfig, type(record.model)])
@@ -166,7 +171,8 @@ def train(
             step_setting = {"steps": steps} if steps is not None else {}
             found_in = {"data_dir": str(data_dir)} if data_dir is not None else {}  # remembered for later commands
             train_config = TrainConfig(**{"data": data, **found_in, **step_setting, **train_settings})
-            run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir)
+            run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir,
+                                 init_from=init_from)
         console.print(f"run folder: {run_dir}", markup=False)
         last = train_run(run_dir, device=device, data_dir=data_dir, progress=True, cpu_budget=cpu_budget)
         console.print(f"done: {last}", markup=False)
@@ -221,6 +227,9 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
            timesteps: Annotated[int | None, typer.Option(help="ddpm: how many of the T timesteps to visit "
                                                                "(default: the model's).")] = None,
            sampler: Annotated[str | None, typer.Option(help="ddpm: ddpm (ancestral) or ddim (deterministic).")] = None,
+           truncation: Annotated[float | None, typer.Option(help="gan: the truncation trick, psi in (0, 1]: z is "
+                                                                 "scaled toward 0, typical samples for less "
+                                                                 "variety.")] = None,
            device: DeviceOpt = None):
     """Draw samples from a trained model and save them as a PNG grid (or a scatter plot for points)."""
     from genlab.data import TOYS
@@ -237,14 +246,21 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     given = [option for option, value in (("--timesteps", timesteps), ("--sampler", sampler)) if value is not None]
     if given and family != "ddpm":
         raise ValueError(f"{' and '.join(given)} only apply to ddpm models; this is a {family}")
-    diffusion_options = {"steps": timesteps, "sampler": sampler} if given else {}  # None: the model's default
-    # each sampler and number of timesteps gets its own default file: comparing them never overwrites one
-    how = "".join(f"-{name}{value}" for name, value in (("", sampler), ("t", timesteps)) if value is not None)
+    options = {"steps": timesteps, "sampler": sampler} if given else {}  # None: the model's default
+    if truncation is not None:
+        if not _walks_latents(model):
+            raise ValueError(f"--truncation applies to gan models (the truncation trick in z); a {family} has none")
+        if not 0 < truncation <= 1:
+            raise ValueError(f"--truncation must be in (0, 1] (1: none), got {truncation}")
+        options["truncation"] = truncation
+    # each sampler, number of timesteps and truncation gets its own default file: comparing them never overwrites
+    how = "".join(f"-{name}{value}" for name, value in (("", sampler), ("t", timesteps), ("trunc", truncation))
+                  if value is not None)
     out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}{how}.png"
+    shown = _source(run, opened.step) + (f", truncation psi {truncation:g}" if truncation is not None else "")
     # toys are generated, so their test split is at hand: points are drawn with the data they should match
     data = load_run_data(opened.record.train, "test") if opened.record.train.data in TOYS else None
-    save_picture(out, model, data, shows="samples", n=n, seed=seed, sample_options=diffusion_options,
-                 title=_source(run, opened.step))
+    save_picture(out, model, data, shows="samples", n=n, seed=seed, sample_options=options, title=shown)
     console.print(f"wrote {out}", markup=False)
 
 
@@ -267,30 +283,66 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
     console.print(f"wrote {out}", markup=False)
 
 
+def _walks_latents(model) -> bool:
+    """Whether the model declares latent tools on its prior z (truncation, paths between seeds): the GAN does;
+    a family that does not declare it has none."""
+    return getattr(model, "can_walk_latents", False)
+
+
 @app.command()
 @user_errors
-def interpolate(run: RunArg, start: Annotated[int, typer.Option("--from", help="Test example index.")] = 0,
-                end: Annotated[int, typer.Option("--to", help="Test example index.")] = 1,
+def interpolate(run: RunArg,
+                start: Annotated[int | None, typer.Option("--from", help="ae/vae: test example index (default 0).")]
+                = None,
+                end: Annotated[int | None, typer.Option("--to", help="ae/vae: test example index (default 1).")] = None,
+                seeds: Annotated[tuple[int, int] | None, typer.Option(help="gan: two seeds, e.g. --seeds 3 7: the "
+                                                                          "path between the latents they draw.")]
+                = None,
                 frames: Annotated[int, typer.Option(help="Images in each strip, ends included.")] = 10,
                 method: Annotated[str, typer.Option(help="lerp, slerp or both.")] = "both",
                 out: Annotated[Path | None, typer.Option(help="PNG to write.")] = None,
                 device: DeviceOpt = None, data_dir: DataDirOpt = None):
-    """Decode a path through latent space between two test images (one strip per method)."""
+    """Decode a path through latent space: between two test images (ae, vae) or two seeds' draws (gan)."""
 
     from genlab.explore import save_interpolation
 
+    if method not in ("lerp", "slerp", "both"):
+        raise ValueError(f"unknown interpolation method {method!r}: choose lerp, slerp or both")
     methods = ["lerp", "slerp"] if method == "both" else [method]
+    if not 2 <= frames <= 100:
+        raise ValueError(f"--frames must be between 2 and 100, got {frames}")
+    if seeds is not None:
+        if start is not None or end is not None:
+            raise ValueError("--seeds chooses the ends as latent draws; --from and --to as test images: give one")
+        for seed in seeds:
+            check_seed(seed)
+        opened = _open(run, device)
+        model, family = opened.model, opened.record.family
+        if not _walks_latents(model):
+            raise ValueError(f"--seeds interpolates between latent draws of a gan; a {family} interpolates between "
+                             "test images: use --from and --to")
+        if len(opened.record.model.data_shape) != 3:
+            raise ValueError("interpolate draws image strips; this run's data are points")
+        rows = {m: model.interpolate_seeds(*seeds, frames, m) for m in methods}
+        ends = next(iter(rows.values()))[[0, -1]]  # every method starts and ends at the two seeds' samples
+        rows = {m: strip[1:-1] for m, strip in rows.items()}
+        out = out or _output_folder(run) / f"interpolate-step{opened.step}-seeds{seeds[0]}-{seeds[1]}-{method}-" \
+                                           f"{frames}frames.png"
+        save_interpolation(ends, rows, out, f"{_source(run, opened.step)}: seeds {seeds[0]} -> {seeds[1]}",
+                           ends="seed's sample")
+        console.print(f"wrote {out} (rows: {', '.join(methods)})", markup=False)
+        return
+    start, end = (0 if start is None else start), (1 if end is None else end)
     opened = _open(run, device, data_dir, splits=("test",))
     model, test = opened.model, opened.data["test"]
     if not model.can_interpolate:
-        raise ValueError(f"a {opened.record.family} model has no encoder to place images in its latent space")
+        hint = ": use --seeds A B to interpolate between two latent draws" if _walks_latents(model) else ""
+        raise ValueError(f"a {opened.record.family} model has no encoder to place images in its latent space{hint}")
     if test.kind != "image":
         raise ValueError("interpolate draws image strips; this run's data are points")
     for index in (start, end):
         if not 0 <= index < len(test):
             raise ValueError(f"example index {index} is outside the test split (0..{len(test) - 1})")
-    if not 2 <= frames <= 100:
-        raise ValueError(f"--frames must be between 2 and 100, got {frames}")
     x = test.x[[start, end]].to(next(model.parameters()).device)
     rows = {m: model.interpolate(x[0], x[1], frames, m) for m in methods}
     # the step and frame count in the name: strips from two checkpoints, or of two lengths, never overwrite
@@ -311,6 +363,9 @@ def info(run: RunArg):
     console.print(f"[bold]{record.family}[/] at step {meta['step']} of {record.train.steps} "
                   f"(genlab {meta.get('genlab_version', 'unknown')}, checkpoint format {meta['format_version']})")
     console.print(f"data: {record.train.data}, position {meta['data_position']}")
+    if record.init_from is not None:
+        source = record.init_from
+        console.print(f"fine-tuned from: {source.path} (step {source.step}, sha256 {source.sha256})", markup=False)
     console.print("model: " + ", ".join(f"{k}={v}" for k, v in saved["model"].items()))
     console.print("train: " + ", ".join(f"{k}={v}" for k, v in saved["train"].items()))
     if run.is_dir():

@@ -291,10 +291,12 @@ def save_picture(path: str | Path, model, data: Dataset | None, **options) -> Pa
     return Path(path)
 
 
-def save_interpolation(originals: torch.Tensor, rows: dict[str, torch.Tensor], path: str | Path, title: str) -> Path:
+def save_interpolation(originals: torch.Tensor, rows: dict[str, torch.Tensor], path: str | Path, title: str,
+                       ends: str = "input") -> Path:
     """Interpolation strips between two images, one labelled row per method: the two chosen images themselves at
-    the ends (framed, so they read as inputs, not decodings), the decoded path between them. The title and row
-    labels are also in the PNG's metadata (Title, Description)."""
+    the ends (framed, so they read as inputs, not decodings), the decoded path between them. `ends` names them:
+    input (test images an encoder placed), or a GAN's "seed's sample". The title and row labels are also in the
+    PNG's metadata (Title, Description)."""
     plt = _figure()
     first, last = originals[0].detach().cpu(), originals[1].detach().cpu()
     fig, axes = plt.subplots(len(rows), 1, figsize=(1.0 + 0.6 * (next(iter(rows.values())).shape[0] + 2),
@@ -309,8 +311,8 @@ def save_interpolation(originals: torch.Tensor, rows: dict[str, torch.Tensor], p
         for column in (0, len(images) - 1):  # frame the inputs: their pixels span [left - 0.5, left + width - 0.5]
             left = 2 + column * (width + 2)
             ax.add_patch(plt.Rectangle((left - 1.5, 0.5), width + 2, height + 2, fill=False, edgecolor="tab:red"))
-    axes[-1, 0].set_xlabel("input, then decodings of the path through the latent space, then input (framed red)")
-    description = f"rows: {', '.join(rows)}; each row starts and ends with the chosen input images"
+    axes[-1, 0].set_xlabel(f"{ends}, then decodings of the path through the latent space, then {ends} (framed red)")
+    description = f"rows: {', '.join(rows)}; each row starts and ends with the chosen {ends} images"
     atomic_write_bytes(Path(path), _figure_png(fig, title, description))
     return Path(path)
 

@@ -1,9 +1,10 @@
 """The one record of a run, and open_run(): what every command, the lab and eval start from.
 
 A run is a folder:  config.json  metrics.jsonl  checkpoints/step-*.safetensors  samples/*.png  tensorboard/
-Its record (RunRecord: family, model config, train config; the train config names the data) is stored in one
-layout, `{"family", "model", "train"}`, in config.json and under the key "run" of every checkpoint's metadata,
-and read back through RunRecord.from_json, which checks every setting once (check_fields, via the configs).
+Its record (RunRecord: family, model config, train config; the train config names the data; for a fine-tuned run
+the checkpoint its weights started from) is stored in one layout, `{"family", "model", "train"[, "init_from"]}`,
+in config.json and under the key "run" of every checkpoint's metadata, and read back through RunRecord.from_json,
+which checks every setting once (check_fields, via the configs).
 
 config.json is written once by create_run and changed only by genlab: a resume may change the settings in
 RESUMABLE (learning rates, steps, how often it logs, previews and saves) through change_run_settings.
@@ -21,9 +22,11 @@ import contextlib
 import contextvars
 import dataclasses
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from genlab import checkpoint as ckpt
-from genlab.config import parse_config, to_json_dict
+from genlab.config import check_fields, parse_config, to_json_dict
 from genlab.data import Dataset, load_dataset
 from genlab.models import Family, family_classes
 from genlab.models import family as family_record
@@ -42,19 +45,39 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECORD_KEYS = ("family", "model", "train")
+RECORD_KEYS = ("family", "model", "train")  # and "init_from", in the records of fine-tuned runs only
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """The checkpoint a fine-tuned run's weights started from (`genlab train --init-from`)."""
+
+    path: str  # the checkpoint file, absolute, as it was when the run was made
+    step: int  # the step its run had reached
+    sha256: str  # of the file: a run that starts (again) before its first checkpoint refuses a source that changed
+
+    def __post_init__(self):
+        check_fields(self, {"step": (0, 10**9)})
+        if not SHA256_HEX.fullmatch(self.sha256):
+            raise ValueError(f"sha256={self.sha256!r} is not a SHA-256 in hex")
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """What a run is: its model family, the family's config (data_shape included) and the train config."""
+    """What a run is: its model family, the family's config (data_shape included) and the train config; for a
+    fine-tuned run, the checkpoint its weights started from."""
 
     family: str
     model: Any  # the family's config dataclass, e.g. VAEConfig
     train: TrainConfig
+    init_from: Source | None = None  # None: the weights started from the family's own initialisation
 
     def to_json(self) -> dict[str, Any]:
-        return {"family": self.family, "model": to_json_dict(self.model), "train": to_json_dict(self.train)}
+        values = {"family": self.family, "model": to_json_dict(self.model), "train": to_json_dict(self.train)}
+        if self.init_from is not None:
+            values["init_from"] = dataclasses.asdict(self.init_from)
+        return values
 
     @classmethod
     def from_json(cls, values: Any, where: str = "") -> RunRecord:
@@ -67,8 +90,10 @@ class RunRecord:
         if missing := [key for key in RECORD_KEYS if key not in values]:
             raise ValueError(f"no {', '.join(where + key for key in missing)}")
         _, config_class = family_classes(str(values["family"]))
+        init_from = values.get("init_from")
         return cls(str(values["family"]), parse_config(config_class, values["model"], f"{where}model"),
-                   parse_config(TrainConfig, values["train"], f"{where}train"))
+                   parse_config(TrainConfig, values["train"], f"{where}train"),
+                   None if init_from is None else parse_config(Source, init_from, f"{where}init_from"))
 
     def build_model(self) -> torch.nn.Module:
         model_class, _ = family_classes(self.family)
@@ -78,6 +103,8 @@ class RunRecord:
         """(key, saved, now) for each setting that differs from `saved`, but those a resume may change."""
         if saved.family != self.family:
             return [("family", saved.family, self.family)]
+        if saved.init_from != self.init_from:  # the weights came from the saved source, whatever config.json says
+            return [("init_from", saved.init_from, self.init_from)]
         before = {**to_json_dict(saved.model), **to_json_dict(saved.train)}
         now = {**to_json_dict(self.model), **to_json_dict(self.train)}
         return [(key, before[key], now[key]) for key in now if key not in RESUMABLE and before[key] != now[key]]
@@ -171,13 +198,17 @@ def run_is_training(run_dir: str | Path) -> bool:
 
 
 def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, model_settings: dict,
-               data_dir: str | Path | None = None) -> Path:
+               data_dir: str | Path | None = None, *, init_from: str | Path | None = None) -> Path:
     """Make a new run folder with its config.json; the model config takes its data shape from the data.
 
+    `init_from` (a run folder: its latest checkpoint; or a checkpoint file) fine-tunes: the new run starts at
+    step 0 with fresh optimizers from that checkpoint's weights, its model settings are the source's but those
+    `model_settings` may change (fine_tuning_settings), and its data must have the source's shape.
+
     Everything a first step needs is checked before anything is written (the data loads, the model builds,
-    a step's batches fit in the data), so a refused command leaves no folder behind. A folder whose run
-    never got going (config.json, but no checkpoint and no metrics: its first steps failed or were
-    interrupted) is replaced, so the corrected command just works; one that trained is refused.
+    a step's batches fit in the data, a source's weights fit), so a refused command leaves no folder behind.
+    A folder whose run never got going (config.json, but no checkpoint and no metrics: its first steps failed
+    or were interrupted) is replaced, so the corrected command just works; one that trained is refused.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -186,19 +217,97 @@ def create_run(run_dir: str | Path, family: str, train_config: TrainConfig, mode
     if "data_shape" in model_settings:
         raise ValueError("data_shape is read from the data, not set: drop it (image_size and channels resize "
                          "image folders)")
+    source = None
+    if init_from is not None:
+        source, source_record = read_source(init_from)
+        model_settings = fine_tuning_settings(source_record, family, model_settings)
     train_data = load_run_data(train_config, "train", data_dir)
     test_data = load_run_data(train_config, "test", data_dir)
-    record = RunRecord(family, config_class(**{**model_settings, "data_shape": train_data.shape}), train_config)
+    if source is not None and train_data.shape != tuple(source_record.model.data_shape):
+        raise ValueError(f"{train_config.data} has examples of shape {train_data.shape}, but {source.path} was "
+                         f"trained on {tuple(source_record.model.data_shape)}: fine-tuning needs data of the same "
+                         "shape (image folders: --set image_size=... --set channels=...)")
+    record = RunRecord(family, config_class(**{**model_settings, "data_shape": train_data.shape}), train_config,
+                       source)
     check_batches(family_record(family), record.model, train_config, train_data)
     if len(test_data) == 0:
         raise ValueError(f"{train_config.data} has no test examples, which previews and eval need: add data")
-    record.build_model()  # a network the config describes but torch cannot build fails here, not at step 1
+    model = record.build_model()  # a network the config describes but torch cannot build fails here, not at step 1
+    if source is not None:
+        load_source_weights(model, source)  # the source's weights fit this network (and the file is unchanged)
     with run_lock(run_dir):
         if (run_dir / "config.json").exists() and has_trained(run_dir):
             raise FileExistsError(f"{run_dir} already holds a run: resume it with --resume {run_dir} "
                                   "or pick another --run")
         write_run_record(run_dir, record)
     return run_dir
+
+
+# --- fine-tuning: a new run from another run's weights ------------------------------------------------
+
+# Model settings that shape a network or what its outputs mean (every family's): a fine-tuned run keeps the
+# source's. Every other model setting (a loss, its weights, an EMA decay, FreezeD's freeze_d...) may change;
+# whether the network still fits the source's weights is then checked on the weights themselves.
+ARCHITECTURE = frozenset({"data_shape", "architecture", "latent_dim", "hidden_dims", "conv_channels", "output",
+                          "spectral_norm", "pack", "minibatch_stddev", "likelihood", "code_activation",
+                          "num_timesteps", "unet_channels", "num_codes", "mlp_codes"})
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_source(run_or_checkpoint: str | Path) -> tuple[Source, RunRecord]:
+    """(Source, its run's record) for a run folder (its latest checkpoint) or a checkpoint file; the metadata is
+    checked, the weights are not read."""
+    path = ckpt.resolve_checkpoint(run_or_checkpoint).resolve()
+    meta, record = ckpt.read_meta_and_record(path)
+    return Source(str(path), meta["step"], sha256_of(path)), record
+
+
+def fine_tuning_settings(source: RunRecord, family: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """The model settings of a run fine-tuned from `source`: the source's, with `changes` to those that do not
+    shape the network; ValueError naming what may change otherwise."""
+    if family != source.family:
+        raise ValueError(f"--init-from holds a {source.family} model, not a {family}: fine-tune it as a "
+                         f"{source.family} (`genlab train {source.family} --init-from ...`)")
+    settings = {key: value for key, value in to_json_dict(source.model).items() if key != "data_shape"}
+    if refused := sorted(set(changes) & ARCHITECTURE):
+        may = sorted(set(settings) - ARCHITECTURE)
+        raise ValueError(f"a fine-tuned run keeps its source's network: it cannot change {', '.join(refused)}; "
+                         f"it may change {', '.join(may) or 'no model setting'} and every training setting")
+    return {**settings, **changes}
+
+
+def load_source_weights(model: torch.nn.Module, source: Source) -> None:
+    """Load a fine-tuned run's starting weights (its source checkpoint's, through genlab.checkpoint: safetensors,
+    no pickle) into `model`; ValueError when the file changed since the run was made or its weights do not fit
+    the network (a setting that adds or drops weights, such as an EMA copy or D's BatchNorm)."""
+    path = Path(source.path)
+    if not path.is_file():
+        raise FileNotFoundError(f"the source checkpoint {path} of this fine-tuned run is gone: put it back, or "
+                                "start a new run")
+    if sha256_of(path) != source.sha256:
+        raise ValueError(f"the source checkpoint {path} changed since this fine-tuned run was made (its SHA-256 "
+                         "differs): put the original back, or start a new run from the new one")
+    checkpoint = ckpt.load_checkpoint(path)
+    # Buffers are state, not learned weights (ADA's augmentation strength and its tallies, say): one this network
+    # has and the source's lacks keeps its initial value, one only the source's has is dropped, so a fine-tuned
+    # run may switch such a setting on or off. Every learned weight must be there, with its shape.
+    source_buffers = {name for name, _ in checkpoint.record.build_model().named_buffers()}
+    own_buffers = dict(model.named_buffers())
+    tensors = {name: tensor for name, tensor in checkpoint.tensors.items()
+               if name.removeprefix("model.") not in source_buffers - own_buffers.keys()}
+    tensors.update({f"model.{name}": own_buffers[name].detach().cpu() for name in own_buffers.keys() - source_buffers})
+    try:
+        ckpt.restore(dataclasses.replace(checkpoint, tensors=tensors), model)
+    except ckpt.DamagedCheckpoint as error:
+        raise ValueError(f"the weights of {path} do not fit this run's network ({error.problem.split('(', 1)[-1]}"
+                         ": keep the source's settings for what adds or drops weights") from None
 
 
 def batches_per_step(recipe: Family, model_config) -> int:
@@ -280,10 +389,10 @@ def change_run_settings(run_dir: str | Path, settings: dict[str, Any]) -> RunRec
     with run_lock(Path(run_dir)):
         record = read_run_record(run_dir)
         train_fields = {field.name for field in dataclasses.fields(record.train)}
-        changed = RunRecord(
-            record.family,
-            dataclasses.replace(record.model, **{k: v for k, v in settings.items() if k not in train_fields}),
-            dataclasses.replace(record.train, **{k: v for k, v in settings.items() if k in train_fields}))
+        changed = dataclasses.replace(
+            record,
+            model=dataclasses.replace(record.model, **{k: v for k, v in settings.items() if k not in train_fields}),
+            train=dataclasses.replace(record.train, **{k: v for k, v in settings.items() if k in train_fields}))
         write_run_record(Path(run_dir), changed)
     return changed
 

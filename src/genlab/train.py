@@ -47,6 +47,7 @@ from genlab.run import (
     batches_per_step,
     check_batches,
     load_run_data,
+    load_source_weights,
     read_metrics,
     read_run_record,
     run_config_path,
@@ -324,6 +325,7 @@ class _Loop:
     optimizers: dict
     train_data: Dataset
     test_data: Dataset
+    record: RunRecord  # the run's record (family_name, model_config, config and a fine-tuned run's source)
     start: int = 0  # the step this call starts from
     steps: int = 0  # where the run ends: config.steps, or the CPU budget's latest plan
     sums: dict[str, float] = dataclasses.field(default_factory=dict)  # loss terms summed over the logging window
@@ -334,7 +336,8 @@ class _Loop:
 
 
 def _start(run_dir: Path, device: str, data_dir) -> _Loop:
-    """Read the run, load its data, build the model and its optimizers, and resume from the latest checkpoint."""
+    """Read the run, load its data, build the model and its optimizers, and resume from the latest checkpoint; a
+    fine-tuned run without one yet starts from its source's weights (fresh optimizers, step 0)."""
     run = read_run_record(run_dir)  # again, now that no other trainer can change it
     family_name, model_config, config = run.family, run.model, run.train
     recipe = family(family_name)
@@ -347,10 +350,10 @@ def _start(run_dir: Path, device: str, data_dir) -> _Loop:
     torch.manual_seed(config.seed)
     model = recipe.model(model_config).to(device)
     loop = _Loop(run_dir, family_name, recipe, model_config, config, model, recipe.optimizers(model, config.lr),
-                 train_data, test_data, steps=config.steps)
+                 train_data, test_data, run, steps=config.steps)
     existing = ckpt.list_checkpoints(run_dir)
     if existing:
-        checkpoint = _resume(run_dir, existing, device, family_name, model_config, config, model, loop.optimizers)
+        checkpoint = _resume(run_dir, existing, device, run, model, loop.optimizers)
         loop.start, loop.last_checkpoint = checkpoint.step, existing[-1]
         # a checkpoint between two log lines carries the half-filled window, so the next line is unchanged
         loop.sums, loop.count = checkpoint.meta["log_window"]["sums"], checkpoint.meta["log_window"]["count"]
@@ -358,6 +361,9 @@ def _start(run_dir: Path, device: str, data_dir) -> _Loop:
         if checkpoint.record.train.steps == config.steps:  # a changed step count replaces the plan
             loop.steps = checkpoint.meta.get("planned_steps", config.steps)
         log.info("resuming %s from step %d", run_dir, loop.start)
+    elif run.init_from is not None:  # a fine-tuned run's step 0: its source's weights, fresh optimizers
+        load_source_weights(model, run.init_from)
+        log.info("fine-tuning from %s (step %d)", run.init_from.path, run.init_from.step)
     _truncate_metrics(run_dir / "metrics.jsonl", loop.start)
     return loop
 
@@ -442,7 +448,7 @@ def _checkpoint(loop: _Loop, done: int, batches: Batches) -> None:
     """Save the model, optimizers, RNG states and loop state at step `done`, then prune old checkpoints; a
     non-finite weight or optimizer state stops the run instead (TrainingDiverged)."""
     epoch, batch_index = batches.position(done)
-    meta = {"run": RunRecord(loop.family_name, loop.model_config, loop.config).to_json(), "step": done,
+    meta = {"run": loop.record.to_json(), "step": done,
             "planned_steps": loop.steps,
             "data_position": {"epoch": epoch, "batch": batch_index},
             "log_window": {"sums": loop.sums, "count": loop.count}, "collapse_streaks": loop.detector.streaks}
@@ -455,8 +461,8 @@ def _checkpoint(loop: _Loop, done: int, batches: Batches) -> None:
     ckpt.prune_checkpoints(loop.run_dir, loop.config.keep_checkpoints)
 
 
-def _resume(run_dir: Path, existing: list[Path], device: str, family: str, model_config, config: TrainConfig,
-            model, optimizers) -> ckpt.Checkpoint:
+def _resume(run_dir: Path, existing: list[Path], device: str, record: RunRecord, model,
+            optimizers) -> ckpt.Checkpoint:
     """Load the latest checkpoint into the model and optimizers, after checking that config.json still says
     what it was saved with. A damaged checkpoint is refused, never skipped silently: the message names the
     one before it, which the user can resume from by moving the damaged one aside."""
@@ -465,8 +471,9 @@ def _resume(run_dir: Path, existing: list[Path], device: str, family: str, model
         checkpoint = ckpt.load_checkpoint(latest, device)
     except ckpt.DamagedCheckpoint as error:
         raise _damaged_latest(error, existing) from None
-    if edits := RunRecord(family, model_config, config).edits_since(checkpoint.record):
-        wanted = " ".join(f"--set {key}={_as_setting(now)}" for key, _, now in edits if key != "family")
+    if edits := record.edits_since(checkpoint.record):
+        wanted = " ".join(f"--set {key}={_as_setting(now)}" for key, _, now in edits
+                          if key not in ("family", "init_from"))
         raise ValueError(f"{run_dir / 'config.json'} was edited since {latest.name} was saved: "
                          f"{', '.join(f'{key} {saved} -> {now}' for key, saved, now in edits)}; resume uses the "
                          f"run's configuration: put the values back, or start a new run with {wanted or 'the family'}")

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from genlab.config import check_fields
+from genlab.config import MAX_ITEMS, check_fields
 from genlab.metrics import (
     MIXTURES,
     NUM_SAMPLES,
@@ -53,6 +53,7 @@ from genlab.models.layers import (
     check_conv_shape,
     conv_channels_for,
     ema_update,
+    interpolate_latents,
     mlp,
     resolve_architecture,
 )
@@ -148,13 +149,17 @@ class GANConfig:
     n_critic: int = 1  # D steps per G step; WGAN and WGAN-GP used 5
     lr_d: float | None = None  # D's learning rate; None: the training lr. TTUR uses a larger one for D
     betas: tuple[float, float] = (0.5, 0.999)  # Adam's; beta1 = 0.5 is DCGAN's, steadier than 0.9 for GANs
+    # FreezeD (Mo et al. 2020): D's first k blocks (conv or mlp layers) keep their weights; fine-tuning from
+    # another run (--init-from) then adapts only D's upper layers, which overfit less on a small data set
+    freeze_d: int = 0
 
     def __post_init__(self):
         check_fields(self, {"data_shape": (1, MAX_DATA_SIZE), "latent_dim": (1, MAX_WIDTH),
                             "hidden_dims": (1, MAX_WIDTH),
                             "conv_channels": (1, MAX_CHANNELS), "gp_weight": (0, 1e4), "r1_weight": (0, 1e4),
                             "clip_value": (0, 100), "pack": (1, 64), "ema_decay": (0, 1), "n_critic": (1, 100),
-                            "lr_d": (0, 1e6), "betas": (0, 1), "ada_target": (0, 1), "ada_images": (1, 10**9)})
+                            "lr_d": (0, 1e6), "betas": (0, 1), "ada_target": (0, 1), "ada_images": (1, 10**9),
+                            "freeze_d": (0, MAX_ITEMS)})
         self.data_shape = tuple(self.data_shape)
         self.hidden_dims = tuple(self.hidden_dims)
         self.conv_channels = tuple(self.conv_channels) or conv_channels_for(self.data_shape, deepest=128)
@@ -175,6 +180,11 @@ class GANConfig:
         if self.augment == "ada" and self.loss not in DECISION_POINTS:
             raise ValueError(f"augment=ada reads the sign of D's verdict on real data, which a {self.loss} critic does "
                              "not have: use augment=diffaugment, or another loss")
+        blocks, widths = ((len(self.conv_channels), "conv_channels") if self.architecture == "conv"
+                          else (len(self.hidden_dims), "hidden_dims"))
+        if self.freeze_d > blocks:  # D's head stays trainable: a D frozen whole could not adapt at all
+            raise ValueError(f"freeze_d={self.freeze_d} is more than D's {blocks} blocks (one per entry of "
+                             f"{widths}): use 0..{blocks}")
 
 
 # --- the networks ------------------------------------------------------------------------------------
@@ -295,6 +305,8 @@ class GAN(nn.Module):
     # What it can do, declared for every caller (previews, eval, compare, the CLI and the lab) instead of probed:
     # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x).
     can_sample, can_reconstruct, can_interpolate, has_likelihood = True, False, False, False
+    # Samples are G(z) with z ~ N(0, I): sample(n, truncation=psi) and interpolate_seeds(a, b) work in z.
+    can_walk_latents = True
 
     def __init__(self, config: GANConfig):
         super().__init__()
@@ -310,6 +322,7 @@ class GAN(nn.Module):
             self.apply(dcgan_init)
         for name in SPECTRAL_NORM[config.spectral_norm]:
             add_spectral_norm(getattr(self, name))
+        self.freeze_discriminator_blocks(config.freeze_d)
         # A frozen copy that trails G (update_ema); sample() uses it. None when ema_decay = 0.
         self.ema = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
         # How many EMA updates so far, for the warm-up in update_ema; saved with the weights so resume is exact.
@@ -329,10 +342,13 @@ class GAN(nn.Module):
         return self.generator(z)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n samples in data space, from the EMA generator when there is one."""
-        net = self.ema if self.ema is not None else self.generator
-        return net(self.latents(n, generator))
+    def sample(self, n: int, generator: torch.Generator | None = None, truncation: float = 1.0) -> torch.Tensor:
+        """n samples in data space, from the EMA generator when there is one. `truncation` psi in (0, 1]: the
+        truncation trick, z scaled by psi toward the prior's mean 0 (StyleGAN's w_avg + psi (w - w_avg) in z),
+        fewer odd samples for less variety; 1 draws from the prior itself."""
+        if not 0 < truncation <= 1:
+            raise ValueError(f"truncation must be in (0, 1] (1: none), got {truncation}")
+        return self.decode_latents(truncation * self.latents(n, generator))
 
     def discriminate(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
         """(B, *data_shape) -> (B/pack,) logits or critic values, one per group of `pack` consecutive samples.
@@ -411,7 +427,8 @@ class GAN(nn.Module):
         """WGAN: clamp every D parameter to [-clip_value, clip_value], a crude way to keep D K-Lipschitz.
         The step calls it after each D update when loss = wgan."""
         for p in self.discriminator.parameters():
-            p.clamp_(-self.config.clip_value, self.config.clip_value)
+            if p.requires_grad:  # FreezeD's frozen layers keep their weights
+                p.clamp_(-self.config.clip_value, self.config.clip_value)
 
     @torch.no_grad()
     def adapt_augmentation(self, real_sign: torch.Tensor, batch_size: int) -> None:
@@ -432,6 +449,31 @@ class GAN(nn.Module):
         if self.ema is None:
             raise ValueError("update_ema needs an EMA generator: set ema_decay > 0 (e.g. 0.999)")
         ema_update(self.ema, self.generator, self.config.ema_decay, self.ema_updates)
+
+    def freeze_discriminator_blocks(self, k: int) -> None:
+        """FreezeD: D's first k blocks (a conv or linear layer with the BatchNorm after it) get no gradient, so
+        the optimizer leaves them as they are (their BatchNorm statistics still follow the data)."""
+        blocks = 0
+        for module in self.discriminator.features:
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                blocks += 1
+            if blocks > k:
+                break
+            module.requires_grad_(False)
+
+    @torch.no_grad()
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, *data_shape) from the EMA generator when there is one, as sample() draws."""
+        return (self.ema if self.ema is not None else self.generator)(z)
+
+    @torch.no_grad()
+    def interpolate_seeds(self, seed_a: int, seed_b: int, steps: int = 10,
+                          method: Literal["lerp", "slerp"] = "lerp") -> torch.Tensor:
+        """(steps, *data_shape): the path between the latents seeds a and b draw, decoded, ends included: a seed's
+        end is the one sample that sample(1, generator) draws with a generator seeded with it."""
+        device = self.ema_updates.device
+        z_a, z_b = (self.latents(1, torch.Generator(device).manual_seed(seed))[0] for seed in (seed_a, seed_b))
+        return self.decode_latents(interpolate_latents(z_a, z_b, steps, method))
 
 
 # --- the training recipe: optimizers and one step; train.py's loop decides when a step runs ------------
@@ -480,14 +522,17 @@ def generator_update(model: GAN, optimizer, fake: torch.Tensor,
                      autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
     """One G update: make D call `fake` (G's output, with its graph) real; then the EMA copy follows G.
     G needs gradients through D but not D's own: freezing D skips them."""
-    model.discriminator.requires_grad_(False)
+    trainable = [p for p in model.discriminator.parameters() if p.requires_grad]  # not FreezeD's frozen layers
+    for p in trainable:
+        p.requires_grad_(False)
     try:
         with autocast():
             terms = model.generator_loss(fake)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
     finally:
-        model.discriminator.requires_grad_(True)
+        for p in trainable:
+            p.requires_grad_(True)
     optimizer.step()
     if model.ema is not None:
         model.update_ema()
