@@ -13,12 +13,15 @@ import torch
 import torch.nn.functional as F
 
 from cli_helpers import invoke, succeeded, user_error
+from genlab.data import load_dataset
+from genlab.metrics import sample_diversity
 from genlab.models.progan import (
     EqualizedConv2d,
     EqualizedLinear,
     PixelNorm,
     ProGAN,
     ProGANConfig,
+    collapse_evidence,
     configure_optimizers,
     growth,
     minibatch_stddev,
@@ -165,6 +168,23 @@ def test_a_step_trains_both_networks_and_advances_the_schedule():
     assert set(second) == {"d_loss", "g_loss", "gp", "drift", "wasserstein", "resolution", "alpha"}
     assert all(torch.isfinite(v) for v in second.values())
     assert model.generator.blocks[1][0].weight.grad is not None  # the fading block trains
+
+
+def test_the_collapse_check_compares_samples_with_the_data_at_the_current_resolution(monkeypatch):
+    digits = load_dataset("digits", "train")
+    model = tiny()  # at 4x4: blurred digits are less varied than sharp ones, and samples are judged against those
+
+    def as_varied_as_the_data_at_4x4(self, n, generator=None):
+        return (F.interpolate(self.reals_at(digits.x[:n], 0, 1.0), size=(8, 8), mode="nearest") + 1) / 2
+
+    monkeypatch.setattr(ProGAN, "sample", as_varied_as_the_data_at_4x4)
+    record = {"step": 100}
+    assert collapse_evidence(model, digits, record) == [None] and record["diversity_ratio"] == pytest.approx(1)
+    assert sample_diversity(model.sample(256)) < 0.8 * sample_diversity(digits.x[:256])  # why: blur removes spread
+
+    monkeypatch.setattr(ProGAN, "sample", lambda self, n, generator=None: torch.full((n, 1, 8, 8), 0.5))
+    (warning,) = collapse_evidence(model, digits, record)
+    assert record["diversity_ratio"] == 0 and "mode collapse" in str(warning) and "fade_steps" in str(warning)
 
 
 def tiny_run(run_dir, **train_settings):

@@ -38,7 +38,7 @@ FAMILIES = {
     "vqvae": Family(vqvae.VQVAE, vqvae.VQVAEConfig, vqvae.configure_optimizers, vqvae.training_step,
                     lab_bounds=vqvae.LAB_BOUNDS),
     "progan": Family(progan.ProGAN, progan.ProGANConfig, progan.configure_optimizers, progan.training_step,
-                     lab_bounds=progan.LAB_BOUNDS),
+                     diagnostics=progan.collapse_evidence, lab_bounds=progan.LAB_BOUNDS),
 }
 
 
