@@ -44,7 +44,7 @@ class ProGANConfig:
     data_shape: tuple[int, ...] = (1, 32, 32)  # one image, set from the data
     latent_dim: int = 128  # the paper's 512, scaled down with its widths
     # the two lowest resolutions' width, halved per stage above (the paper: 512). 64, not 128: at 32x32 a step
-    # (batch 32, one thread) costs 0.49 CPU-s against 1.63, 3x3 convs being nearly all of it (progan_speed.py)
+    # (batch 32, one thread) costs 0.48 CPU-s against 1.57, 3x3 convs being nearly all of it (progan_speed.py)
     max_channels: int = 64
     fade_steps: int = 500  # steps over which each new resolution fades in (the paper: 800k images)
     stable_steps: int = 500  # steps each resolution trains at full strength before the next one (the paper: 800k)
@@ -251,7 +251,7 @@ class ProGAN(nn.Module):
         self.sizes = resolutions(*config.data_shape[1:])
         self.generator = Generator(config)
         self.discriminator = Discriminator(config)
-        # A frozen copy that trails G (update_ema); sample() uses it. None when ema_decay = 0.
+        # A frozen copy that trails G (training_step updates it); sample() uses it. None when ema_decay = 0.
         self.ema = copy.deepcopy(self.generator).requires_grad_(False) if config.ema_decay > 0 else None
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         # Steps trained: the stage and the fade's alpha follow from it (growth), and it is saved with the weights,
