@@ -236,6 +236,24 @@ def test_cli_trains_on_digits_resumes_samples_and_reports(tmp_path):
     succeeded(invoke("sample", run, "--n", "4"))
 
 
+def test_cli_trains_on_an_rgb_image_folder(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    pixels = torch.Generator().manual_seed(0)
+    for i in range(6):  # fewer than 10 images: both splits hold all of them
+        array = (torch.rand(20, 24, 3, generator=pixels) * 255).to(torch.uint8).numpy()
+        Image.fromarray(array).save(folder / f"{i}.png")
+    run = tmp_path / "rgb"
+    succeeded(invoke("train", "progan", "--data", f"folder:{folder}", "--steps", "4", "--run", run, "--set",
+                     "image_size=16", "--set", "channels=3", "--set", "batch_size=4", "--set", "max_channels=8",
+                     "--set", "fade_steps=1", "--set", "stable_steps=1"))
+    model = open_run(run, splits=()).model
+    assert model.sizes == [(4, 4), (8, 8), (16, 16)] and model.growth() == (2, 1.0)
+    assert model.sample(3).shape == (3, 3, 16, 16)
+
+
 @pytest.mark.parametrize("settings, match", [
     ({"data_shape": (2,)}, "progan grows images of at least 4x4 pixels, but the data has shape"),
     ({"data_shape": (1, 3, 3)}, "use the gan family"),
