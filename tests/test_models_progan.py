@@ -77,7 +77,7 @@ def test_shapes_at_every_stage(data_shape):
             assert model.critic(fake, stage, alpha).shape == (8,)
             assert model.reals_at(torch.rand(8, *data_shape), stage, alpha).shape == fake.shape
         with torch.no_grad():
-            model.steps_trained.fill_(stage * 1000)  # the default schedule: 500 fade + 500 stable steps a stage
+            model.steps_trained.fill_(stage * (model.config.fade_steps + model.config.stable_steps))  # stage in
         assert model.growth() == (stage, 1.0)
         samples = model.sample(5)  # always at the data's size, in [0, 1]
         assert samples.shape == (5, *data_shape) and 0 <= samples.min() and samples.max() <= 1

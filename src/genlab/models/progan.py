@@ -46,8 +46,11 @@ class ProGANConfig:
     # the two lowest resolutions' width, halved per stage above (the paper: 512). 64, not 128: at 32x32 a step
     # (batch 32, one thread) costs 0.48 CPU-s against 1.57, 3x3 convs being nearly all of it (progan_speed.py)
     max_channels: int = 64
-    fade_steps: int = 500  # steps over which each new resolution fades in (the paper: 800k images)
-    stable_steps: int = 500  # steps each resolution trains at full strength before the next one (the paper: 800k)
+    # steps over which each new resolution fades in, and then trains at full strength before the next one (the
+    # paper: 800k images each). 250: a 32x32 run is grown by step 1,500, half the default run, and trains at full
+    # size from there
+    fade_steps: int = 250
+    stable_steps: int = 250
     gp_weight: float = 10.0  # WGAN-GP's lambda, the paper's
     drift_weight: float = 0.001  # the paper's eps: eps * E[D(x)^2] keeps the critic's outputs near zero
     ema_decay: float = 0.999  # sample() uses an EMA of G with this decay, as the paper; 0 turns it off
