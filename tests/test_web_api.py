@@ -245,6 +245,21 @@ def test_a_run_stops_when_asked(client):
     assert client.post(f"/api/runs/{name}/stop").status_code == 404  # no longer training
 
 
+def test_a_faces_gan_shows_its_samples_over_their_nearest_training_faces(client):
+    response = client.post("/api/runs", json={"family": "gan", "data": "faces", "steps": 4,
+                                              "settings": {"batch_size": 20, "conv_channels": [8, 16]}})
+    assert response.status_code == 201, response.text
+    name = response.json()["name"]
+    assert wait_for(client, name)["status"] == "finished"
+    picture = png(client.get(f"/api/runs/{name}/nearest.png?n=8&seed=3"))
+    assert picture.info["Title"].startswith(f"{name}, step 4: 8 samples (seed 3) over their nearest of 100 training")
+    assert picture.info["Description"] == "rows: sample, nearest training image (pixel distance)"
+    assert client.get(f"/api/runs/{name}/nearest.png?n=100000").status_code == 422
+    ae = client.post("/api/runs", json={"family": "ae", "data": "ring", "steps": 4}).json()["name"]
+    wait_for(client, ae)
+    assert "does not sample images" in one_line(client.get(f"/api/runs/{ae}/nearest.png"), 422)
+
+
 def test_generate_from_an_autoencoder_shows_reconstructions(client):
     name = client.post("/api/runs", json={"family": "ae", "data": "digits", "steps": 10}).json()["name"]
     wait_for(client, name)

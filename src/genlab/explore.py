@@ -233,6 +233,23 @@ def reconstruction_rows(model, x: torch.Tensor, seed: int = 0) -> dict[str, torc
     return {"original": x, f"noisy input (std {noise_std:g})": noisy, "reconstruction": model.reconstruct(noisy)}
 
 
+@torch.no_grad()
+def nearest_png(model, train: Dataset, *, n: int = 16, seed: int = 0, title: str, tile_pixels: int = 64) -> bytes:
+    """PNG bytes: n samples (seeded) over their nearest training images (in pixels), each column a pair, and in the
+    title how many samples copy their neighbour (genlab.metrics.memorization's ratio test)."""
+    from genlab.metrics.memorization import COPY_RATIO, nearest_training
+
+    samples = model.sample(n, generator=torch.Generator(next(model.parameters()).device).manual_seed(seed))
+    samples = samples.detach().cpu().float().clamp(0, 1)
+    found = nearest_training(samples, train.x)
+    copies = int(found.copies.sum())
+    rows = {"sample": samples, "nearest training image": train.x[found.index]}
+    words = (f"{title}: {n} samples (seed {seed}) over their nearest of {len(train)} training images; {copies} of "
+             f"{n} copy it (nearer than {COPY_RATIO:.2g} x the second nearest)")
+    picture = labelled_rows(rows, scale=max(1, tile_pixels // samples.shape[-1]))
+    return titled_png(picture, words, "rows: sample, nearest training image (pixel distance)")
+
+
 def _sampling_words(model, sample_options: dict) -> str:
     """", ddim sampler, 50 timesteps" for a diffusion model (the options given, else its config's defaults);
     "" for models whose config names no sampler."""

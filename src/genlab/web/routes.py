@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genlab.checkpoint import resolve_checkpoint
 from genlab.data import load_dataset
-from genlab.explore import picture_of
+from genlab.explore import nearest_png, picture_of
 from genlab.models import FAMILIES
 from genlab.models.layers import interpolate_latents
-from genlab.run import OpenRun, open_run
+from genlab.run import OpenRun, load_run_data, open_run
 from genlab.web.guard import parse_json
 from genlab.web.runs import MAX_STEPS, NotFound, RunRequest, setting_fields
 
@@ -53,6 +53,7 @@ class Saturated(Exception):
 
 router = APIRouter(prefix="/api", route_class=LabRoute)
 MAX_GENERATE = 256  # samples in one generated picture
+MAX_NEAREST = 64  # samples searched against every training image in one picture
 LOADED_MODELS = 4  # trained models kept in memory for generate
 DRAWING_SLOTS = 2  # pictures drawn at once: the lab's CPU is small, and a third would only slow the other two
 Cell = Annotated[float, Field(ge=0, le=1)]
@@ -153,6 +154,30 @@ def _draw_samples(lab, name: str, n: int, seed: int) -> tuple[bytes, int]:
     picture = picture_of(opened.model, opened.data["test"], n=n, seed=seed, title=f"{name}, step {opened.step}",
                          tile_pixels=64)
     return picture, opened.step
+
+
+@router.get("/runs/{name}/nearest.png")
+async def nearest(name: str, request: Request, n: Annotated[int, Query(ge=1, le=MAX_NEAREST)] = 16,
+                  seed: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0):
+    """Samples of a run that samples images, each over its nearest training image: does it copy its data?"""
+    lab = _lab(request)
+    if lab.drawing.locked():
+        raise Saturated(f"{DRAWING_SLOTS} pictures are being drawn, the most this lab draws at once: "
+                        "try again in a moment")
+    async with lab.drawing:
+        picture = await run_in_threadpool(_draw_nearest, lab, name, n, seed)
+    return Response(picture, media_type="image/png")
+
+
+def _draw_nearest(lab, name: str, n: int, seed: int) -> bytes:
+    try:
+        opened = _trained_model(lab, name)
+    except FileNotFoundError:
+        raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
+    if not (opened.model.can_sample and opened.data["test"].kind == "image"):
+        raise ValueError(f"run {name!r} does not sample images: nearest training images are for image generators")
+    train = load_run_data(opened.record.train, "train", lab.data_dir)
+    return nearest_png(opened.model, train, n=n, seed=seed, title=f"{name}, step {opened.step}")
 
 
 # --- autoencoder bench -------------------------------------------------------------------------------

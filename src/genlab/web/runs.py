@@ -32,7 +32,8 @@ from genlab.train import TrainConfig, train
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SAMPLE_FILE = re.compile(r"^step-\d{8}-(samples|reconstructions)\.png$")
-BUNDLED_DATA = ("digits", "patterns", "ring", "grid", "moons", "gaussian1d", "swissroll")  # nothing to download
+# nothing to download
+BUNDLED_DATA = ("digits", "faces", "patterns", "ring", "grid", "moons", "gaussian1d", "swissroll")
 MAX_STEPS = 20_000
 # Every number a client may set, with the range the lab allows it (for a tuple, each entry's range): the lab is a
 # shared server, so one run stays at most a few hundred MB and minutes of CPU. These are the lab's bounds, tighter

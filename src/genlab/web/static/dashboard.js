@@ -86,7 +86,7 @@ function open(name) {
   // nothing of the run shown before stays on screen
   $("run-sample").style.display = "none"; $("run-sample").removeAttribute("src"); delete $("run-sample").dataset.file;
   $("sample-download").hidden = true; $("sample-files").replaceChildren();
-  $("generated").style.display = "none"; $("download").hidden = true;
+  $("generated").style.display = "none"; $("download").hidden = true; $("nearest-picture").style.display = "none";
   for (const row of $("runs").tBodies[0].rows) row.classList.toggle("selected", row.dataset.name === name);
   socket = lab.connect(`/ws/runs/${encodeURIComponent(name)}`, m => {
     if (m.type === "error") return lab.error(m.message);
@@ -117,7 +117,7 @@ function show(m) {
   const active = ACTIVE.includes(m.status), here = active && m.trained_here;
   $("stop").disabled = !here; $("start").disabled = here;
   $("stop").title = elsewhere(m) ? "trained by another process: stop it there (Ctrl-C)" : "";
-  $("generate").disabled = m.checkpoints.length === 0;
+  $("generate").disabled = $("nearest").disabled = m.checkpoints.length === 0;
   // the table follows the open run while it trains, and is read afresh once it ends
   const row = [...$("runs").tBodies[0].rows].find(r => r.dataset.name === m.name);
   if (row) row.replaceWith(runRow(m));
@@ -156,5 +156,11 @@ $("generate").onclick = () => {
   img.onerror = () => fetch(url).then(r => r.json()).then(d => lab.error(d.detail || "could not generate"));
   img.src = url; img.style.display = "block";
   $("download").href = url + "&download=true"; $("download").hidden = false;
+};
+$("nearest").onclick = () => {
+  const url = `/api/runs/${encodeURIComponent(current)}/nearest.png?n=16&seed=${Number($("generate-seed").value)}`;
+  const img = $("nearest-picture");
+  img.onerror = () => fetch(url).then(r => r.json()).then(d => lab.error(d.detail || "could not draw them"));
+  img.src = url; img.style.display = "block";
 };
 init();
