@@ -90,8 +90,8 @@ def test_train_makes_a_complete_run_folder(digits_run):
 
 def test_sample_writes_a_grid(digits_run):
     output = succeeded(invoke("sample", digits_run, "--n", 16))
-    picture = png(digits_run / "sample-step30-seed0.png")
-    assert "wrote" in output and "sample-step30-seed0.png" in output
+    picture = png(digits_run / "sample-step30-seed0-n16.png")
+    assert "wrote" in output and "sample-step30-seed0-n16.png" in output
     # 4x4 tiles of 8 px + 2 px padding, enlarged 14x, under a title band that is wider than the grid
     assert picture.mode == "L" and picture.height - 588 in range(20, 41)
     assert picture.info["Title"] == f"{digits_run.name}, step 30: 16 samples (seed 0)"
@@ -106,7 +106,7 @@ def test_sample_writes_a_grid(digits_run):
 
 def test_reconstruct_writes_originals_beside_reconstructions(digits_run):
     succeeded(invoke("reconstruct", digits_run, "--n", 8))
-    picture = png(digits_run / "reconstruct-step30.png")
+    picture = png(digits_run / "reconstruct-step30-n8.png")
     assert picture.info["Title"] == f"{digits_run.name}, step 30: 8 test examples and their reconstructions"
     # originals over reconstructions, 8 a row: a (8*10+2)*14 by (2*10+2)*14 grid beside the row names, under the title
     top, left = picture.height - 308, picture.width - 1148
@@ -161,7 +161,7 @@ def test_resume_extends_a_finished_run(digits_run, tmp_path):
 def test_points_autoencoder_reconstructs_but_does_not_sample(ring_run):
     assert "does not sample" in user_error(invoke("sample", ring_run))
     succeeded(invoke("reconstruct", ring_run, "--n", 100))
-    picture = png(ring_run / "reconstruct-step20.png")
+    picture = png(ring_run / "reconstruct-step20-n100.png")
     assert min(picture.size) > 200 and picture.mode == "RGBA"  # a matplotlib scatter plot, not an image grid
     assert {p.name for p in (ring_run / "samples").iterdir()} == {"step-00000020-reconstructions.png"}
     assert "ae at step 20 of 20" in succeeded(invoke("info", ring_run))

@@ -92,7 +92,7 @@ def vae_run(tmp_path_factory) -> Path:
 
 def test_sample_with_truncation_names_it_in_the_file_and_the_title(gan_run):
     succeeded(invoke("sample", gan_run, "--n", 4, "--seed", 2, "--truncation", 0.7))
-    path = gan_run / "sample-step4-seed2-trunc0.7.png"
+    path = gan_run / "sample-step4-seed2-n4-trunc0.7.png"
     with Image.open(path) as picture:
         assert picture.info["Title"] == "gan-digits, step 4, truncation psi 0.7: 4 samples (seed 2)"
 

@@ -396,8 +396,8 @@ def test_cli_trains_and_samples_a_ddpm(tmp_path, monkeypatch):
     for args in ([], ["--sampler", "ddim"], ["--sampler", "ddim", "--timesteps", "10"], ["--sampler", "ddpm"]):
         assert runner.invoke(app, ["sample", str(run), "--n", "50", *args]).exit_code == 0
     assert sorted(p.name for p in run.glob("sample-*.png")) == [
-        "sample-step20-seed0-ddim-t10.png", "sample-step20-seed0-ddim.png", "sample-step20-seed0-ddpm.png",
-        "sample-step20-seed0.png"]
+        "sample-step20-seed0-n50-ddim-t10.png", "sample-step20-seed0-n50-ddim.png",
+        "sample-step20-seed0-n50-ddpm.png", "sample-step20-seed0-n50.png"]
 
     result = runner.invoke(app, ["train", "vae", "--data", "ring", "--steps", "2", "--set", "hidden_dims=8",
                                  "--set", "latent_dim=2", "--run", "vae"])

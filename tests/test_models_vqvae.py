@@ -179,7 +179,7 @@ def test_cli_train_resume_reconstruct_info_eval(tmp_path):
 
     result = runner.invoke(app, ["reconstruct", str(run), "--n", "8"])
     assert result.exit_code == 0, result.output
-    assert (run / "reconstruct-step40.png").is_file()
+    assert (run / "reconstruct-step40-n8.png").is_file()
     result = runner.invoke(app, ["info", str(run)])
     assert result.exit_code == 0 and "vqvae" in result.output and "num_codes=512" in result.output
     result = runner.invoke(app, ["sample", str(run)])

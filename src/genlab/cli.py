@@ -254,10 +254,11 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
         if not 0 < truncation <= 1:
             raise ValueError(f"--truncation must be in (0, 1] (1: none), got {truncation}")
         options["truncation"] = truncation
-    # each sampler, number of timesteps and truncation gets its own default file: comparing them never overwrites
+    # each count, sampler, number of timesteps and truncation gets its own default file: comparing them never
+    # overwrites
     how = "".join(f"-{name}{value}" for name, value in (("", sampler), ("t", timesteps), ("trunc", truncation))
                   if value is not None)
-    out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}{how}.png"
+    out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}-n{n}{how}.png"
     shown = _source(run, opened.step) + (f", truncation psi {truncation:g}" if truncation is not None else "")
     # toys are generated, so their test split is at hand: points are drawn with the data they should match
     data = load_run_data(opened.record.train, "test") if opened.record.train.data in TOYS else None
@@ -279,7 +280,7 @@ def reconstruct(run: RunArg, n: Annotated[int, typer.Option(help="How many test 
         raise ValueError(f"a {opened.record.family} model has no encoder to reconstruct with: try `genlab sample`")
     if not 1 <= n <= len(test):
         raise ValueError(f"--n must be between 1 and {len(test)} (the test split's size), got {n}")
-    out = out or _output_folder(run) / f"reconstruct-step{opened.step}.png"
+    out = out or _output_folder(run) / f"reconstruct-step{opened.step}-n{n}.png"
     save_picture(out, model, test, shows="reconstructions", n=n, title=_source(run, opened.step))
     console.print(f"wrote {out}", markup=False)
 
