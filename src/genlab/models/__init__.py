@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from genlab.models import autoencoder, ddpm, gan, vae, vqvae
+from genlab.models import autoencoder, ddpm, gan, superres, vae, vqvae
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlab.models.ddpm import DDPM, DDPMConfig
 from genlab.models.gan import GAN, GANConfig
@@ -37,6 +37,8 @@ FAMILIES = {
     "ddpm": Family(DDPM, DDPMConfig, ddpm.configure_optimizers, ddpm.training_step),
     "vqvae": Family(vqvae.VQVAE, vqvae.VQVAEConfig, vqvae.configure_optimizers, vqvae.training_step,
                     lab_bounds=vqvae.LAB_BOUNDS),
+    "superres": Family(superres.SuperRes, superres.SuperResConfig, superres.configure_optimizers,
+                       superres.training_step, lab_bounds=superres.LAB_BOUNDS),
 }
 
 
