@@ -177,7 +177,7 @@ def sharpness(images: torch.Tensor) -> float:
 
 
 def y_scores(hr: torch.Tensor, sr: torch.Tensor, border: int) -> dict[str, float]:
-    """PSNR (dB, mean over images) and SSIM (Gaussian 11x11 window, sigma 1.5) of the Y channel, the outer
+    """PSNR (dB, mean over images) and SSIM (Gaussian 11x11 window, sigma 1.5, when it fits) of the Y channel, the outer
     `border` pixels cropped: the usual SR protocol (e.g. EDSR's, BasicSR's). Both 8-bit quantised first, as
     the saved PNGs the tables are measured on."""
     def prepared(images):
@@ -186,7 +186,8 @@ def y_scores(hr: torch.Tensor, sr: torch.Tensor, border: int) -> dict[str, float
 
     hr, sr = prepared(hr), prepared(sr)
     psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
-    ssim = StructuralSimilarityIndexMeasure(data_range=1.0, kernel_size=11, sigma=1.5)
+    window = ssim_window(min(hr.shape[-2:]))  # 11, or what fits a smaller image (8x8 digits)
+    ssim = StructuralSimilarityIndexMeasure(data_range=1.0, kernel_size=window, sigma=1.5 * window / 11)
     return {"psnr": float(psnr(sr, hr)), "ssim": float(ssim(sr, hr))}
 
 

@@ -67,8 +67,9 @@ def bicubic_upscale(lr: torch.Tensor, scale: int) -> torch.Tensor:
 
 def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor, size: int = 21) -> torch.Tensor:
     """Blur each image of (B, C, H, W) with an isotropic Gaussian of its own sigma (B,), size x size taps, edges
-    reflected (Real-ESRGAN's blur kernels are 7 to 21 taps)."""
+    reflected (Real-ESRGAN's blur kernels are 7 to 21 taps; fewer where the image is too small to reflect them)."""
     batch, channels, height, width = images.shape
+    size = min(size, 2 * min(height, width) - 1)
     taps = torch.arange(size, dtype=images.dtype, device=images.device) - size // 2
     kernel_1d = torch.exp(-taps[None] ** 2 / (2 * sigmas[:, None] ** 2))  # (B, size)
     kernel = kernel_1d[:, :, None] * kernel_1d[:, None, :]
