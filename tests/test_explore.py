@@ -176,7 +176,7 @@ def test_refusals_say_why():
         picture_of(model, test, shows="samples")
     with pytest.raises(ValueError, match="needs the data"):
         picture_of(model, None, shows="reconstructions", n=4)
-    with pytest.raises(ValueError, match="samples or reconstructions"):
+    with pytest.raises(ValueError, match="samples, reconstructions or upscales"):
         picture_of(model, test, shows="latents")
 
 

@@ -8,6 +8,8 @@
   grid mixtures, mode coverage (VEEGAN/PacGAN protocol, 2,500 samples); for Stacked-MNIST, the 1000 modes
   and KL of 26,000 samples (genlab.metrics.stacked); for images, memorization: how many samples copy a
   training image, beside held-out images' own rate (genlab.metrics.memorization).
+- models that upscale (superres): PSNR and SSIM on the Y channel of the held-out crops, model and bicubic
+  baseline on the same inputs, and a no-reference sharpness figure (see _super_resolution).
 
 `evaluate_run` opens a run, writes eval.json into its folder (atomically) and returns the same dict;
 `evaluate` measures a run already opened (genlab.run.open_run with its test split).
@@ -20,6 +22,7 @@ import math
 from pathlib import Path
 
 import torch
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 import genlab
 from genlab.checkpoint import atomic_write_bytes
@@ -31,6 +34,7 @@ from genlab.metrics.quality import nats_to_bits_per_dim, reconstruction_scores, 
 from genlab.metrics.stacked import NUM_MODES as STACKED_MODES
 from genlab.metrics.stacked import NUM_SAMPLES as STACKED_SAMPLES
 from genlab.metrics.stacked import stacked_mnist_coverage
+from genlab.models.superres import bicubic_upscale
 from genlab.run import OpenRun, open_run
 
 DEFAULT_SAMPLES = 10_000  # the size of MNIST's test split: FID "10k" compares with the literature's MNIST figures
@@ -155,6 +159,61 @@ def _stacked_modes(model, seed: int) -> dict:
                          "kl": "KL(p_gen || uniform), as PacGAN's table 2", "fake_pixels_clamped_to_0_1": clamped}}
 
 
+def luma(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) Y of ITU-R BT.601 (MATLAB's rgb2ycbcr, which SR tables use),
+    rescaled to [0, 1]: Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255. A grey image is its own Y."""
+    if images.shape[1] == 1:
+        return images
+    weights = torch.tensor([65.481, 128.553, 24.966], dtype=images.dtype, device=images.device)
+    return (16 + torch.einsum("bchw,c->bhw", images, weights)[:, None]) / 255
+
+
+def sharpness(images: torch.Tensor) -> float:
+    """Mean gradient magnitude of images' Y channel (finite differences, per pixel, in [0, 1] units): a
+    no-reference figure, high for crisp edges and texture, low for blur. Compare with the HR images' own."""
+    y = luma(images.double())
+    dx, dy = y[..., :, 1:] - y[..., :, :-1], y[..., 1:, :] - y[..., :-1, :]
+    return (dx[..., :-1, :] ** 2 + dy[..., :, :-1] ** 2).sqrt().mean().item()
+
+
+def y_scores(hr: torch.Tensor, sr: torch.Tensor, border: int) -> dict[str, float]:
+    """PSNR (dB, mean over images) and SSIM (Gaussian 11x11 window, sigma 1.5, when it fits) of the Y channel, the outer
+    `border` pixels cropped: the usual SR protocol (e.g. EDSR's, BasicSR's). Both 8-bit quantised first, as
+    the saved PNGs the tables are measured on."""
+    def prepared(images):
+        quantised = (images.detach().cpu().double().clamp(0, 1) * 255).round() / 255
+        return luma(quantised)[..., border:-border, border:-border]
+
+    hr, sr = prepared(hr), prepared(sr)
+    psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
+    window = ssim_window(min(hr.shape[-2:]))  # 11, or what fits a smaller image (8x8 digits)
+    ssim = StructuralSimilarityIndexMeasure(data_range=1.0, kernel_size=window, sigma=1.5 * window / 11)
+    return {"psnr": float(psnr(sr, hr)), "ssim": float(ssim(sr, hr))}
+
+
+def _super_resolution(model, test: Dataset, data_name: str, samples: int, seed: int) -> dict:
+    """The model and the bicubic baseline on the same low-resolution inputs, made from the held-out HR crops
+    by the model's own degradation (its random draws, if realistic, from `seed`)."""
+    hr = test.x[:samples]
+    scale = model.config.scale
+    lr = model.degrade(hr, torch.Generator().manual_seed(seed))
+    device = next(model.parameters()).device
+    sr = _batched(model.upscale, lr, 16, device)
+    bicubic = bicubic_upscale(lr, scale)
+    model_scores, baseline = y_scores(hr, sr, scale), y_scores(hr, bicubic, scale)
+    scores = {"psnr_y": model_scores["psnr"], "ssim_y": model_scores["ssim"],
+              "bicubic_psnr_y": baseline["psnr"], "bicubic_ssim_y": baseline["ssim"],
+              "psnr_gain_db": model_scores["psnr"] - baseline["psnr"],
+              "sharpness": sharpness(sr), "bicubic_sharpness": sharpness(bicubic), "hr_sharpness": sharpness(hr)}
+    protocol = {"reference": f"{data_name}/test[:{len(hr)}]", "num_examples": len(hr), "scale": scale,
+                "hr_size": list(hr.shape[-2:]), "degradation": model.config.degradation, "seed": seed,
+                "resize": "torch bicubic, antialiased (genlab.models.superres.resize)",
+                "psnr_ssim": f"Y of ITU-R BT.601, 8-bit quantised, {scale}-pixel border cropped; PSNR averaged "
+                             "over images; SSIM Gaussian 11x11, sigma 1.5",
+                "sharpness": "mean gradient magnitude of Y; the HR crops' own is hr_sharpness"}
+    return {"scores": scores, "protocol": protocol}
+
+
 def check_evaluation(samples: int | None, nll_k: int) -> None:
     if samples is not None and not 2 <= samples <= MAX_SAMPLES:
         raise ValueError(f"--samples must be between 2 and {MAX_SAMPLES}, got {samples}")
@@ -184,6 +243,8 @@ def evaluate(opened: OpenRun, *, samples: int | None = None, seed: int = 0, nll_
     results: dict = {}
     if model.can_reconstruct:
         results["reconstruction"] = _reconstruction(model, test, config.data, n)
+    if model.can_upscale:
+        results["super_resolution"] = _super_resolution(model, test, config.data, n, seed)
     if model.has_likelihood:
         results["nll"] = _nll(model, test, config.data, n, nll_k, seed, config.binarize)
     if model.can_sample:

@@ -26,9 +26,10 @@ from genlab.checkpoint import atomic_write_bytes
 if TYPE_CHECKING:
     from genlab.data import Dataset
 
-Shows = Literal["samples", "reconstructions"]
+Shows = Literal["samples", "reconstructions", "upscales"]
 EXAMPLES_PER_ROW = 8  # reconstructions: 8 examples across, their rows (original, reconstruction) one under another
-PREVIEW_COUNTS = {"image": {"samples": 64, "reconstructions": 32}, "points": {"samples": 2000, "reconstructions": 2000}}
+PREVIEW_COUNTS = {"image": {"samples": 64, "reconstructions": 32, "upscales": 8},
+                  "points": {"samples": 2000, "reconstructions": 2000}}
 REFERENCE_POINTS = 2000  # the data drawn with a scatter of points
 TEXT_SIZE = 14  # pixels; Pillow's default font (bundled, so the same on every machine)
 LABEL_GAP = 8  # pixels between a row label and its row, and between groups of rows
@@ -250,6 +251,17 @@ def nearest_png(model, train: Dataset, *, n: int = 16, seed: int = 0, title: str
     return titled_png(picture, words, "rows: sample, nearest training image (pixel distance)")
 
 
+def upscale_rows(model, hr: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    """What a super-resolution picture shows, by row name, all at the HR size: the bicubic upscale of the
+    low-resolution input, the model's upscale of it, and the HR original the input was made from (its
+    degradation's random draws, if any, from `seed`)."""
+    from genlab.models.superres import bicubic_upscale
+
+    lr = model.degrade(hr, torch.Generator().manual_seed(seed))
+    scale = model.config.scale
+    return {f"bicubic x{scale}": bicubic_upscale(lr, scale), f"model x{scale}": model.upscale(lr), "original": hr}
+
+
 def _sampling_words(model, sample_options: dict) -> str:
     """", ddim sampler, 50 timesteps" for a diffusion model (the options given, else its config's defaults);
     "" for models whose config names no sampler."""
@@ -270,14 +282,15 @@ def picture_of(model, data: Dataset | None, *, shows: Shows | None = None, n: in
     `title` names the source, e.g. "ring-gan, step 3000"; the picture's title adds what it shows (how many,
     seed, sampler). `n` defaults to PREVIEW_COUNTS of the data's kind; `sample_options` go to model.sample
     (ddpm: steps, sampler)."""
-    shows = shows or ("samples" if model.can_sample else "reconstructions")
-    able = {"samples": model.can_sample, "reconstructions": model.can_reconstruct}
+    shows = shows or ("samples" if model.can_sample else "upscales" if model.can_upscale else "reconstructions")
+    able = {"samples": model.can_sample, "reconstructions": model.can_reconstruct, "upscales": model.can_upscale}
     if shows not in able:
-        raise ValueError(f"a picture shows samples or reconstructions, not {shows!r}")
+        raise ValueError(f"a picture shows samples, reconstructions or upscales, not {shows!r}")
     if not able[shows]:
         raise ValueError(f"this {type(model).__name__} model cannot draw {shows}")
-    if data is None and (shows == "reconstructions" or n is None):
-        raise ValueError(f"a picture of {shows} needs the data (to reconstruct, or to count a preview by its kind)")
+    if data is None and (shows != "samples" or n is None):
+        raise ValueError(f"a picture of {shows} needs the data (to reconstruct or upscale, or to count a preview by "
+                         "its kind)")
     n = PREVIEW_COUNTS[data.kind][shows] if n is None else n
     device = next(model.parameters()).device
     reference = None if data is None else data.x[:REFERENCE_POINTS]
@@ -290,6 +303,11 @@ def picture_of(model, data: Dataset | None, *, shows: Shows | None = None, n: in
             return image_grid_png(samples, full_title, tile_pixels=tile_pixels)
         return points_png(samples, reference, full_title, data_name, "model samples")
     x = data.x[:n].to(device)
+    if shows == "upscales":
+        rows = upscale_rows(model, x, seed)
+        full_title = _joined(title, f"{len(x)} test crops, their low-resolution inputs upscaled")
+        return titled_png(labelled_rows(rows, per_row=4), full_title,
+                          f"rows, top to bottom in each group: {', '.join(rows)}; one column per test crop")
     rows = reconstruction_rows(model, x, seed)
     full_title = _joined(title, f"{n} test examples and their reconstructions")
     if x.dim() == 4:

@@ -221,11 +221,12 @@ def _remove_stale_temp_files(run_dir: Path) -> None:
 
 
 def save_previews(model, run_dir: Path, step: int, test: Dataset) -> None:
-    """Reconstructions of fixed test examples and samples (seed 0: the same z at every step, to watch one sample
-    evolve), each where the model can draw it, as PNGs under samples/."""
+    """Reconstructions of fixed test examples, their upscales and samples (seed 0: the same z at every step, to
+    watch one sample evolve), each where the model can draw it, as PNGs under samples/."""
     was_training = model.training
     model.eval()
-    for shows, able in (("reconstructions", model.can_reconstruct), ("samples", model.can_sample)):
+    for shows, able in (("reconstructions", model.can_reconstruct), ("samples", model.can_sample),
+                        ("upscales", model.can_upscale)):
         if able:
             save_picture(run_dir / "samples" / f"step-{step:08d}-{shows}.png", model, test, shows=shows,
                          title=f"{run_dir.name}, step {step}")

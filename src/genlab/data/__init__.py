@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from genlab.data import images, toys
+from genlab.data import images, photos, toys
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ TOYS = {
     "moons": toys.moons,
     "swissroll": toys.swiss_roll,
 }
-IMAGES = ("digits", "mnist", "stacked-mnist", "faces", "folder:PATH")
+IMAGES = ("digits", "mnist", "stacked-mnist", "faces", "photos", "folder:PATH")
 NAMES = (*TOYS, *IMAGES)
 # every seed genlab takes (TrainConfig, --seed, the lab); seed + 1_000_003 then stays below 2**64, the most torch's
 # generator takes
@@ -72,7 +72,7 @@ def load_dataset(
 ) -> Dataset:
     """Load a whole split by name; see `NAMES`. `image_size` applies to image folders and faces, `channels`
     and `crop` (how image_size fits an image that is not square: see images.CROPS) to image folders; `seed` to
-    the toys and to stacked-mnist, whose triples it draws."""
+    the toys, to stacked-mnist, whose triples it draws, and to photos, whose training crops it draws."""
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
     if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
@@ -101,6 +101,8 @@ def load_dataset(
         x, labels = images.faces(split, image_size)
     elif name == "stacked-mnist":
         x, labels = images.stacked_mnist(data_dir / "mnist", split, split_seed)
+    elif name == "photos":  # train: random crops of 8 photos; test: fixed crops of 4 others (see photos.py)
+        x, labels = photos.photos(split, seed)
     elif is_folder:
         folder = name.removeprefix("folder:")
         if not folder.strip():  # Path("") is the current folder: never what a run meant

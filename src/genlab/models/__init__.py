@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from genlab.models import autoencoder, ddpm, gan, progan, vae, vqvae
+from genlab.models import autoencoder, ddpm, gan, progan, superres, vae, vqvae
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlab.models.ddpm import DDPM, DDPMConfig
 from genlab.models.gan import GAN, GANConfig
@@ -39,6 +39,8 @@ FAMILIES = {
                     lab_bounds=vqvae.LAB_BOUNDS),
     "progan": Family(progan.ProGAN, progan.ProGANConfig, progan.configure_optimizers, progan.training_step,
                      diagnostics=progan.collapse_evidence, lab_bounds=progan.LAB_BOUNDS),
+    "superres": Family(superres.SuperRes, superres.SuperResConfig, superres.configure_optimizers,
+                       superres.training_step, lab_bounds=superres.LAB_BOUNDS),
 }
 
 

@@ -97,6 +97,7 @@ class DDPM(nn.Module):
     # What it can do, declared for every caller (previews, eval, compare, the CLI and the lab) instead of probed:
     # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x).
     can_sample, can_reconstruct, can_interpolate, has_likelihood = True, False, False, False
+    can_upscale = False  # upscale(lr): super-resolution models only (models/superres.py)
 
     def __init__(self, config: DDPMConfig):
         super().__init__()

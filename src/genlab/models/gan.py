@@ -307,6 +307,7 @@ class GAN(nn.Module):
     can_sample, can_reconstruct, can_interpolate, has_likelihood = True, False, False, False
     # Samples are G(z) with z ~ N(0, I): sample(n, truncation=psi) and interpolate_seeds(a, b) work in z.
     can_walk_latents = True
+    can_upscale = False  # upscale(lr): super-resolution models only (models/superres.py)
 
     def __init__(self, config: GANConfig):
         super().__init__()

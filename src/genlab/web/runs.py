@@ -31,7 +31,7 @@ from genlab.run import create_run, read_metrics, read_run_record, run_is_trainin
 from genlab.train import TrainConfig, train
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-SAMPLE_FILE = re.compile(r"^step-\d{8}-(samples|reconstructions)\.png$")
+SAMPLE_FILE = re.compile(r"^step-\d{8}-(samples|reconstructions|upscales)\.png$")
 # nothing to download
 BUNDLED_DATA = ("digits", "faces", "patterns", "ring", "grid", "moons", "gaussian1d", "swissroll")
 MAX_STEPS = 20_000

@@ -1,0 +1,146 @@
+"""Super-resolution on the held-out photos (`--data photos`' test split: 20 crops of 192x192 from 4 photos never
+seen in training): PSNR/SSIM on Y of bicubic, the PSNR model and the GAN model started from it, each trained
+through genlab's loop within a CPU budget; then the speed of an upscale, in ms per 256x256 input tile.
+
+    python benchmarks/superres.py                               # x4, 600 CPU-s PSNR + 300 CPU-s GAN, 1 seed
+    python benchmarks/superres.py --psnr-budget 300 --gan-budget 120 --seeds 0 1 2
+
+Anchors (x4, Set5, far more data and compute): bicubic 28.42 dB, SRResNet 32.05, RRDB 32.73. Target here: the
+PSNR model >= +1.5 dB over bicubic on the held-out photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from genlab import checkpoint as ckpt
+from genlab.evaluate import evaluate_run
+from genlab.models import family
+from genlab.models.superres import load_generator
+from genlab.run import create_run, open_run, read_run_record
+from genlab.train import TrainConfig, train
+
+MAX_STEPS = 1_000_000  # the CPU budget ends a run long before
+
+
+def start_from_psnr(gan_run: Path, psnr_run: Path) -> None:
+    """The GAN run's step 0: its G and EMA copy from the PSNR run (load_generator), D and both optimizers fresh,
+    saved as a checkpoint the loop resumes from. (Until `genlab train --init-from` lands in this branch.)
+    A resumable checkpoint holds optimizer state, which Adam has only after a step: one step on zero gradients
+    makes it (zero moments) and moves no weight."""
+    record = read_run_record(gan_run)
+    model = load_generator(record.build_model(), psnr_run)
+    optimizers = family("superres").optimizers(model, record.train.lr)
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                parameter.grad = torch.zeros_like(parameter)
+        optimizer.step()
+    meta = {"run": record.to_json(), "step": 0, "planned_steps": record.train.steps,
+            "data_position": {"epoch": 0, "batch": 0}, "log_window": {"sums": {}, "count": 0},
+            "collapse_streaks": {}}
+    ckpt.save_checkpoint(ckpt.checkpoint_path(gan_run, 0), meta=meta, model=model, optimizers=optimizers)
+
+
+def trained(run: Path, budget: float) -> dict:
+    start = time.process_time()
+    train(run, device="cpu", cpu_budget=budget)
+    scores = evaluate_run(run)["results"]["super_resolution"]["scores"]
+    return {**scores, "steps": ckpt.read_meta(ckpt.resolve_checkpoint(run))["step"],
+            "cpu_s": time.process_time() - start}
+
+
+def ms_per_tile(model, size: int, threads: int, device: str = "cpu", dtype=None, repeats: int = 3) -> float:
+    """Median wall ms of one upscale of a (1, 3, size, size) input."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model = model.to(device)
+        x = torch.rand(1, 3, size, size, device=device)
+        context = torch.autocast(device, dtype=dtype) if dtype is not None else torch.no_grad()
+        times = []
+        with context:
+            for _ in range(repeats + 1):  # the first is a warm-up
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                model.upscale(x)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times[1:])
+    finally:
+        torch.set_num_threads(before)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--psnr-budget", type=float, default=600, help="CPU-seconds for the PSNR stage")
+    parser.add_argument("--gan-budget", type=float, default=300, help="CPU-seconds for the GAN stage")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--blocks", type=int, default=8)
+    parser.add_argument("--d-channels", type=int, default=16, help="D's width: 64 (the default) costs 10x G's step")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=5e-4, help="PSNR stage (cosine to 0); the GAN stage takes lr/5")
+    parser.add_argument("--tile", type=int, default=256, help="input tile side for the speed figures")
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="genlab-superres-"))
+    settings = {"scale": args.scale, "channels": args.channels, "blocks": args.blocks}
+    rows = []
+    for seed in args.seeds:
+        common = {"data": "photos", "steps": MAX_STEPS, "batch_size": args.batch_size, "seed": seed,
+                  "lr_schedule": "cosine", "log_every": 10, "sample_every": MAX_STEPS, "checkpoint_every": MAX_STEPS}
+        psnr_run = create_run(out / f"psnr-seed{seed}", "superres", TrainConfig(lr=args.lr, **common), settings)
+        psnr = trained(psnr_run, args.psnr_budget)
+        gan_run = create_run(out / f"gan-seed{seed}", "superres", TrainConfig(lr=args.lr / 5, **common),
+                             {**settings, "stage": "gan", "d_channels": args.d_channels})
+        start_from_psnr(gan_run, psnr_run)
+        gan = trained(gan_run, args.gan_budget)
+        rows.append((seed, psnr, gan))
+        print(f"seed {seed}: bicubic {psnr['bicubic_psnr_y']:.2f} dB / {psnr['bicubic_ssim_y']:.4f}, "
+              f"PSNR model {psnr['psnr_y']:.2f} / {psnr['ssim_y']:.4f} ({psnr['steps']} steps, {psnr['cpu_s']:.0f} "
+              f"CPU-s), GAN {gan['psnr_y']:.2f} / {gan['ssim_y']:.4f} ({gan['steps']} steps, {gan['cpu_s']:.0f} "
+              f"CPU-s); sharpness bicubic {psnr['bicubic_sharpness']:.4f}, PSNR {psnr['sharpness']:.4f}, "
+              f"GAN {gan['sharpness']:.4f}, HR {psnr['hr_sharpness']:.4f}", flush=True)
+
+    def mean(stage: int, key: str) -> float:
+        return statistics.mean(row[stage][key] for row in rows)
+
+    print(f"\nx{args.scale}, held-out photos (20 crops of 192x192), Y channel, {args.scale}-px border, "
+          f"{len(rows)} seed(s); G {args.channels} channels x {args.blocks} blocks; budgets "
+          f"{args.psnr_budget:g} + {args.gan_budget:g} CPU-s")
+    print("| model | PSNR (dB) | SSIM | sharpness (HR {:.4f}) |".format(mean(1, "hr_sharpness")))
+    print("|---|---|---|---|")
+    print(f"| bicubic | {mean(1, 'bicubic_psnr_y'):.2f} | {mean(1, 'bicubic_ssim_y'):.4f} | "
+          f"{mean(1, 'bicubic_sharpness'):.4f} |")
+    print(f"| PSNR model (L1) | {mean(1, 'psnr_y'):.2f} | {mean(1, 'ssim_y'):.4f} | {mean(1, 'sharpness'):.4f} |")
+    print(f"| GAN model | {mean(2, 'psnr_y'):.2f} | {mean(2, 'ssim_y'):.4f} | {mean(2, 'sharpness'):.4f} |")
+
+    model = open_run(out / f"psnr-seed{args.seeds[0]}").model
+    one, every = ms_per_tile(model, args.tile, 1), ms_per_tile(model, args.tile, torch.get_num_threads())
+    speed = (f"ms_per_tile_1_thread={one:.0f} ms_per_tile_{torch.get_num_threads()}_threads={every:.0f}")
+    print(f"\nupscale of a {args.tile}x{args.tile} input to {args.tile * args.scale}x{args.tile * args.scale}: "
+          f"{one:.0f} ms on 1 CPU thread, {every:.0f} ms on {torch.get_num_threads()}")
+    if torch.cuda.is_available():
+        gpu = ms_per_tile(model, args.tile, 1, "cuda", torch.bfloat16, repeats=20)
+        speed += f" ms_per_tile_gpu_bf16={gpu:.2f}"
+        print(f"{gpu:.2f} ms on {torch.cuda.get_device_name()} in bf16")
+    gain = mean(1, "psnr_y") - mean(1, "bicubic_psnr_y")
+    print(f"RESULT bicubic_psnr={mean(1, 'bicubic_psnr_y'):.2f} psnr_model_psnr={mean(1, 'psnr_y'):.2f} "
+          f"gan_model_psnr={mean(2, 'psnr_y'):.2f} psnr_gain_db={gain:.2f} "
+          f"bicubic_ssim={mean(1, 'bicubic_ssim_y'):.4f} "
+          f"psnr_model_ssim={mean(1, 'ssim_y'):.4f} gan_model_ssim={mean(2, 'ssim_y'):.4f} {speed} "
+          f"target_gain_1.5dB={'met' if gain >= 1.5 else 'missed'}")
+
+
+if __name__ == "__main__":
+    main()
