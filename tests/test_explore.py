@@ -118,7 +118,7 @@ def test_a_diffusion_picture_names_its_sampler_and_timesteps():
 
 class FixedPoints(nn.Module):
     """A stand-in generator that draws the given points, to test what the plot says about them."""
-    can_sample, can_reconstruct = True, False
+    can_sample, can_reconstruct, can_upscale = True, False, False
     config = SimpleNamespace()  # no settings, as a GAN has no sampler
 
     def __init__(self, points: torch.Tensor):
