@@ -54,6 +54,7 @@ from genlab.models.layers import (
     conv_channels_for,
     ema_update,
     mlp,
+    normal_latents,
     resolve_architecture,
 )
 
@@ -319,20 +320,27 @@ class GAN(nn.Module):
             self.register_buffer("ada_real_signs", torch.zeros((), dtype=torch.float64))  # sum of batch means
             self.register_buffer("ada_batches", torch.zeros((), dtype=torch.long))
 
-    def latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n draws of z ~ N(0, I), (n, latent_dim), on the model's device."""
+    def latents(self, n: int, generator: torch.Generator | None = None,
+                truncation: float | None = None) -> torch.Tensor:
+        """n draws of z ~ N(0, I), (n, latent_dim), on the model's device; truncated to [-truncation, truncation]
+        when given (layers.normal_latents)."""
         device = next(self.generator.parameters()).device
-        return torch.randn(n, self.config.latent_dim, generator=generator, device=device)
+        return normal_latents(n, self.config.latent_dim, generator=generator, device=device, truncation=truncation)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """(B, latent_dim) -> (B, *data_shape) from the generator being trained (never the EMA copy)."""
         return self.generator(z)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n samples in data space, from the EMA generator when there is one."""
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, *data_shape): what sample() draws, from the EMA generator when there is one."""
         net = self.ema if self.ema is not None else self.generator
-        return net(self.latents(n, generator))
+        return net(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n samples in data space: decode(latents(n))."""
+        return self.decode(self.latents(n, generator))
 
     def discriminate(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
         """(B, *data_shape) -> (B/pack,) logits or critic values, one per group of `pack` consecutive samples.
