@@ -80,8 +80,7 @@ Truncation = Annotated[float | None, Query(gt=0, le=MAX_TRUNCATION, allow_inf_na
                                            description="latent models: draw z from N(0, I) truncated to [-t, t]")]
 ImageFormat = Annotated[Literal["png", "npy"], Query(description="png: one image or a grid; npy: float32 array "
                                                                  "(n, *data_shape) in data space")]
-PNGText = Annotated[str, Field(min_length=1, max_length=4 * MAX_UPLOAD_BYTES // 3 + 4,
-                               description="a PNG file, base64-encoded")]
+PNGText = Annotated[str, Field(min_length=1, description="a PNG file, base64-encoded")]  # MAX_BODY bounds it
 
 
 class Unauthorized(Exception):
