@@ -36,6 +36,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import gc
 import hmac
 import io
 import warnings
@@ -65,7 +66,7 @@ from genlab.web.guard import LOOPBACK, Guard, describe, describe_errors
 from genlab.web.routes import LabRoute, Saturated, Strict, _codes
 from genlab.web.runs import NotFound
 
-BATCH_SIZE = 32  # rows in every forward pass: 32 DCGAN samples take ~2x the time of one on a CPU core, not 32x
+BATCH_SIZE = 16  # rows in every forward pass: on a CPU core an MNIST DCGAN takes 2.7 ms for one, 0.9 ms a row from 16
 BATCH_WINDOW = 0.004  # s a lone request waits for company: well under a PNG round trip, and a batch fills meanwhile
 MAX_QUEUE = 64  # requests waiting for one model; more are a 503 (50 clients with one request each still fit)
 MAX_SAMPLES = 64  # images in one answer (n, and images uploaded at once: MAX_IMAGES)
@@ -445,7 +446,7 @@ async def encode(name: str, body: Images, request: Request,
 BEARER = HTTPBearer(auto_error=False, description="the server's --token, when it has one")
 
 
-def check_token(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]):
+async def check_token(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]):
     token = request.app.state.token
     if token is not None and (credentials is None or not hmac.compare_digest(
             credentials.credentials.encode(), token.encode())):
@@ -478,7 +479,13 @@ def create_server(models: Mapping[str, OpenRun], *, batch_size: int = BATCH_SIZE
                             for name, opened in models.items()}
         for served in app.state.served.values():
             served.batcher.start()
+        # What is loaded now (torch, the models, the app) lives as long as the server: frozen out of the garbage
+        # collector's passes, whose full sweeps over it otherwise stalled every request ~300 ms now and then
+        # under load (p99 at 50 clients 316-363 ms, frozen 137-158: benchmarks/serve_load.py).
+        gc.collect()
+        gc.freeze()
         yield
+        gc.unfreeze()
         for served in app.state.served.values():
             await served.batcher.stop()
 
