@@ -1,5 +1,5 @@
 """`genlab serve` under load: requests/s, images/s, p50/p99 latency and errors with 1, 10 and 50 concurrent
-clients against a DCGAN on MNIST (digits when MNIST is absent) and a VAE, with dynamic batching on (--batch 16,
+clients against a DCGAN on MNIST (digits when MNIST is absent) and a VAE, with dynamic batching on (--batch 8,
 the default) and off (--batch 1: every request's rows one at a time), beside the plain way: a loop in one process
 calling the model one request at a time (sample, then PNG), no HTTP.
 
@@ -8,7 +8,8 @@ server is `genlab serve` in its own process, bound to 127.0.0.1; the load genera
 asyncio): each client sends its next request when its last answer has come, for --seconds after a short warm-up,
 so every round is bounded in time. Client and server share the machine's cores, as they would on one box.
 
-    python benchmarks/serve_load.py [--seconds 4] [--n 1] [--steps 100] [--data-dir ../shared/data]
+    python benchmarks/serve_load.py [--seconds 3] [--rounds 3] [--n 1] [--steps 100] [--device cpu]
+                                    [--data-dir ../shared/data]
 
 Targets (issue 16, on a 2-core machine): 0 errors at 50 clients; p99 <= 100 ms for single-image GAN samples at
 10 clients (batching on); batching at least doubling images/s at 50 clients over one-by-one.
@@ -36,7 +37,7 @@ from genlab.web.serve import answer
 
 CLIENTS = (1, 10, 50)
 WARM_S = 0.5  # before each timed round: connections opened, first batches run
-MODES = {"batched": 16, "one-by-one": 1}  # --batch of the server
+MODES = {"batched": 8, "one-by-one": 1}  # --batch of the server
 
 
 def train_models(folder: Path, data_dir: Path, steps: int) -> dict[str, Path]:
@@ -56,16 +57,16 @@ def train_models(folder: Path, data_dir: Path, steps: int) -> dict[str, Path]:
     return runs
 
 
-def start_server(runs: dict[str, Path], batch: int) -> tuple[subprocess.Popen, str]:
+def start_server(runs: dict[str, Path], batch: int, device: str) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "genlab", "serve", *map(str, runs.values()), "--port", "0",
-                                "--batch", str(batch)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env)
+                                "--batch", str(batch), "--device", device], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, env=env)
     line = process.stdout.readline()
     match = re.search(r"http://(127\.0\.0\.1:\d+)", line)
     if not match:
         process.kill()
-        raise RuntimeError(f"genlab serve did not start: {line}{process.stderr.read()}")
+        raise RuntimeError(f"genlab serve did not start: {line}")
     return process, match.group(1)
 
 
@@ -135,52 +136,66 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def plain_loop(run: Path, seconds: float, n: int) -> dict:
+def plain_loop(run: Path, seconds: float, n: int, device: str) -> dict:
     """The plain way: one process, one request at a time: sample(n) from the request's seed, then its PNG."""
-    model = open_run(run, splits=()).model
-    latencies, seed = [], 0
+    model = open_run(run, device=device, splits=()).model
+    latencies, seed, cpu = [], 0, time.process_time()
     until = time.perf_counter() + seconds
     while time.perf_counter() < until:
         start = time.perf_counter()
-        answer(model.sample(n, torch.Generator().manual_seed(seed)), "png")
+        answer(model.sample(n, torch.Generator(device).manual_seed(seed)).cpu(), "png")
         latencies.append(time.perf_counter() - start)
         seed += 1
+    cpu = time.process_time() - cpu
     latencies.sort()
     total = sum(latencies)
     return {"rps": len(latencies) / total, "ips": n * len(latencies) / total, "errors": 0,
             "p50": 1000 * statistics.median(latencies), "p99": 1000 * latencies[int(0.99 * len(latencies))],
-            "server_cpu_ms": 1000 * total / len(latencies)}
+            "server_cpu_ms": 1000 * cpu / len(latencies)}  # the loop's own CPU
+
+
+def median_round(rounds: list[dict]) -> dict:
+    """Each figure's median over the rounds; errors summed."""
+    return {key: sum(r[key] for r in rounds) if key == "errors" else statistics.median(r[key] for r in rounds)
+            for key in rounds[0]}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds of each round")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds of each round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each setting, batched and one-by-one "
+                                                              "taking turns, so that the machine's load falls on both")
     parser.add_argument("--n", type=int, default=1, help="images in each request")
     parser.add_argument("--steps", type=int, default=100, help="training steps of each model")
+    parser.add_argument("--device", default="cpu", help="where the server and the plain loop run the models")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("GENLAB_DATA_DIR", default_data_dir())))
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # as the server's inference threads
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         runs = train_models(Path(folder), args.data_dir, args.steps)
-        for family, run in runs.items():
-            rows.append((family, "plain loop", 1, plain_loop(run, args.seconds, args.n)))
-        for mode, batch in MODES.items():
-            process, address = start_server(runs, batch)
-            try:
-                for family, run in runs.items():
-                    for clients in CLIENTS:
-                        figures = asyncio.run(load(address, f"/models/{run.name}/sample", clients, args.seconds,
-                                                   args.n, process.pid))
-                        rows.append((family, mode, clients, figures))
-                        print(f"{family} {mode} {clients} clients: {figures['rps']:.0f} req/s, p99 "
-                              f"{figures['p99']:.1f} ms, {figures['errors']} errors", flush=True)
-            finally:
+        servers = {mode: start_server(runs, batch, args.device) for mode, batch in MODES.items()}
+        try:
+            for family, run in runs.items():
+                plain = [plain_loop(run, args.seconds, args.n, args.device) for _ in range(args.rounds)]
+                rows.append((family, "plain loop", 1, median_round(plain)))
+                for clients in CLIENTS:
+                    rounds = {mode: [] for mode in MODES}
+                    for _ in range(args.rounds):
+                        for mode, (process, address) in servers.items():
+                            rounds[mode].append(asyncio.run(load(address, f"/models/{run.name}/sample", clients,
+                                                                 args.seconds, args.n, process.pid)))
+                    for mode, figures in rounds.items():
+                        rows.append((family, mode, clients, median_round(figures)))
+                        print(f"{family} {mode} {clients} clients: "
+                              + ", ".join(f"{f['ips']:.0f}" for f in figures) + " images/s", flush=True)
+        finally:
+            for process, _ in servers.values():
                 process.terminate()
                 process.wait(timeout=20)
 
     print(f"\n| model | serving | clients | requests/s | images/s | p50 ms | p99 ms | errors | server CPU ms/request |"
-          f"  (n={args.n})")
+          f"  (n={args.n}, median of {args.rounds} rounds of {args.seconds:g} s, {args.device})")
     print("|---|---|---|---|---|---|---|---|---|")
     for family, mode, clients, f in rows:
         print(f"| {family} | {mode} | {clients} | {f['rps']:.0f} | {f['ips']:.0f} | {f['p50']:.1f} | {f['p99']:.1f} "

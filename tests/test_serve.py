@@ -191,13 +191,12 @@ def test_a_row_in_a_fixed_shape_batch_depends_on_itself_alone():
               VAE(VAEConfig(data_shape=(1, 28, 28), architecture="mlp")).eval()]
 
     async def main(model):
-        batcher = Batcher(model, batch_size=8, window=1.0)  # a batch runs once 8 rows wait (or after a second)
+        batcher = Batcher(model, batch_size=8)
         batcher.start()
         try:
             z = [model.latents(k, torch.Generator().manual_seed(k)) for k in (1, 3, 2, 1, 1)]
-            together = await asyncio.gather(*(batcher.run("decode", rows) for rows in z))
+            together = await asyncio.gather(*(batcher.run("decode", rows) for rows in z))  # all queued at once
             assert batcher.forwards == 1  # all five requests in one pass
-            batcher.window = 0
             alone = [await batcher.run("decode", rows) for rows in z]
             assert batcher.forwards == 6
             return together, alone
@@ -209,24 +208,48 @@ def test_a_row_in_a_fixed_shape_batch_depends_on_itself_alone():
         assert all(torch.equal(a, b) for a, b in zip(together, alone, strict=True))
 
 
+async def until(condition, timeout: float = 30):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
 def test_the_same_request_returns_the_same_bytes_alone_and_in_a_crowd(runs):
     app = create_server(opened(runs, ("gan", "vae")), batch_size=12)
+    paths = [f"/models/gan/sample?seed={seed}" for seed in range(10)] + ["/models/gan/sample?n=2&seed=3"]
+    paths += [f"/models/vae/sample?seed={seed}&truncation=0.7&format=npy" for seed in range(4)]
     with running_server(app) as address:
-        batchers = [served.batcher for served in app.state.served.values()]
+        gan = app.state.served["gan"]
 
-        async def fetch_all(paths):
+        async def alone(path):
             async with httpx.AsyncClient(base_url=f"http://{address}", timeout=60) as http:
-                return [r.content for r in await asyncio.gather(*(http.get(path) for path in paths))]
+                return (await http.get(path)).content
 
-        paths = [f"/models/gan/sample?seed={seed}" for seed in range(10)] + ["/models/gan/sample?n=2&seed=3"]
-        paths += [f"/models/vae/sample?seed={seed}&truncation=0.7&format=npy" for seed in range(4)]
-        alone = [asyncio.run(fetch_all([path]))[0] for path in paths]
-        gan_forwards = batchers[0].forwards
-        assert gan_forwards == 11
-        batchers[0].window = 2.0  # the gan's 12 rows make one pass as soon as they all wait
-        crowd = asyncio.run(fetch_all(paths))
-        assert batchers[0].forwards == gan_forwards + 1
-    assert crowd == alone
+        async def crowd():
+            """The first gan request holds the model's thread until the other ten wait: they make one batch."""
+            async with httpx.AsyncClient(base_url=f"http://{address}", timeout=60) as http:
+                first = asyncio.create_task(http.get(paths[0]))
+                await until(started.is_set)
+                rest = [asyncio.create_task(http.get(path)) for path in paths[1:]]
+                await until(lambda: len(gan.batcher.pending) == 10)
+                release.set()
+                return [response.content for response in await asyncio.gather(first, *rest)]
+
+        answers = [asyncio.run(alone(path)) for path in paths]
+        assert gan.batcher.forwards == 11  # a chunk of 12 rows each
+        started, release, decode = threading.Event(), threading.Event(), gan.model.decode
+
+        def held_decode(z):
+            started.set()
+            release.wait(30)
+            return decode(z)
+
+        gan.model.decode = held_decode
+        crowded = asyncio.run(crowd())
+        del gan.model.decode
+        assert gan.batcher.forwards == 11 + 2  # the first alone, then the other ten together
+    assert crowded == answers
 
 
 # --- bounded and refused ---------------------------------------------------------------------------------------

@@ -469,7 +469,7 @@ def serve(runs: Annotated[list[Path], typer.Argument(help="Run folders or checkp
                                                          "(better from the environment: a command line is visible "
                                                          "to every user of the machine).")] = None,
           batch: Annotated[int, typer.Option(help="Rows in every forward pass; requests share them. 1: no "
-                                                  "batching.")] = 16,
+                                                  "batching.")] = 8,
           device: DeviceOpt = None):
     """Serve trained runs over HTTP: sample, interpolate, reconstruct, encode (see the README's curl lines)."""
     import ipaddress
