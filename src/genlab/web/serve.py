@@ -24,7 +24,8 @@ Reproducible: every request draws its own latents from its own seeded generator 
 every forward pass runs at one fixed shape, batch_size rows (the last chunk padded with zeros). CPU kernels
 pick their blocking by batch size (a row decoded in a batch of 1 and of 7 differs in the last bit, which now
 and then flips a PNG pixel), but at one fixed shape a row's result depends on that row alone, whatever shares
-its batch and wherever it sits (tests/test_serve.py checks it byte for byte). So an answer depends on the
+its batch and wherever it sits (tests/test_serve.py checks it byte for byte). On CUDA the same holds with
+cuDNN's deterministic algorithms, which the server turns on (checked on an H200). So an answer depends on the
 request and the server's batch size, never on other clients. Diffusion draws noise at every step, so its
 requests, and interpolations between images, run alone: their shapes come from the request alone.
 
@@ -476,7 +477,11 @@ def create_server(models: Mapping[str, OpenRun], *, batch_size: int = BATCH_SIZE
         # under load (p99 at 50 clients 316-363 ms, frozen 137-158: benchmarks/serve_load.py).
         gc.collect()
         gc.freeze()
+        # cuDNN's default convolutions differ in the last bit from one call to the next, even on the same batch
+        # (seen on an H200); its deterministic ones are exact at one shape, as the CPU's are
+        deterministic, torch.backends.cudnn.deterministic = torch.backends.cudnn.deterministic, True
         yield
+        torch.backends.cudnn.deterministic = deterministic
         gc.unfreeze()
         for served in app.state.served.values():
             await served.batcher.stop()
