@@ -118,7 +118,7 @@ class Batcher:
     batch_size: int = BATCH_SIZE
     max_queue: int = MAX_QUEUE
     pending: deque[Job] = field(default_factory=deque)
-    forwards: int = 0  # forward passes run, for tests and the info endpoint
+    forwards: int = 0  # forward passes run so far (the tests count them)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "genlab-serve"))
     _task: asyncio.Task | None = None
