@@ -1,5 +1,5 @@
-"""The GAN's latent tools: the truncation trick in sample(), paths between the latents two seeds draw, and the
-`genlab sample --truncation` and `genlab interpolate --seeds` commands that show them."""
+"""The GAN's latent tools: the truncation trick (BigGAN's cut normal) in sample(), paths between the latents two
+seeds draw, and the `genlab sample --truncation` and `genlab interpolate --seeds` commands that show them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image
 
 from cli_helpers import invoke, succeeded, user_error
 from genlab.models import GAN, GANConfig
-from genlab.models.layers import interpolate_latents
+from genlab.models.layers import interpolate_latents, normal_latents
 
 
 @pytest.fixture(autouse=True)
@@ -29,29 +29,28 @@ def seeded(seed: int) -> torch.Generator:
 
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])
-def test_truncation_scales_z_toward_the_mean_before_the_generator(ema_decay):
+def test_truncation_draws_z_from_the_cut_normal_before_the_generator(ema_decay):
     model = points_gan(ema_decay=ema_decay)
     if model.ema is not None:  # an EMA copy that differs from G: sample() must decode with it
         with torch.no_grad():
             for p in model.ema.parameters():
                 p.add_(0.1)
     sampler = model.ema if model.ema is not None else model.generator
-    z = torch.randn(8, 4, generator=seeded(5))
+    z = normal_latents(8, 4, generator=seeded(5), truncation=0.7)
+    assert z.abs().max() <= 0.7
     with torch.no_grad():
-        expected = sampler(0.7 * z)
+        expected = sampler(z)
     torch.testing.assert_close(model.sample(8, seeded(5), truncation=0.7), expected, rtol=0, atol=0)
-    # psi = 1 is no truncation at all, bit for bit
-    assert torch.equal(model.sample(8, seeded(5), truncation=1.0), model.sample(8, seeded(5)))
-    # as psi -> 0 every sample becomes G(0), the prior mean's image
+    # as t -> 0 every sample becomes G(0), the prior mean's image
     with torch.no_grad():
         centre = sampler(torch.zeros(1, 4))
     assert (model.sample(8, seeded(5), truncation=1e-6) - centre).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("psi", [0.0, -0.5, 1.5, float("nan")])
-def test_truncation_outside_zero_to_one_is_refused(psi):
-    with pytest.raises(ValueError, match=r"truncation must be in \(0, 1\]"):
-        points_gan().sample(4, truncation=psi)
+@pytest.mark.parametrize("t", [0.0, -0.5, 10.5, float("nan")])
+def test_truncation_outside_zero_to_ten_is_refused(t):
+    with pytest.raises(ValueError, match=r"truncation must be above 0 and at most 10"):
+        points_gan().sample(4, truncation=t)
 
 
 def test_seed_paths_start_and_end_at_the_seeds_first_samples():
@@ -94,12 +93,12 @@ def test_sample_with_truncation_names_it_in_the_file_and_the_title(gan_run):
     succeeded(invoke("sample", gan_run, "--n", 4, "--seed", 2, "--truncation", 0.7))
     path = gan_run / "sample-step4-seed2-n4-trunc0.7.png"
     with Image.open(path) as picture:
-        assert picture.info["Title"] == "gan-digits, step 4, truncation psi 0.7: 4 samples (seed 2)"
+        assert picture.info["Title"] == "gan-digits, step 4, truncation 0.7: 4 samples (seed 2)"
 
 
-@pytest.mark.parametrize("psi", [0, 1.01, -1])
-def test_sample_refuses_a_truncation_outside_zero_to_one(gan_run, psi):
-    assert "--truncation must be in (0, 1]" in user_error(invoke("sample", gan_run, "--truncation", psi))
+@pytest.mark.parametrize("t", [0, 10.5, -1, "nan"])
+def test_sample_refuses_a_truncation_outside_zero_to_ten(gan_run, t):
+    assert "--truncation must be above 0 and at most 10" in user_error(invoke("sample", gan_run, "--truncation", t))
 
 
 def test_sample_refuses_truncation_for_a_family_without_it(vae_run):

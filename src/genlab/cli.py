@@ -230,13 +230,14 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
            timesteps: Annotated[int | None, typer.Option(help="ddpm: how many of the T timesteps to visit "
                                                                "(default: the model's).")] = None,
            sampler: Annotated[str | None, typer.Option(help="ddpm: ddpm (ancestral) or ddim (deterministic).")] = None,
-           truncation: Annotated[float | None, typer.Option(help="gan: the truncation trick, psi in (0, 1]: z is "
-                                                                 "scaled toward 0, typical samples for less "
-                                                                 "variety.")] = None,
+           truncation: Annotated[float | None, typer.Option(help="gan: the truncation trick, t in (0, 10]: each "
+                                                                 "number of z drawn from N(0, 1) cut to [-t, t], "
+                                                                 "typical samples for less variety.")] = None,
            device: DeviceOpt = None):
     """Draw samples from a trained model and save them as a PNG grid (or a scatter plot for points)."""
     from genlab.data import TOYS
     from genlab.explore import save_picture
+    from genlab.models.layers import MAX_TRUNCATION
     from genlab.run import load_run_data
 
     if not 1 <= n <= 10_000:
@@ -253,15 +254,15 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     if truncation is not None:
         if not _walks_latents(model):
             raise ValueError(f"--truncation applies to gan models (the truncation trick in z); a {family} has none")
-        if not 0 < truncation <= 1:
-            raise ValueError(f"--truncation must be in (0, 1] (1: none), got {truncation}")
+        if not 0 < truncation <= MAX_TRUNCATION:  # also refuses NaN
+            raise ValueError(f"--truncation must be above 0 and at most {MAX_TRUNCATION:g}, got {truncation}")
         options["truncation"] = truncation
     # each count, sampler, number of timesteps and truncation gets its own default file: comparing them never
     # overwrites
     how = "".join(f"-{name}{value}" for name, value in (("", sampler), ("t", timesteps), ("trunc", truncation))
                   if value is not None)
     out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}-n{n}{how}.png"
-    shown = _source(run, opened.step) + (f", truncation psi {truncation:g}" if truncation is not None else "")
+    shown = _source(run, opened.step) + (f", truncation {truncation:g}" if truncation is not None else "")
     # toys are generated, so their test split is at hand: points are drawn with the data they should match
     data = load_run_data(opened.record.train, "test") if opened.record.train.data in TOYS else None
     save_picture(out, model, data, shows="samples", n=n, seed=seed, sample_options=options, title=shown)
@@ -453,20 +454,9 @@ def lesson(name: Annotated[str, typer.Argument(help="autoencoder, vae or gan.")]
     lessons.LESSONS[name](out, console, data_dir=data_dir)
 
 
-@app.command()
-@user_errors
-def lab(port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
-        host: Annotated[str, typer.Option(help="Address to bind; other machines reach the lab only if you "
-                                               "change it from 127.0.0.1.")] = "127.0.0.1",
-        runs: Annotated[Path, typer.Option(help="Folder the dashboard lists and starts runs in.")] = Path("runs"),
-        data_dir: DataDirOpt = None):
-    """Start the live web lab: GAN playground, training dashboard, autoencoder bench, latent explorer."""
+def _listen(host: str, port: int):
+    """A socket bound to host:port and listening, for uvicorn; ValueError with what to change when it cannot be."""
     import socket
-
-    import uvicorn
-
-    from genlab.web.app import MAX_MESSAGE, create_app
-    from genlab.web.guard import served_hosts
 
     if not 0 <= port <= 65535:
         raise ValueError(f"--port must be between 0 and 65535, got {port}")
@@ -476,12 +466,29 @@ def lab(port: Annotated[int, typer.Option(help="Port to listen on (0: any free p
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait out TIME_WAIT
     try:
         sock.bind((host, port))
-        sock.listen(2048)  # from now on a browser that comes early waits in the backlog instead of being refused
+        sock.listen(2048)  # from now on a client that comes early waits in the backlog instead of being refused
     except OSError as error:
         sock.close()
         advice = "pick another --port" if error.errno in (errno.EADDRINUSE, errno.EACCES) else \
             "give an address of this machine as --host, e.g. 127.0.0.1"
         raise ValueError(f"cannot listen on {host}:{port} ({error.strerror}): {advice}") from None
+    return sock
+
+
+@app.command()
+@user_errors
+def lab(port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+        host: Annotated[str, typer.Option(help="Address to bind; other machines reach the lab only if you "
+                                               "change it from 127.0.0.1.")] = "127.0.0.1",
+        runs: Annotated[Path, typer.Option(help="Folder the dashboard lists and starts runs in.")] = Path("runs"),
+        data_dir: DataDirOpt = None):
+    """Start the live web lab: GAN playground, training dashboard, autoencoder bench, latent explorer."""
+    import uvicorn
+
+    from genlab.web.app import MAX_MESSAGE, create_app
+    from genlab.web.guard import served_hosts
+
+    sock = _listen(host, port)
     shown = f"[{host}]" if ":" in host else host
     console.print(f"genlab lab on http://{shown}:{sock.getsockname()[1]}/  (runs in {runs}; Ctrl-C stops it)",
                   markup=False)
@@ -509,3 +516,46 @@ def download(name: Annotated[str, typer.Argument(help="mnist")], data_dir: DataD
 def main():
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     app()
+
+
+@app.command()
+@user_errors
+def serve(runs: Annotated[list[Path], typer.Argument(help="Run folders or checkpoints; each is served under its "
+                                                           "folder's name.")],
+          port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8000,
+          host: Annotated[str, typer.Option(help="Address to bind; off loopback a --token is required.")] = "127.0.0.1",
+          token: Annotated[str | None, typer.Option(envvar="GENLAB_SERVE_TOKEN", show_default=False,
+                                                    help="API key clients send as `Authorization: Bearer TOKEN` "
+                                                         "(better from the environment: a command line is visible "
+                                                         "to every user of the machine).")] = None,
+          batch: Annotated[int, typer.Option(help="Rows in every forward pass; requests share them. 1: no "
+                                                  "batching.")] = 8,
+          device: DeviceOpt = None):
+    """Serve trained runs over HTTP: sample, interpolate, reconstruct, encode (see the README's curl lines)."""
+    import ipaddress
+
+    import uvicorn
+
+    from genlab.web.guard import served_hosts
+    from genlab.web.serve import check_batch_size, create_server
+
+    names = [_output_folder(run).name for run in runs]
+    if len(set(names)) < len(names):
+        raise ValueError("two runs have the same folder name, which is what the server calls them: "
+                         "serve runs from differently named folders")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not token:
+        raise ValueError(f"--host {host} lets other machines in: set a token (--token, or GENLAB_SERVE_TOKEN in "
+                         "the environment) that clients send as `Authorization: Bearer TOKEN`")
+    check_batch_size(batch)
+    models = {name: _open(run, device) for name, run in zip(names, runs, strict=True)}  # a bad run: one line
+    sock = _listen(host, port)
+    port = sock.getsockname()[1]
+    server_app = create_server(models, batch_size=batch, token=token or None, allowed_hosts=served_hosts(host, port))
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"genlab serve on http://{shown}:{port}/  ({', '.join(names)}; GET /models lists what each "
+                  "does; Ctrl-C stops it)", markup=False)
+    uvicorn.Server(uvicorn.Config(server_app, log_level="warning")).run(sockets=[sock])

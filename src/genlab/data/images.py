@@ -384,19 +384,25 @@ CROPS = {
 
 
 def _pixels(file: Path, channels: int, image_size: int | None, crop: str) -> np.ndarray:
-    """One image as a (C, H, W) uint8 array: its first frame if it is animated, turned upright by its EXIF
-    orientation, transparency over white, then fitted to image_size as CROPS[crop] says."""
+    """One image file as a (C, H, W) uint8 array (image_array)."""
     with _open(file) as image, _readable(file):
         image.load()
-        image = ImageOps.exif_transpose(image)
-        if image.mode.startswith("I"):
-            # Pillow's convert("L") clips 16-bit values at 255 instead of scaling them; 65535 / 257 = 255.
-            image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8))
-        if image.has_transparency_data:
-            image = Image.alpha_composite(Image.new("RGBA", image.size, BACKGROUND), image.convert("RGBA"))
-        image = image.convert("L" if channels == 1 else "RGB")
-        if image_size is not None:
-            image = CROPS[crop](image, image_size)
+        return image_array(image, channels, image_size, crop)
+
+
+def image_array(image: Image.Image, channels: int, image_size: int | None, crop: str) -> np.ndarray:
+    """An opened image's pixels as a (C, H, W) uint8 array: its first frame if it is animated, turned upright by
+    its EXIF orientation, transparency over white, then fitted to image_size as CROPS[crop] says. The caller
+    has checked its size and turns Pillow's errors into its own message (genlab serve decodes uploads with it)."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I"):
+        # Pillow's convert("L") clips 16-bit values at 255 instead of scaling them; 65535 / 257 = 255.
+        image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8))
+    if image.has_transparency_data:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, BACKGROUND), image.convert("RGBA"))
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image_size is not None:
+        image = CROPS[crop](image, image_size)
     array = np.asarray(image, dtype=np.uint8)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 

@@ -55,6 +55,7 @@ from genlab.models.layers import (
     ema_update,
     interpolate_latents,
     mlp,
+    normal_latents,
     resolve_architecture,
 )
 
@@ -305,7 +306,7 @@ class GAN(nn.Module):
     # What it can do, declared for every caller (previews, eval, compare, the CLI and the lab) instead of probed:
     # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x).
     can_sample, can_reconstruct, can_interpolate, has_likelihood = True, False, False, False
-    # Samples are G(z) with z ~ N(0, I): sample(n, truncation=psi) and interpolate_seeds(a, b) work in z.
+    # Samples are G(z) with z ~ N(0, I): sample(n, truncation=t) and interpolate_seeds(a, b) work in z.
     can_walk_latents = True
     can_upscale = False  # upscale(lr): super-resolution models only (models/superres.py)
 
@@ -333,23 +334,29 @@ class GAN(nn.Module):
             self.register_buffer("ada_real_signs", torch.zeros((), dtype=torch.float64))  # sum of batch means
             self.register_buffer("ada_batches", torch.zeros((), dtype=torch.long))
 
-    def latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n draws of z ~ N(0, I), (n, latent_dim), on the model's device."""
+    def latents(self, n: int, generator: torch.Generator | None = None,
+                truncation: float | None = None) -> torch.Tensor:
+        """n draws of z ~ N(0, I), (n, latent_dim), on the model's device; truncated to [-truncation, truncation]
+        when given (layers.normal_latents)."""
         device = next(self.generator.parameters()).device
-        return torch.randn(n, self.config.latent_dim, generator=generator, device=device)
+        return normal_latents(n, self.config.latent_dim, generator=generator, device=device, truncation=truncation)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """(B, latent_dim) -> (B, *data_shape) from the generator being trained (never the EMA copy)."""
         return self.generator(z)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, truncation: float = 1.0) -> torch.Tensor:
-        """n samples in data space, from the EMA generator when there is one. `truncation` psi in (0, 1]: the
-        truncation trick, z scaled by psi toward the prior's mean 0 (StyleGAN's w_avg + psi (w - w_avg) in z),
-        fewer odd samples for less variety; 1 draws from the prior itself."""
-        if not 0 < truncation <= 1:
-            raise ValueError(f"truncation must be in (0, 1] (1: none), got {truncation}")
-        return self.decode_latents(truncation * self.latents(n, generator))
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) -> (B, *data_shape): what sample() draws, from the EMA generator when there is one."""
+        net = self.ema if self.ema is not None else self.generator
+        return net(z)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               truncation: float | None = None) -> torch.Tensor:
+        """n samples in data space: decode(latents(n)). `truncation` t: BigGAN's truncation trick, each number of z
+        drawn from the normal truncated to [-t, t] (layers.normal_latents), typical samples for less variety."""
+        return self.decode(self.latents(n, generator, truncation))
 
     def discriminate(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
         """(B, *data_shape) -> (B/pack,) logits or critic values, one per group of `pack` consecutive samples.
@@ -463,18 +470,13 @@ class GAN(nn.Module):
             module.requires_grad_(False)
 
     @torch.no_grad()
-    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, latent_dim) -> (B, *data_shape) from the EMA generator when there is one, as sample() draws."""
-        return (self.ema if self.ema is not None else self.generator)(z)
-
-    @torch.no_grad()
     def interpolate_seeds(self, seed_a: int, seed_b: int, steps: int = 10,
                           method: Literal["lerp", "slerp"] = "lerp") -> torch.Tensor:
         """(steps, *data_shape): the path between the latents seeds a and b draw, decoded, ends included: a seed's
         end is the one sample that sample(1, generator) draws with a generator seeded with it."""
         device = self.ema_updates.device
         z_a, z_b = (self.latents(1, torch.Generator(device).manual_seed(seed))[0] for seed in (seed_a, seed_b))
-        return self.decode_latents(interpolate_latents(z_a, z_b, steps, method))
+        return self.decode(interpolate_latents(z_a, z_b, steps, method))
 
 
 # --- the training recipe: optimizers and one step; train.py's loop decides when a step runs ------------

@@ -1,5 +1,5 @@
-"""Blocks that several model families use identically: MLPs, a conv encoder/decoder pair,
-latent-space interpolation, the EMA update, and the training pieces of the families trained on one loss
+"""Blocks that several model families use identically: MLPs, a conv encoder/decoder pair, the prior's latent
+draws, latent-space interpolation, the EMA update, and the training pieces of the families trained on one loss
 (Adam and one gradient step on model.loss). Architectures follow from the data shape; a shape a net cannot honour
 is rejected here with a message, never left to an opaque shape error deep inside torch."""
 
@@ -140,6 +140,26 @@ def resolve_architecture(architecture: str, data_shape: tuple[int, ...], conv_ch
     elif architecture != "mlp":
         raise ValueError(f"unknown architecture {architecture!r}: choose auto, mlp or conv")
     return architecture
+
+
+MAX_TRUNCATION = 10.0  # past 10 standard deviations a truncated normal is the normal itself in float32
+
+
+def normal_latents(n: int, latent_dim: int, *, generator: torch.Generator | None = None,
+                   device: torch.device | str | None = None, truncation: float | None = None) -> torch.Tensor:
+    """n draws of z ~ N(0, I), (n, latent_dim). With `truncation` t, each number is drawn from the normal truncated
+    to [-t, t] instead: BigGAN's truncation trick (Brock et al. 2019, sec. 3.1), a smaller t trading variety for
+    typical-looking samples. The truncated draw inverts the normal CDF on a uniform draw over [Phi(-t), Phi(t)],
+    one draw per number however small t is (redrawing the numbers outside would loop longer as t shrinks)."""
+    if truncation is None:
+        return torch.randn(n, latent_dim, generator=generator, device=device)
+    if not 0 < truncation <= MAX_TRUNCATION:  # also refuses NaN
+        raise ValueError(f"truncation must be above 0 and at most {MAX_TRUNCATION:g}, got {truncation}")
+    # float64: Phi(-t) for a small t is 0.5 minus a little, which float32 would round away
+    low = torch.special.ndtr(torch.tensor(-truncation, dtype=torch.float64))
+    u = torch.rand(n, latent_dim, generator=generator, device=device, dtype=torch.float64)
+    z = torch.special.ndtri(low.to(u.device) + u * (1 - 2 * low.to(u.device)))
+    return z.float().clamp(-truncation, truncation)  # float32 rounding may step just past t
 
 
 def interpolate_latents(start: torch.Tensor, end: torch.Tensor, steps: int,

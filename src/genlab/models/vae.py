@@ -28,6 +28,7 @@ from genlab.models.layers import (
     encoder_decoder,
     interpolate_latents,
     loss_step,
+    normal_latents,
     resolve_architecture,
 )
 
@@ -155,12 +156,17 @@ class VAE(nn.Module):
             log_weights.append(log_px + log_prior - log_q)
         return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(k)
 
+    def latents(self, n: int, generator: torch.Generator | None = None,
+                truncation: float | None = None) -> torch.Tensor:
+        """n draws of z from the prior N(0, I), (n, latent_dim), on the model's device; truncated to
+        [-truncation, truncation] when given (layers.normal_latents: a lower "temperature")."""
+        device = next(self.parameters()).device
+        return normal_latents(n, self.config.latent_dim, generator=generator, device=device, truncation=truncation)
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n draws of z ~ N(0, I), decoded to the mean of p(x|z)."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=device)
-        return self.decode(z)
+        """n draws of z ~ N(0, I), decoded to the mean of p(x|z): decode(latents(n))."""
+        return self.decode(self.latents(n, generator))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
