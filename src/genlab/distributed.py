@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import os
 from dataclasses import dataclass
 
@@ -136,17 +137,20 @@ def _collective():
                        ) from None
 
 
-def _flat_all_reduce(tensors: list[torch.Tensor], op=dist.ReduceOp.SUM) -> None:
-    """All-reduce `tensors` (one dtype, one device) in place as one flat buffer: one message instead of one per
-    tensor."""
-    if not tensors:
-        return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat, op=op)
-    offset = 0
+def _in_one_message(tensors: list[torch.Tensor], collective) -> None:
+    """Run `collective` (an in-place all-reduce or broadcast) over `tensors` as one flat buffer per dtype: one
+    message instead of one per tensor. Every rank passes tensors of the same shapes in the same order."""
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
     for t in tensors:
-        t.copy_(flat[offset : offset + t.numel()].view_as(t))
-        offset += t.numel()
+        by_dtype.setdefault(t.dtype, []).append(t)
+    with _collective():
+        for same in by_dtype.values():
+            flat = torch.cat([t.reshape(-1) for t in same])
+            collective(flat)
+            offset = 0
+            for t in same:
+                t.copy_(flat[offset : offset + t.numel()].view_as(t))
+                offset += t.numel()
 
 
 def average_gradients(optimizers: dict[str, torch.optim.Optimizer]) -> list:
@@ -158,12 +162,7 @@ def average_gradients(optimizers: dict[str, torch.optim.Optimizer]) -> list:
 
     def average(optimizer, args, kwargs):
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-        for grad in grads:
-            by_dtype.setdefault(grad.dtype, []).append(grad)
-        with _collective():
-            for same in by_dtype.values():
-                _flat_all_reduce(same)
+        _in_one_message(grads, dist.all_reduce)
         for grad in grads:
             grad.div_(world)
 
@@ -173,17 +172,7 @@ def average_gradients(optimizers: dict[str, torch.optim.Optimizer]) -> list:
 def broadcast_buffers(model: torch.nn.Module) -> None:
     """Give every rank rank 0's buffers (BatchNorm's running statistics, ADA's augmentation strength), as DDP's
     broadcast_buffers does: the ranks' models stay identical, so rank 0's checkpoint is every rank's state."""
-    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for buffer in model.buffers():
-        by_dtype.setdefault(buffer.dtype, []).append(buffer)
-    with _collective():
-        for same in by_dtype.values():
-            flat = torch.cat([b.reshape(-1) for b in same])
-            dist.broadcast(flat, src=0)
-            offset = 0
-            for b in same:
-                b.copy_(flat[offset : offset + b.numel()].view_as(b))
-                offset += b.numel()
+    _in_one_message(list(model.buffers()), functools.partial(dist.broadcast, src=0))
 
 
 def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
