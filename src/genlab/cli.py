@@ -38,7 +38,8 @@ app.add_typer(data_app, name="data")
 console = Console()
 
 RunArg = Annotated[Path, typer.Argument(help="A run folder (its latest checkpoint) or a .safetensors checkpoint.")]
-DeviceOpt = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1...; default: cuda when present, else cpu.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto (the default: CUDA, then Apple's MPS, then the CPU), "
+                                                    "cpu, cuda, cuda:1... or mps.")]
 DataDirOpt = Annotated[Path | None, typer.Option(envvar="GENLAB_DATA_DIR",
                                                  help="Folder of downloaded data sets (default ~/.cache/genlab/data).")]
 
@@ -102,7 +103,7 @@ def _new_run_dir(family: str, data: str) -> Path:
 # The --set keys of each config, written out so that `genlab train --help` needs no torch (the configs live beside
 # their networks); tests/test_cli_start.py checks this against the dataclasses, so it cannot drift.
 SETTING_NAMES = {
-    "training": "steps batch_size lr lr_schedule seed binarize image_size channels crop precision log_every "
+    "training": "steps batch_size lr lr_schedule seed binarize image_size channels crop precision compile log_every "
                 "sample_every checkpoint_every keep_checkpoints",
     "ae": "architecture latent_dim hidden_dims conv_channels code_activation reconstruction noise_std",
     "vae": "architecture latent_dim hidden_dims conv_channels likelihood beta kl_warmup",
@@ -140,45 +141,60 @@ def train(
     device: DeviceOpt = None,
     data_dir: DataDirOpt = None,
 ):
-    """Train a model; the run folder gets config.json, metrics.jsonl, checkpoints/ and samples/."""
-    from genlab.config import parse_overrides
-    from genlab.models import family_classes
-    from genlab.run import change_run_settings, create_run, loading_once, read_run_record
-    from genlab.train import TrainConfig, resolve_device
+    """Train a model; the run folder gets config.json, metrics.jsonl, checkpoints/ and samples/. Under torchrun
+    (`torchrun --nproc_per_node 2 -m genlab train ...`) every process trains its share of each batch."""
+    from genlab import distributed
+    from genlab.run import loading_once
+    from genlab.train import resolve_device
     from genlab.train import train as train_run
 
     # Everything that can be refused is checked before a run folder is made or changed.
     cpu_budget = parse_duration(budget) if budget is not None else None
-    device = resolve_device(device)
-    with loading_once():  # create_run checks the data and train() trains on it: each split is loaded once
-        if resume is not None:
-            if family is not None:
-                raise ValueError("--resume continues a run of the family it was made with: drop FAMILY")
-            if init_from is not None:
-                raise ValueError("--init-from starts a new run; --resume continues one: give one of them")
-            run_dir = resume
-            record = read_run_record(run_dir)
-            changes = {key: value for part in parse_overrides(settings or [], [TrainConfig, type(record.model)])
-                       for key, value in part.items()}
-            if steps is not None:
-                changes["steps"] = steps
-            if changes:
-                change_run_settings(run_dir, changes)
-        else:
-            if family is None:
-                raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")
-            _, config_class = family_classes(family)
-            train_settings, model_settings = parse_overrides(settings or [], [TrainConfig, config_class])
-            if own := sorted({"data", "data_dir"} & set(train_settings)):  # else --set would quietly beat the option
-                raise ValueError(f"{own[0]} is not a --set setting: use --{own[0].replace('_', '-')}")
-            step_setting = {"steps": steps} if steps is not None else {}
-            found_in = {"data_dir": str(data_dir)} if data_dir is not None else {}  # remembered for later commands
-            train_config = TrainConfig(**{"data": data, **found_in, **step_setting, **train_settings})
-            run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir,
-                                 init_from=init_from)
-        console.print(f"run folder: {run_dir}", markup=False)
+    with distributed.process_group(resolve_device(device)) as device, loading_once():
+        # loading_once: create_run checks the data and train() trains on it, so each split is loaded once.
+        # Under torchrun rank 0 alone creates or changes the run folder; the others are told its path.
+        run_dir = distributed.shared(functools.partial(_prepare_run, family, data, steps, settings, run, resume,
+                                                       init_from, data_dir))
+        if distributed.current().is_main:
+            console.print(f"run folder: {run_dir}", markup=False)
         last = train_run(run_dir, device=device, data_dir=data_dir, progress=True, cpu_budget=cpu_budget)
-        console.print(f"done: {last}", markup=False)
+        if distributed.current().is_main:
+            console.print(f"done: {last}", markup=False)
+
+
+def _prepare_run(family, data, steps, settings, run, resume, init_from, data_dir) -> Path:
+    """The run folder `genlab train` trains: created, or resumed with the settings the command changes."""
+    from genlab.config import parse_overrides
+    from genlab.models import family_classes
+    from genlab.run import change_run_settings, create_run, read_run_record
+    from genlab.train import TrainConfig
+
+    if resume is not None:
+        if family is not None:
+            raise ValueError("--resume continues a run of the family it was made with: drop FAMILY")
+        if init_from is not None:
+            raise ValueError("--init-from starts a new run; --resume continues one: give one of them")
+        run_dir = resume
+        record = read_run_record(run_dir)
+        changes = {key: value for part in parse_overrides(settings or [], [TrainConfig, type(record.model)])
+                   for key, value in part.items()}
+        if steps is not None:
+            changes["steps"] = steps
+        if changes:
+            change_run_settings(run_dir, changes)
+    else:
+        if family is None:
+            raise ValueError("name a model family, e.g. `genlab train vae --data digits`, or pass --resume RUN")
+        _, config_class = family_classes(family)
+        train_settings, model_settings = parse_overrides(settings or [], [TrainConfig, config_class])
+        if own := sorted({"data", "data_dir"} & set(train_settings)):  # else --set would quietly beat the option
+            raise ValueError(f"{own[0]} is not a --set setting: use --{own[0].replace('_', '-')}")
+        step_setting = {"steps": steps} if steps is not None else {}
+        found_in = {"data_dir": str(data_dir)} if data_dir is not None else {}  # remembered for later commands
+        train_config = TrainConfig(**{"data": data, **found_in, **step_setting, **train_settings})
+        run_dir = create_run(run or _new_run_dir(family, data), family, train_config, model_settings, data_dir,
+                             init_from=init_from)
+    return run_dir
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}

@@ -14,6 +14,10 @@ weights), and gives the optimizers the record's learning rates, not those saved 
 
 A run folder is locked (genlab.run.run_lock) while one trainer writes into it: a second trainer, another
 process or another thread of the lab, gets RunInUse.
+
+Under torchrun (genlab.distributed) every rank runs this loop on its share of each batch; rank 0 alone holds the
+lock and writes the run folder, and the loop's decisions (stop on a bad loss or a signal, a CPU budget's plan)
+are taken from values all ranks share, so they take them at the same step.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import torch
 from rich.markup import escape
 
 from genlab import checkpoint as ckpt
+from genlab import distributed
 from genlab.config import check_fields
 from genlab.data import MAX_SEED, Batches, Dataset
 from genlab.explore import save_picture
@@ -75,6 +80,9 @@ class TrainConfig:
     # bf16-mixed: forward passes under torch.autocast in bfloat16 (weights, gradients and Adam stay float32).
     # 1.8x faster DCGAN steps on a CPU with AMX (benchmarks/gan_throughput.py); fp32 is exact and the default.
     precision: Literal["fp32", "bf16-mixed"] = "fp32"
+    # torch.compile each network (in place, so checkpoints keep their names): measured, not assumed, by
+    # benchmarks/gpu_check.py; the first steps pay for the compilation
+    compile: bool = False
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 500
@@ -175,13 +183,16 @@ def _stop_signals():
 
 
 def resolve_device(name: str | None) -> str:
-    """The device every command runs on: `name` checked against this machine, or cuda when present, else cpu."""
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
+    """The device every command runs on: `name` checked against this machine; auto (or None) picks CUDA, then
+    Apple's MPS, then the CPU."""
+    if name is None or name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if torch.backends.mps.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {name!r}: use cpu, cuda or cuda:N") from None
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cpu":
         return name
     if device.type == "cuda":
@@ -253,63 +264,97 @@ def train(run_dir: str | Path, *, device: str | None = None, data_dir: str | Pat
     if cpu_budget is not None and not (cpu_budget > 0 and math.isfinite(cpu_budget)):
         raise ValueError(f"the CPU budget must be a positive number of seconds, got {cpu_budget}")
     run_dir = Path(run_dir)
-    device = resolve_device(device)
     run_config_path(run_dir)  # a folder that is no run is refused before the lock file is made in it
-    with run_lock(run_dir):
-        _remove_stale_temp_files(run_dir)
-        return _train(run_dir, device, data_dir, progress, stop_after, cpu_budget, on_log, cpu_start)
+    with distributed.process_group(resolve_device(device)) as device:
+        main = distributed.current().is_main
+        with run_lock(run_dir) if main else contextlib.nullcontext():  # rank 0 writes for all
+            if main:
+                _remove_stale_temp_files(run_dir)
+            return _train(run_dir, device, data_dir, progress and main, stop_after, cpu_budget, on_log, cpu_start)
 
 
 def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int | None,
            cpu_budget: float | None, on_log, cpu_start: float) -> Path | None:
     loop = _start(run_dir, device, data_dir)
-    start, config = loop.start, loop.config
+    start, config, ranks = loop.start, loop.config, loop.ranks
     if start >= loop.steps:
         return loop.last_checkpoint
 
     from torch.utils.tensorboard import SummaryWriter  # slow import: only when training
 
-    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
+    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None) if ranks.is_main else None
     per_step = batches_per_step(loop.recipe, loop.model_config)
-    batches = Batches(loop.train_data.x.to(device), config.batch_size * per_step, seed=config.seed)
+    batches = Batches(_on_device(loop.train_data.x, device), config.batch_size * per_step, seed=config.seed)
     autocast = autocast_for(config, device)
     stop = config.steps if stop_after is None else start + stop_after  # where this call stops at the latest
     budget = _CPUBudget(cpu_budget, cpu_start, start, config.steps) if cpu_budget is not None else None
     bar = _ProgressBar(progress, loop.family_name, config.data, total=loop.steps, completed=start)
+    hooks = distributed.average_gradients(loop.optimizers) if ranks.parallel else []
     loop.model.train()
     loop.window_start = time.perf_counter()
     step = start
     try:
         with threads_for(loop.model), _stop_signals() as stop_requested:
             for step in range(start, min(loop.steps, stop)):
-                x = _batch(loop, batches, step)
+                x = _share(_batch(loop, batches, step), per_step, ranks)
                 _set_learning_rate(loop, step)
                 terms = loop.recipe.step(loop.model, loop.optimizers, x, autocast)
-                _guard(loop, terms, step)
+                if ranks.parallel:
+                    distributed.broadcast_buffers(loop.model)
+                stopping = _guard(loop, terms, step, stop_requested.is_set())
                 done = step + 1
                 if _due(done, config.log_every, loop.steps):
-                    _log(loop, done, batches.position(step)[0], writer, on_log, bar)
+                    if ranks.is_main:
+                        _log(loop, done, batches.position(step)[0], writer, on_log, bar)
                     _replan(loop, budget, done, bar)
-                if _due(done, config.sample_every, loop.steps) or _early_preview_due(done, config, loop.steps):
+                if ranks.is_main and (_due(done, config.sample_every, loop.steps)
+                                      or _early_preview_due(done, config, loop.steps)):
                     save_previews(loop.model, run_dir, done, loop.test_data)
-                if _due(done, config.checkpoint_every, loop.steps) or stop_requested.is_set():
+                if _due(done, config.checkpoint_every, loop.steps) or stopping:
                     _checkpoint(loop, done, batches)
                 if done >= min(loop.steps, stop):  # the budget moved the end closer
                     break
-                if stop_requested.is_set():
+                if stopping:
                     raise TrainingInterrupted(f"stopped at step {done} and saved it, {loop.last_checkpoint}; "
                                               f"resume with `genlab train --resume {run_dir}`")
     except TrainingInterrupted:
         raise
+    except distributed.RankLost as lost:  # torchrun stops the others when one rank dies: say so in one line
+        kept = (f"the last checkpoint is {loop.last_checkpoint}" if loop.last_checkpoint
+                else "no checkpoint was written yet")
+        raise TrainingInterrupted(f"rank {ranks.rank} stopped at step {step}: {lost}; {kept}; resume with "
+                                  f"`torchrun ... -m genlab train --resume {run_dir}`") from None
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handler: no time to save
         kept = (f"the last checkpoint is {loop.last_checkpoint}" if loop.last_checkpoint
                 else "no checkpoint was written yet")
         raise TrainingInterrupted(f"interrupted at step {step}; {kept}; resume with "
                                   f"`genlab train --resume {run_dir}`") from None
     finally:
-        writer.close()
+        for hook in hooks:
+            hook.remove()
+        if writer is not None:
+            writer.close()
         bar.stop()
     return loop.last_checkpoint
+
+
+def _on_device(x: torch.Tensor, device: str) -> torch.Tensor:
+    """The whole data set in one tensor on the device (as on CPU: batches are index_selects, no loader); images in
+    channels_last on CUDA, the layout its convolution kernels are fastest in (see _prepare_model)."""
+    x = x.to(device)
+    if torch.device(device).type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _share(x: torch.Tensor, per_step: int, ranks: distributed.Ranks) -> torch.Tensor:
+    """This rank's share of a step's batches: x holds `per_step` global batches one after another, and each
+    rank keeps its contiguous slice of every one of them, so the ranks' shares together are the global batch."""
+    if not ranks.parallel:
+        return x
+    batches = x.unflatten(0, (per_step, -1))  # (per_step, batch_size, ...)
+    share = batches.shape[1] // ranks.world
+    return batches[:, ranks.rank * share : (ranks.rank + 1) * share].flatten(0, 1)
 
 
 @dataclass
@@ -334,6 +379,8 @@ class _Loop:
     window_start: float = 0.0
     detector: CollapseDetector = dataclasses.field(default_factory=CollapseDetector)  # for a family's diagnostics
     last_checkpoint: Path | None = None
+    ranks: distributed.Ranks = dataclasses.field(default_factory=distributed.Ranks)  # this process among torchrun's
+    device: str = "cpu"
 
 
 def _start(run_dir: Path, device: str, data_dir) -> _Loop:
@@ -348,13 +395,17 @@ def _start(run_dir: Path, device: str, data_dir) -> _Loop:
         raise ValueError(f"the data now has shape {train_data.shape} but the run was made for "
                          f"{tuple(model_config.data_shape)}: was {config.data} changed?")
     check_batches(recipe, model_config, config, train_data)
-    torch.manual_seed(config.seed)
-    model = recipe.model(model_config).to(device)
+    ranks = distributed.current()
+    _check_share(recipe, model_config, config, ranks)
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    model = _prepare_model(recipe.model(model_config).to(device), config, device)
+    _seed_rank(config.seed, 0, ranks)
     loop = _Loop(run_dir, family_name, recipe, model_config, config, model, recipe.optimizers(model, config.lr),
-                 train_data, test_data, run, steps=config.steps)
+                 train_data, test_data, run, steps=config.steps, ranks=ranks, device=device)
     existing = ckpt.list_checkpoints(run_dir)
     if existing:
         checkpoint = _resume(run_dir, existing, device, run, model, loop.optimizers)
+        _restore_rank_rng(checkpoint, ranks, device)
         loop.start, loop.last_checkpoint = checkpoint.step, existing[-1]
         # a checkpoint between two log lines carries the half-filled window, so the next line is unchanged
         loop.sums, loop.count = checkpoint.meta["log_window"]["sums"], checkpoint.meta["log_window"]["count"]
@@ -365,8 +416,72 @@ def _start(run_dir: Path, device: str, data_dir) -> _Loop:
     elif run.init_from is not None:  # a fine-tuned run's step 0: its source's weights, fresh optimizers
         load_source_weights(model, run.init_from)
         log.info("fine-tuning from %s (step %d)", run.init_from.path, run.init_from.step)
-    _truncate_metrics(run_dir / "metrics.jsonl", loop.start)
+    if ranks.is_main:
+        _truncate_metrics(run_dir / "metrics.jsonl", loop.start)
     return loop
+
+
+def _check_share(recipe: Family, model_config, config: TrainConfig, ranks: distributed.Ranks) -> None:
+    """Under torchrun each rank takes batch_size / world examples of every batch: it must divide, and the share
+    must be a batch the family takes (PacGAN's whole packs)."""
+    if not ranks.parallel:
+        return
+    if config.batch_size % ranks.world:
+        raise ValueError(f"batch_size {config.batch_size} (the global batch) does not split over {ranks.world} "
+                         f"processes: use a multiple of {ranks.world}")
+    if recipe.check_batch_size is not None:
+        try:
+            recipe.check_batch_size(model_config, config.batch_size // ranks.world)
+        except ValueError as error:
+            raise ValueError(f"each of the {ranks.world} processes takes {config.batch_size // ranks.world} "
+                             f"examples of a batch, and {error}") from None
+
+
+def _prepare_model(model: torch.nn.Module, config: TrainConfig, device: str) -> torch.nn.Module:
+    """The GPU path's settings: TF32 matmuls and convolutions and channels_last convolution nets on CUDA; each
+    network compiled (in place, so its weights keep their names in checkpoints) when config.compile asks."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # float32 matmuls on tensor cores: 10-bit mantissa products
+        torch.backends.cudnn.allow_tf32 = True
+        if any(isinstance(module, torch.nn.Conv2d) for module in model.modules()):
+            model = model.to(memory_format=torch.channels_last)
+    if config.compile:
+        for network in model.children():
+            if any(True for _ in network.parameters()):
+                network.compile()
+    return model
+
+
+def _seed_rank(seed: int, step: int, ranks: distributed.Ranks) -> None:
+    """Give ranks 1.. their own random streams (noise, timesteps, latents), each a pure function of (seed, step,
+    rank); rank 0 keeps the stream a lone process has."""
+    if ranks.rank > 0:
+        torch.manual_seed((seed * 1_000_003 + step * 1009 + ranks.rank) % 2**64)
+
+
+def _rng_state(device: str) -> dict[str, str]:
+    state = {"torch": bytes(torch.get_rng_state().tolist()).hex()}
+    if torch.device(device).type == "cuda":
+        state["cuda"] = bytes(torch.cuda.get_rng_state(device).tolist()).hex()
+    return state
+
+
+def _restore_rank_rng(checkpoint: ckpt.Checkpoint, ranks: distributed.Ranks, device: str) -> None:
+    """Rank r > 0 takes back its own random stream from the checkpoint (rank 0's is the checkpoint's own). A
+    checkpoint saved by another number of processes has no stream for this rank: it gets a fresh one, so the
+    run goes on exactly as far as the batches go (the same global batches) but not in its random draws."""
+    if ranks.rank == 0:
+        return
+    saved = checkpoint.meta.get("rank_rng_states") or []
+    if len(saved) != ranks.world:
+        log.warning("%s was saved by %d process(es), not %d: rank %d draws fresh random numbers from here",
+                    checkpoint.path.name, max(len(saved), 1), ranks.world, ranks.rank)
+        _seed_rank(checkpoint.record.train.seed, checkpoint.step, ranks)
+        return
+    state = saved[ranks.rank]
+    torch.set_rng_state(torch.tensor(list(bytes.fromhex(state["torch"])), dtype=torch.uint8))
+    if "cuda" in state and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(torch.tensor(list(bytes.fromhex(state["cuda"])), dtype=torch.uint8), device)
 
 
 def _due(done: int, every: int, steps: int) -> bool:
@@ -407,15 +522,25 @@ def _diverged(loop: _Loop, what: str, step: int) -> TrainingDiverged:
     return TrainingDiverged(f"{what} at step {step + 1}; {kept}. {advice}")
 
 
-def _guard(loop: _Loop, terms: dict[str, torch.Tensor], step: int) -> None:
-    """Stop on a NaN, infinite or huge loss (MAX_LOSS); otherwise add the terms to the logging window."""
-    values = {name: value.item() for name, value in terms.items()}
+def _guard(loop: _Loop, terms: dict[str, torch.Tensor], step: int, stop_requested: bool) -> bool:
+    """Stop on a NaN, infinite or huge loss (MAX_LOSS); otherwise add the terms to the logging window. Returns
+    whether the run was asked to stop (a signal). Under torchrun the terms are the mean over the ranks (the
+    global batch's loss) and the stop is asked when any rank was asked, so every rank decides the same."""
+    if loop.ranks.parallel:
+        shared = torch.stack([value.detach().double() for value in terms.values()]
+                             + [torch.tensor(float(stop_requested), dtype=torch.double, device=loop.device)])
+        *means, stop_requested = distributed.mean_over_ranks(shared).tolist()
+        values = dict(zip(terms, means, strict=True))
+        stop_requested = stop_requested > 0
+    else:
+        values = {name: value.item() for name, value in terms.items()}
     if exploded := [f"{name} = {value:.4g}" for name, value in values.items()
                     if not (math.isfinite(value) and abs(value) <= MAX_LOSS)]:
         raise _diverged(loop, ", ".join(exploded), step)
     for name, value in values.items():
         loop.sums[name] = loop.sums.get(name, 0.0) + value
     loop.count += 1
+    return stop_requested
 
 
 def _log(loop: _Loop, done: int, epoch: int, writer, on_log, bar: _ProgressBar) -> None:
@@ -441,25 +566,34 @@ def _replan(loop: _Loop, budget: _CPUBudget | None, done: int, bar: _ProgressBar
     """A CPU budget re-plans the end at each log step. A plan may grow as well as shrink (the first steps cost
     the most), so the end follows it."""
     if budget is not None and done < loop.steps:
-        loop.steps = budget.affordable_steps(done)
+        affordable = budget.affordable_steps(done)
+        # each rank measures its own CPU time: the plan of the one that can afford least holds for all
+        loop.steps = distributed.min_over_ranks(affordable, loop.device) if loop.ranks.parallel else affordable
         bar.set_total(loop.steps)
 
 
 def _checkpoint(loop: _Loop, done: int, batches: Batches) -> None:
     """Save the model, optimizers, RNG states and loop state at step `done`, then prune old checkpoints; a
-    non-finite weight or optimizer state stops the run instead (TrainingDiverged)."""
+    non-finite weight or optimizer state stops the run instead (TrainingDiverged). Under torchrun rank 0 writes
+    it, with every rank's random state, and every rank learns whether it was written."""
     epoch, batch_index = batches.position(done)
     meta = {"run": loop.record.to_json(), "step": done,
             "planned_steps": loop.steps,
             "data_position": {"epoch": epoch, "batch": batch_index},
             "log_window": {"sums": loop.sums, "count": loop.count}, "collapse_streaks": loop.detector.streaks}
+    if loop.ranks.parallel:
+        meta["rank_rng_states"] = distributed.gather_objects(_rng_state(loop.device))
     path = ckpt.checkpoint_path(loop.run_dir, done)
-    try:
-        ckpt.save_checkpoint(path, meta=meta, model=loop.model, optimizers=loop.optimizers)
-    except ckpt.NonFiniteTensors as error:  # finite losses, but the last update overflowed
-        raise _diverged(loop, f"the weights diverged ({error})", done - 1) from None
+
+    def save() -> None:
+        try:
+            ckpt.save_checkpoint(path, meta=meta, model=loop.model, optimizers=loop.optimizers)
+        except ckpt.NonFiniteTensors as error:  # finite losses, but the last update overflowed
+            raise _diverged(loop, f"the weights diverged ({error})", done - 1) from None
+        ckpt.prune_checkpoints(loop.run_dir, loop.config.keep_checkpoints)
+
+    distributed.shared(save)
     loop.last_checkpoint = path
-    ckpt.prune_checkpoints(loop.run_dir, loop.config.keep_checkpoints)
 
 
 def _resume(run_dir: Path, existing: list[Path], device: str, record: RunRecord, model,
