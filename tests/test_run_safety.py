@@ -539,7 +539,7 @@ def test_the_collapse_check_survives_huge_logits_and_its_own_failure(tmp_path, m
 # ----------------------------------------------------------------------------- devices
 
 
-@pytest.mark.parametrize("name, words", [("banana", "unknown device 'banana': use cpu, cuda or cuda:N"),
+@pytest.mark.parametrize("name, words", [("banana", "unknown device 'banana': use auto, cpu, cuda, cuda:N or mps"),
                                          ("cuda:99", "cuda:99 is not available on this machine")])
 def test_bad_devices_are_refused_before_anything_is_written(tmp_path, trained, name, words):
     with pytest.raises(ValueError, match=words.split(":")[0]):
