@@ -21,31 +21,10 @@ import torch
 
 from genlab import checkpoint as ckpt
 from genlab.evaluate import evaluate_run
-from genlab.models import family
-from genlab.models.superres import load_generator
-from genlab.run import create_run, open_run, read_run_record
+from genlab.run import create_run, open_run
 from genlab.train import TrainConfig, train
 
 MAX_STEPS = 1_000_000  # the CPU budget ends a run long before
-
-
-def start_from_psnr(gan_run: Path, psnr_run: Path) -> None:
-    """The GAN run's step 0: its G and EMA copy from the PSNR run (load_generator), D and both optimizers fresh,
-    saved as a checkpoint the loop resumes from. (Until `genlab train --init-from` lands in this branch.)
-    A resumable checkpoint holds optimizer state, which Adam has only after a step: one step on zero gradients
-    makes it (zero moments) and moves no weight."""
-    record = read_run_record(gan_run)
-    model = load_generator(record.build_model(), psnr_run)
-    optimizers = family("superres").optimizers(model, record.train.lr)
-    for optimizer in optimizers.values():
-        for group in optimizer.param_groups:
-            for parameter in group["params"]:
-                parameter.grad = torch.zeros_like(parameter)
-        optimizer.step()
-    meta = {"run": record.to_json(), "step": 0, "planned_steps": record.train.steps,
-            "data_position": {"epoch": 0, "batch": 0}, "log_window": {"sums": {}, "count": 0},
-            "collapse_streaks": {}}
-    ckpt.save_checkpoint(ckpt.checkpoint_path(gan_run, 0), meta=meta, model=model, optimizers=optimizers)
 
 
 def trained(run: Path, budget: float) -> dict:
@@ -101,9 +80,9 @@ def main() -> None:
                   "lr_schedule": "cosine", "log_every": 10, "sample_every": MAX_STEPS, "checkpoint_every": MAX_STEPS}
         psnr_run = create_run(out / f"psnr-seed{seed}", "superres", TrainConfig(lr=args.lr, **common), settings)
         psnr = trained(psnr_run, args.psnr_budget)
+        # ESRGAN's second stage: G (and its EMA copy) from the PSNR run's, D fresh (superres.start_from)
         gan_run = create_run(out / f"gan-seed{seed}", "superres", TrainConfig(lr=args.lr / 5, **common),
-                             {**settings, "stage": "gan", "d_channels": args.d_channels})
-        start_from_psnr(gan_run, psnr_run)
+                             {"stage": "gan", "d_channels": args.d_channels}, init_from=psnr_run)
         gan = trained(gan_run, args.gan_budget)
         rows.append((seed, psnr, gan))
         print(f"seed {seed}: bicubic {psnr['bicubic_psnr_y']:.2f} dB / {psnr['bicubic_ssim_y']:.4f}, "

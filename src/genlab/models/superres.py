@@ -300,19 +300,34 @@ def _used_generator(model: SuperRes) -> nn.Module:
 
 
 @torch.no_grad()
-def load_generator(model: SuperRes, checkpoint: str | Path) -> SuperRes:
-    """Start `model` (say stage gan) from a super-resolution run's generator (a run folder: its latest
-    checkpoint; or a checkpoint file): the weights its upscale() used (the EMA copy when it had one) go into
-    `model`'s G and EMA copy. D and the optimizers start afresh, as in ESRGAN's second stage. Returns `model`."""
-    loaded = ckpt.load_checkpoint(ckpt.resolve_checkpoint(checkpoint))
-    if loaded.record.family != "superres":
-        raise ValueError(f"{loaded.path} is a {loaded.record.family} run, not a super-resolution one")
-    _check_same_generator(loaded.record.model, model.config, "the checkpoint and the model")
-    prefix = "model.ema." if loaded.record.model.ema_decay > 0 else "model.generator."
-    weights = loaded.prefixed(prefix)
+def start_from(model: SuperRes, source: ckpt.Checkpoint) -> None:
+    """A super-resolution run's starting weights from another's checkpoint (`genlab train superres --init-from
+    RUN`, through the Family hook): the generator the source's upscale() used (its EMA copy when it had one)
+    goes into `model`'s G and EMA copy; D comes from the source's when both have one (a GAN run fine-tuned),
+    else starts afresh (ESRGAN's second stage: a stage=gan run from a stage=psnr one). The optimizers and the
+    EMA's warm-up count start afresh either way."""
+    if source.record.family != "superres":
+        raise ValueError(f"{source.path} is a {source.record.family} run, not a super-resolution one")
+    _check_same_generator(source.record.model, model.config, "the source run and this run")
+    prefix = "model.ema." if source.record.model.ema_decay > 0 else "model.generator."
+    weights = source.prefixed(prefix)
     for net in (model.generator, model.ema):
         if net is not None:
             net.load_state_dict(weights, strict=True)
+    if model.discriminator is not None and source.record.model.stage == "gan":
+        try:
+            model.discriminator.load_state_dict(source.prefixed("model.discriminator."), strict=True)
+        except RuntimeError:  # torch's message lists every tensor: the settings say it in one line
+            differ = [f"{key} {getattr(source.record.model, key)} vs {getattr(model.config, key)}"
+                      for key in ("d_channels", "d_layers") if getattr(source.record.model, key) != getattr(
+                          model.config, key)]
+            raise ValueError(f"the source's discriminator does not fit this run's ({', '.join(differ) or 'shapes'}"
+                             "): keep the source's d_channels and d_layers") from None
+
+
+def load_generator(model: SuperRes, checkpoint: str | Path) -> SuperRes:
+    """`start_from` from a run folder (its latest checkpoint) or a checkpoint file; returns `model`."""
+    start_from(model, ckpt.load_checkpoint(ckpt.resolve_checkpoint(checkpoint)))
     return model
 
 
