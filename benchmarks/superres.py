@@ -20,9 +20,11 @@ from pathlib import Path
 import torch
 
 from genlab import checkpoint as ckpt
+from genlab.data.photos import TEST_PHOTOS, read_photo
 from genlab.evaluate import evaluate_run
 from genlab.run import create_run, open_run
 from genlab.train import TrainConfig, train
+from genlab.upscale import TILE, png_bytes, upscale_file
 
 MAX_STEPS = 1_000_000  # the CPU budget ends a run long before
 
@@ -53,6 +55,25 @@ def ms_per_tile(model, size: int, threads: int, device: str = "cpu", dtype=None,
                 if device == "cuda":
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times[1:])
+    finally:
+        torch.set_num_threads(before)
+
+
+def ms_per_upscale(model, size: int, threads: int, folder: Path, repeats: int = 3) -> float:
+    """Median wall ms of what `genlab upscale` does to a size x size PNG (a held-out photo's corner): decode,
+    tiles of genlab.upscale.TILE with their overlap, encode and write the PNG."""
+    photo = read_photo(*TEST_PHOTOS[1])[:, :size, :size]
+    source, out = folder / "speed-in.png", folder / "speed-out.png"
+    source.write_bytes(png_bytes((photo * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        times = []
+        for _ in range(repeats + 1):  # the first is a warm-up
+            start = time.perf_counter()
+            upscale_file(model, source, out)
+            times.append(time.perf_counter() - start)
         return 1000 * statistics.median(times[1:])
     finally:
         torch.set_num_threads(before)
@@ -109,6 +130,12 @@ def main() -> None:
     speed = (f"ms_per_tile_1_thread={one:.0f} ms_per_tile_{torch.get_num_threads()}_threads={every:.0f}")
     print(f"\nupscale of a {args.tile}x{args.tile} input to {args.tile * args.scale}x{args.tile * args.scale}: "
           f"{one:.0f} ms on 1 CPU thread, {every:.0f} ms on {torch.get_num_threads()}")
+    side = args.tile * args.scale
+    one_file = ms_per_upscale(model, args.tile, 1, out)
+    every_file = ms_per_upscale(model, args.tile, torch.get_num_threads(), out)
+    speed += f" upscale_ms_1_thread={one_file:.0f} upscale_ms_{torch.get_num_threads()}_threads={every_file:.0f}"
+    print(f"`genlab upscale` of a {args.tile}x{args.tile} PNG to {side}x{side} (decode, {TILE}px tiles with overlap, "
+          f"encode): {one_file:.0f} ms on 1 CPU thread, {every_file:.0f} ms on {torch.get_num_threads()}")
     if torch.cuda.is_available():
         gpu = ms_per_tile(model, args.tile, 1, "cuda", torch.bfloat16, repeats=20)
         speed += f" ms_per_tile_gpu_bf16={gpu:.2f}"
