@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--psnr-budget", type=float, default=600, help="CPU-seconds for the PSNR stage")
     parser.add_argument("--gan-budget", type=float, default=300, help="CPU-seconds for the GAN stage")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--g-channels", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--d-channels", type=int, default=16, help="D's width: 64 (the default) costs 10x G's step")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="genlab-superres-"))
-    settings = {"scale": args.scale, "channels": args.channels, "blocks": args.blocks}
+    settings = {"scale": args.scale, "g_channels": args.g_channels, "blocks": args.blocks}
     rows = []
     for seed in args.seeds:
         common = {"data": "photos", "steps": MAX_STEPS, "batch_size": args.batch_size, "seed": seed,
@@ -116,7 +116,7 @@ def main() -> None:
         return statistics.mean(row[stage][key] for row in rows)
 
     print(f"\nx{args.scale}, held-out photos (20 crops of 192x192), Y channel, {args.scale}-px border, "
-          f"{len(rows)} seed(s); G {args.channels} channels x {args.blocks} blocks; budgets "
+          f"{len(rows)} seed(s); G {args.g_channels} channels x {args.blocks} blocks; budgets "
           f"{args.psnr_budget:g} + {args.gan_budget:g} CPU-s")
     print("| model | PSNR (dB) | SSIM | sharpness (HR {:.4f}) |".format(mean(1, "hr_sharpness")))
     print("|---|---|---|---|")

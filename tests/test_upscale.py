@@ -18,7 +18,7 @@ from genlab.run import create_run, load_source_weights, open_run, read_run_recor
 from genlab.train import TrainConfig, train
 from genlab.upscale import colour_upscaler, tiled, upscale_picture
 
-SMALL = {"channels": 8, "blocks": 1, "scale": 2}
+SMALL = {"g_channels": 8, "blocks": 1, "scale": 2}
 GAN_STAGE = {"stage": "gan", "d_layers": 2, "d_channels": 4}
 
 
@@ -58,7 +58,7 @@ def test_the_gan_stage_starts_from_the_psnr_generator_through_init_from(runs, tm
                      *[part for key, value in {**GAN_STAGE, "lr": 1e-12, "batch_size": 8}.items()
                        for part in ("--set", f"{key}={value}")]))
     record = read_run_record(gan)
-    assert record.model.stage == "gan" and record.model.channels == 8 and record.model.scale == 2  # the source's
+    assert record.model.stage == "gan" and record.model.g_channels == 8 and record.model.scale == 2  # the source's
     assert json.loads((gan / "config.json").read_text())["init_from"]["path"].endswith("step-00000004.safetensors")
     # at step 0 exactly: G and its EMA copy are the PSNR run's EMA generator (the one its upscale() used)
     start = record.build_model()
@@ -84,7 +84,7 @@ def test_a_gan_run_fine_tuned_keeps_its_discriminator_and_refuses_another(runs, 
     with pytest.raises(ValueError, match=r"\(d_channels 4 vs 8\): keep the source's d_channels"):
         create_run(tmp_path / "wider", "superres", quick(), {"d_channels": 8}, init_from=gan)
     with pytest.raises(ValueError, match="channels 8 vs 16"):
-        create_run(tmp_path / "other", "superres", quick(), {"channels": 16}, init_from=gan)
+        create_run(tmp_path / "other", "superres", quick(), {"g_channels": 16}, init_from=gan)
 
 
 # --- tiles -------------------------------------------------------------------------------------------------

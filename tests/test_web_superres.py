@@ -19,7 +19,7 @@ from genlab.train import TrainConfig, train
 from genlab.upscale import to_uint8
 from genlab.web.app import create_app
 
-SMALL = {"channels": 8, "blocks": 1, "scale": 2}
+SMALL = {"g_channels": 8, "blocks": 1, "scale": 2}
 
 
 @pytest.fixture(scope="module")
