@@ -13,6 +13,7 @@ from PIL import Image
 
 from cli_helpers import invoke, succeeded, user_error
 from genlab import upscale as upscaling
+from genlab.models import VAE, VAEConfig
 from genlab.models.superres import SuperRes, SuperResConfig, bicubic_upscale
 from genlab.run import create_run, load_source_weights, open_run, read_run_record, save_model
 from genlab.train import TrainConfig, train
@@ -181,6 +182,9 @@ def test_bad_pictures_and_outputs_are_refused_in_one_line(runs, tmp_path, monkey
     assert "between 16 and 1024" in user_error(invoke("upscale", psnr, good, "--tile", 4))
     monkeypatch.setattr(upscaling, "MAX_IMAGE_PIXELS", 400)
     assert "megapixels genlab writes" in user_error(invoke("upscale", psnr, good))
+    vae = tmp_path / "vae.safetensors"
+    save_model(VAE(VAEConfig()), vae)
+    assert "a vae model does not upscale" in user_error(invoke("upscale", vae, good))
     rgb = tmp_path / "rgb.safetensors"
     save_model(detailed(), rgb)  # a checkpoint file works as well as a run folder
     monkeypatch.undo()
