@@ -20,32 +20,13 @@ from pathlib import Path
 import torch
 
 from genlab import checkpoint as ckpt
+from genlab.data.photos import TEST_PHOTOS, read_photo
 from genlab.evaluate import evaluate_run
-from genlab.models import family
-from genlab.models.superres import load_generator
-from genlab.run import create_run, open_run, read_run_record
+from genlab.run import create_run, open_run
 from genlab.train import TrainConfig, train
+from genlab.upscale import TILE, png_bytes, upscale_file
 
 MAX_STEPS = 1_000_000  # the CPU budget ends a run long before
-
-
-def start_from_psnr(gan_run: Path, psnr_run: Path) -> None:
-    """The GAN run's step 0: its G and EMA copy from the PSNR run (load_generator), D and both optimizers fresh,
-    saved as a checkpoint the loop resumes from. (Until `genlab train --init-from` lands in this branch.)
-    A resumable checkpoint holds optimizer state, which Adam has only after a step: one step on zero gradients
-    makes it (zero moments) and moves no weight."""
-    record = read_run_record(gan_run)
-    model = load_generator(record.build_model(), psnr_run)
-    optimizers = family("superres").optimizers(model, record.train.lr)
-    for optimizer in optimizers.values():
-        for group in optimizer.param_groups:
-            for parameter in group["params"]:
-                parameter.grad = torch.zeros_like(parameter)
-        optimizer.step()
-    meta = {"run": record.to_json(), "step": 0, "planned_steps": record.train.steps,
-            "data_position": {"epoch": 0, "batch": 0}, "log_window": {"sums": {}, "count": 0},
-            "collapse_streaks": {}}
-    ckpt.save_checkpoint(ckpt.checkpoint_path(gan_run, 0), meta=meta, model=model, optimizers=optimizers)
 
 
 def trained(run: Path, budget: float) -> dict:
@@ -79,13 +60,32 @@ def ms_per_tile(model, size: int, threads: int, device: str = "cpu", dtype=None,
         torch.set_num_threads(before)
 
 
+def ms_per_upscale(model, size: int, threads: int, folder: Path, repeats: int = 3) -> float:
+    """Median wall ms of what `genlab upscale` does to a size x size PNG (a held-out photo's corner): decode,
+    tiles of genlab.upscale.TILE with their overlap, encode and write the PNG."""
+    photo = read_photo(*TEST_PHOTOS[1])[:, :size, :size]
+    source, out = folder / "speed-in.png", folder / "speed-out.png"
+    source.write_bytes(png_bytes((photo * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        times = []
+        for _ in range(repeats + 1):  # the first is a warm-up
+            start = time.perf_counter()
+            upscale_file(model, source, out)
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times[1:])
+    finally:
+        torch.set_num_threads(before)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--psnr-budget", type=float, default=600, help="CPU-seconds for the PSNR stage")
     parser.add_argument("--gan-budget", type=float, default=300, help="CPU-seconds for the GAN stage")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--g-channels", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--d-channels", type=int, default=16, help="D's width: 64 (the default) costs 10x G's step")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -94,16 +94,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="genlab-superres-"))
-    settings = {"scale": args.scale, "channels": args.channels, "blocks": args.blocks}
+    settings = {"scale": args.scale, "g_channels": args.g_channels, "blocks": args.blocks}
     rows = []
     for seed in args.seeds:
         common = {"data": "photos", "steps": MAX_STEPS, "batch_size": args.batch_size, "seed": seed,
                   "lr_schedule": "cosine", "log_every": 10, "sample_every": MAX_STEPS, "checkpoint_every": MAX_STEPS}
         psnr_run = create_run(out / f"psnr-seed{seed}", "superres", TrainConfig(lr=args.lr, **common), settings)
         psnr = trained(psnr_run, args.psnr_budget)
+        # ESRGAN's second stage: G (and its EMA copy) from the PSNR run's, D fresh (superres.start_from)
         gan_run = create_run(out / f"gan-seed{seed}", "superres", TrainConfig(lr=args.lr / 5, **common),
-                             {**settings, "stage": "gan", "d_channels": args.d_channels})
-        start_from_psnr(gan_run, psnr_run)
+                             {"stage": "gan", "d_channels": args.d_channels}, init_from=psnr_run)
         gan = trained(gan_run, args.gan_budget)
         rows.append((seed, psnr, gan))
         print(f"seed {seed}: bicubic {psnr['bicubic_psnr_y']:.2f} dB / {psnr['bicubic_ssim_y']:.4f}, "
@@ -116,7 +116,7 @@ def main() -> None:
         return statistics.mean(row[stage][key] for row in rows)
 
     print(f"\nx{args.scale}, held-out photos (20 crops of 192x192), Y channel, {args.scale}-px border, "
-          f"{len(rows)} seed(s); G {args.channels} channels x {args.blocks} blocks; budgets "
+          f"{len(rows)} seed(s); G {args.g_channels} channels x {args.blocks} blocks; budgets "
           f"{args.psnr_budget:g} + {args.gan_budget:g} CPU-s")
     print("| model | PSNR (dB) | SSIM | sharpness (HR {:.4f}) |".format(mean(1, "hr_sharpness")))
     print("|---|---|---|---|")
@@ -130,6 +130,12 @@ def main() -> None:
     speed = (f"ms_per_tile_1_thread={one:.0f} ms_per_tile_{torch.get_num_threads()}_threads={every:.0f}")
     print(f"\nupscale of a {args.tile}x{args.tile} input to {args.tile * args.scale}x{args.tile * args.scale}: "
           f"{one:.0f} ms on 1 CPU thread, {every:.0f} ms on {torch.get_num_threads()}")
+    side = args.tile * args.scale
+    one_file = ms_per_upscale(model, args.tile, 1, out)
+    every_file = ms_per_upscale(model, args.tile, torch.get_num_threads(), out)
+    speed += f" upscale_ms_1_thread={one_file:.0f} upscale_ms_{torch.get_num_threads()}_threads={every_file:.0f}"
+    print(f"`genlab upscale` of a {args.tile}x{args.tile} PNG to {side}x{side} (decode, {TILE}px tiles with overlap, "
+          f"encode): {one_file:.0f} ms on 1 CPU thread, {every_file:.0f} ms on {torch.get_num_threads()}")
     if torch.cuda.is_available():
         gpu = ms_per_tile(model, args.tile, 1, "cuda", torch.bfloat16, repeats=20)
         speed += f" ms_per_tile_gpu_bf16={gpu:.2f}"

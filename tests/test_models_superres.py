@@ -27,7 +27,7 @@ from genlab.run import create_run, loading_once, open_run
 from genlab.train import TrainConfig, train
 from test_train import assert_same_checkpoint, metrics, without_speed
 
-SMALL = {"channels": 8, "blocks": 1}
+SMALL = {"g_channels": 8, "blocks": 1}
 
 
 def small(**settings) -> SuperRes:
@@ -128,7 +128,7 @@ def test_load_generator_starts_a_gan_model_from_a_psnr_checkpoint(tmp_path):
         for a, b in zip(net.parameters(), psnr.ema.parameters(), strict=True):
             assert torch.equal(a, b)
     with pytest.raises(ValueError, match="channels 8 vs 16"):
-        load_generator(small(channels=16), path)
+        load_generator(small(g_channels=16), path)
 
 
 def test_interpolate_weights_blends_the_two_generators():

@@ -113,7 +113,7 @@ SETTING_NAMES = {
     "ddpm": "num_timesteps schedule architecture hidden_dims unet_channels ema_decay sampler sampling_steps",
     "vqvae": "architecture num_codes latent_dim hidden_dims conv_channels mlp_codes commitment reconstruction",
     "progan": "latent_dim max_channels fade_steps stable_steps gp_weight drift_weight ema_decay betas",
-    "superres": "scale channels blocks stage degradation feature_weight adversarial_weight d_channels d_layers "
+    "superres": "scale g_channels blocks stage degradation feature_weight adversarial_weight d_channels d_layers "
                 "spectral_norm ema_decay betas",
 }
 FAMILY_NAMES = [name for name in SETTING_NAMES if name != "training"]
@@ -370,6 +370,48 @@ def interpolate(run: RunArg,
     out = out or _output_folder(run) / f"interpolate-step{opened.step}-{start}-{end}-{method}-{frames}frames.png"
     save_interpolation(x, rows, out, f"{_source(run, opened.step)}: test images {start} -> {end}")
     console.print(f"wrote {out} (rows: {', '.join(methods)})", markup=False)
+
+
+@app.command()
+@user_errors
+def upscale(run: Annotated[Path, typer.Argument(help="A super-resolution run (its latest checkpoint) or checkpoint: "
+                                                     "the GAN model, with --alpha.")],
+            image: Annotated[Path, typer.Argument(help="The PNG or JPEG to upscale: any size, grey, RGB or with "
+                                                       "transparency.")],
+            out: Annotated[Path | None, typer.Option(help="PNG to write (default: in the run folder).")] = None,
+            alpha: Annotated[float | None, typer.Option(help="ESRGAN's network interpolation, 0 (the PSNR model: "
+                                                             "smooth) to 1 (RUN: sharp detail); the PSNR model is "
+                                                             "--psnr-run, else the run RUN was started from.")]
+            = None,
+            psnr_run: Annotated[Path | None, typer.Option(help="With --alpha: the PSNR model (run or checkpoint), "
+                                                               "when RUN was not started from it.")] = None,
+            tile: Annotated[int, typer.Option(help="Low-resolution pixels a side per pass: memory is one tile's.")]
+            = 128,
+            device: DeviceOpt = None):
+    """Upscale a picture with a super-resolution model, tile by tile; --alpha blends the PSNR and GAN models."""
+    from genlab.models.superres import interpolate_weights
+    from genlab.upscale import psnr_source, upscale_file
+
+    if not 16 <= tile <= 1024:
+        raise ValueError(f"--tile must be between 16 and 1024 pixels, got {tile}")
+    if psnr_run is not None and alpha is None:
+        raise ValueError("--psnr-run is the PSNR end of --alpha: give --alpha too, e.g. --alpha 0.8")
+    opened = _open(run, device)
+    model = opened.model
+    if not getattr(model, "can_upscale", False):
+        raise ValueError(f"a {opened.record.family} model does not upscale: give a superres run")
+    if alpha is not None:
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"--alpha must be between 0 (PSNR model) and 1 (GAN model), got {alpha}")
+        psnr = _open(psnr_source(opened.record, psnr_run), device)
+        if psnr.record.family != "superres":
+            raise ValueError(f"--psnr-run is a {psnr.record.family} run: give a superres run")
+        model = interpolate_weights(psnr.model, model, alpha)
+    blend = f"-alpha{alpha:g}" if alpha is not None else ""
+    out = out or _output_folder(run) / f"upscale-{image.stem}-step{opened.step}{blend}.png"
+    width, height = upscale_file(model, image, out, tile=tile)
+    console.print(f"wrote {out} ({width}x{height}, x{opened.record.model.scale}"
+                  f"{f', alpha {alpha:g}' if alpha is not None else ''})", markup=False)
 
 
 @app.command()

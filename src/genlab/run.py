@@ -286,7 +286,8 @@ def fine_tuning_settings(source: RunRecord, family: str, changes: dict[str, Any]
 def load_source_weights(model: torch.nn.Module, source: Source) -> None:
     """Load a fine-tuned run's starting weights (its source checkpoint's, through genlab.checkpoint: safetensors,
     no pickle) into `model`; ValueError when the file changed since the run was made or its weights do not fit
-    the network (a setting that adds or drops weights, such as an EMA copy or D's BatchNorm)."""
+    the network (a setting that adds or drops weights, such as an EMA copy or D's BatchNorm). A family with a
+    `start_from` hook chooses the weights itself (superres: a GAN stage takes a PSNR run's generator, D fresh)."""
     path = Path(source.path)
     if not path.is_file():
         raise FileNotFoundError(f"the source checkpoint {path} of this fine-tuned run is gone: put it back, or "
@@ -295,6 +296,9 @@ def load_source_weights(model: torch.nn.Module, source: Source) -> None:
         raise ValueError(f"the source checkpoint {path} changed since this fine-tuned run was made (its SHA-256 "
                          "differs): put the original back, or start a new run from the new one")
     checkpoint = ckpt.load_checkpoint(path)
+    if (start_from := family_record(checkpoint.record.family).start_from) is not None:
+        start_from(model, checkpoint)  # the family says which of the source's weights this network takes
+        return
     # Buffers are state, not learned weights (ADA's augmentation strength and its tallies, say): one this network
     # has and the source's lacks keeps its initial value, one only the source's has is dropped, so a fine-tuned
     # run may switch such a setting on or off. Every learned weight must be there, with its shape.

@@ -618,3 +618,22 @@ def _write_cache(file: Path, key: str, pixels: np.ndarray) -> None:
         return
     log.info("cached the decoded images of %s in %s (%.1f MB)", shown(file.parent.parent), shown(file),
              pixels.nbytes / 1e6)
+
+
+# ----------------------------------------------------------------------------- one picture, as it is
+
+
+def read_picture(file: Path) -> np.ndarray:
+    """One PNG/JPEG for a command that changes a user's picture (`genlab upscale`): (H, W, C) uint8, C = 1 (grey),
+    2 (grey + transparency), 3 (RGB) or 4 (RGBA); its first frame if animated, upright by its EXIF orientation.
+    Refused in one line as a folder's images are: not PNG/JPEG, over MAX_IMAGE_PIXELS, empty or damaged."""
+    file = Path(file)
+    with _open(file) as image, _readable(file):
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):  # 16-bit grey: scaled, not clipped (see _pixels)
+            image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8))
+        colour = "L" if Image.getmodebase(image.mode) == "L" else "RGB"
+        image = image.convert(colour + ("A" if image.has_transparency_data else ""))
+    array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array

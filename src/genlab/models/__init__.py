@@ -23,6 +23,10 @@ class Family:
     batches_per_step: Callable[..., int] | None = None  # (config) -> real batches one step takes, stacked in x
     check_batch_size: Callable[..., None] | None = None  # (config, batch_size): ValueError when it cannot take it
     diagnostics: Callable | None = None  # (model, train_data, record) -> checks for a CollapseDetector, at log steps
+    # (model, source checkpoint): a fine-tuned run's (--init-from) starting weights, for a family whose runs may
+    # start from a source of another network (a super-resolution GAN stage from a PSNR run: + D); None: the
+    # source's learned weights, every one, identical (run.load_source_weights)
+    start_from: Callable[..., None] | None = None
     # the lab's bounds for this family's own numeric settings (the lab is a shared server: a run there stays
     # small); a numeric setting bounded neither here nor in web/runs.py's BOUNDS cannot be set from the lab
     lab_bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -40,7 +44,7 @@ FAMILIES = {
     "progan": Family(progan.ProGAN, progan.ProGANConfig, progan.configure_optimizers, progan.training_step,
                      diagnostics=progan.collapse_evidence, lab_bounds=progan.LAB_BOUNDS),
     "superres": Family(superres.SuperRes, superres.SuperResConfig, superres.configure_optimizers,
-                       superres.training_step, lab_bounds=superres.LAB_BOUNDS),
+                       superres.training_step, start_from=superres.start_from, lab_bounds=superres.LAB_BOUNDS),
 }
 
 

@@ -43,7 +43,7 @@ from genlab.config import check_fields
 from genlab.models.layers import MAX_CHANNELS, MAX_DATA_SIZE, adam, ema_update
 
 SCALES = (2, 4)
-LAB_BOUNDS = {"channels": (4, 64), "blocks": (1, 16), "d_channels": (4, 64), "d_layers": (1, 4)}
+LAB_BOUNDS = {"g_channels": (4, 64), "blocks": (1, 16), "d_channels": (4, 64), "d_layers": (1, 4)}
 
 
 def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -94,7 +94,9 @@ def jpeg(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
 class SuperResConfig:
     data_shape: tuple[int, ...] = (3, 96, 96)  # one high-resolution training crop, set from the data
     scale: int = 4  # 2 or 4: one x2 pixel-shuffle stage per factor of 2
-    channels: int = 64  # SRResNet's width; 32 trains ~4x faster on a CPU
+    # G's width, SRResNet's 64; 32 trains ~4x faster on a CPU. (Not `channels`: that is the image channels of an
+    # image folder, a training setting, and --set gives a name to one config only.)
+    g_channels: int = 64
     blocks: int = 16  # SRResNet's depth
     stage: Literal["psnr", "gan"] = "psnr"  # psnr: L1 only; gan: + D (start it from a psnr run's weights)
     degradation: Literal["bicubic", "realistic"] = "bicubic"  # realistic: + random blur, noise, JPEG
@@ -109,7 +111,7 @@ class SuperResConfig:
     betas: tuple[float, float] = (0.9, 0.99)  # Adam's, ESRGAN's
 
     def __post_init__(self):
-        check_fields(self, {"data_shape": (1, MAX_DATA_SIZE), "scale": (2, 4), "channels": (1, MAX_CHANNELS),
+        check_fields(self, {"data_shape": (1, MAX_DATA_SIZE), "scale": (2, 4), "g_channels": (1, MAX_CHANNELS),
                             "blocks": (1, 256), "feature_weight": (0, 1e4), "adversarial_weight": (0, 1e4),
                             "d_channels": (1, MAX_CHANNELS), "d_layers": (1, 8), "ema_decay": (0, 1),
                             "betas": (0, 1)})
@@ -154,7 +156,7 @@ class Generator(nn.Module):
 
     def __init__(self, config: SuperResConfig):
         super().__init__()
-        channels, width = config.data_shape[0], config.channels
+        channels, width = config.data_shape[0], config.g_channels
         self.scale = config.scale
         self.head = conv3x3(channels, width)
         self.body = nn.Sequential(*[ResidualBlock(width) for _ in range(config.blocks)], conv3x3(width, width))
@@ -284,7 +286,7 @@ class SuperRes(nn.Module):
 
 # --- the two stages: PSNR weights into the GAN model, and network interpolation ---------------------------
 
-ARCHITECTURE = ("scale", "channels", "blocks")  # what G's weights depend on (with the image channels)
+ARCHITECTURE = ("scale", "g_channels", "blocks")  # what G's weights depend on (with the image channels)
 
 
 def _check_same_generator(a: SuperResConfig, b: SuperResConfig, what: str) -> None:
@@ -300,19 +302,34 @@ def _used_generator(model: SuperRes) -> nn.Module:
 
 
 @torch.no_grad()
-def load_generator(model: SuperRes, checkpoint: str | Path) -> SuperRes:
-    """Start `model` (say stage gan) from a super-resolution run's generator (a run folder: its latest
-    checkpoint; or a checkpoint file): the weights its upscale() used (the EMA copy when it had one) go into
-    `model`'s G and EMA copy. D and the optimizers start afresh, as in ESRGAN's second stage. Returns `model`."""
-    loaded = ckpt.load_checkpoint(ckpt.resolve_checkpoint(checkpoint))
-    if loaded.record.family != "superres":
-        raise ValueError(f"{loaded.path} is a {loaded.record.family} run, not a super-resolution one")
-    _check_same_generator(loaded.record.model, model.config, "the checkpoint and the model")
-    prefix = "model.ema." if loaded.record.model.ema_decay > 0 else "model.generator."
-    weights = loaded.prefixed(prefix)
+def start_from(model: SuperRes, source: ckpt.Checkpoint) -> None:
+    """A super-resolution run's starting weights from another's checkpoint (`genlab train superres --init-from
+    RUN`, through the Family hook): the generator the source's upscale() used (its EMA copy when it had one)
+    goes into `model`'s G and EMA copy; D comes from the source's when both have one (a GAN run fine-tuned),
+    else starts afresh (ESRGAN's second stage: a stage=gan run from a stage=psnr one). The optimizers and the
+    EMA's warm-up count start afresh either way."""
+    if source.record.family != "superres":
+        raise ValueError(f"{source.path} is a {source.record.family} run, not a super-resolution one")
+    _check_same_generator(source.record.model, model.config, "the source run and this run")
+    prefix = "model.ema." if source.record.model.ema_decay > 0 else "model.generator."
+    weights = source.prefixed(prefix)
     for net in (model.generator, model.ema):
         if net is not None:
             net.load_state_dict(weights, strict=True)
+    if model.discriminator is not None and source.record.model.stage == "gan":
+        try:
+            model.discriminator.load_state_dict(source.prefixed("model.discriminator."), strict=True)
+        except RuntimeError:  # torch's message lists every tensor: the settings say it in one line
+            differ = [f"{key} {getattr(source.record.model, key)} vs {getattr(model.config, key)}"
+                      for key in ("d_channels", "d_layers") if getattr(source.record.model, key) != getattr(
+                          model.config, key)]
+            raise ValueError(f"the source's discriminator does not fit this run's ({', '.join(differ) or 'shapes'}"
+                             "): keep the source's d_channels and d_layers") from None
+
+
+def load_generator(model: SuperRes, checkpoint: str | Path) -> SuperRes:
+    """`start_from` from a run folder (its latest checkpoint) or a checkpoint file; returns `model`."""
+    start_from(model, ckpt.load_checkpoint(ckpt.resolve_checkpoint(checkpoint)))
     return model
 
 

@@ -4,6 +4,7 @@
   /dashboard    start and stop training runs (genlab.train), stream their logs over /ws/runs/{name}
   /bench        the lesson's 3x3 pattern autoencoder and a denoising autoencoder on digits
   /explorer     a VAE's 2-D latent space (each posterior's spread, the sampling step) beside an AE's holes
+  /superres     held-out photos upscaled: bicubic, a PSNR model and a GAN model side by side, network interpolation
 
 `create_app(runs_dir)` builds the app; nothing is loaded or trained at import. Every input is validated and
 bounded (a 4xx or an error message with one line, never the input echoed back), no client ever passes a file
@@ -36,7 +37,7 @@ from genlab.web.routes import DRAWING_SLOTS, Saturated, router
 from genlab.web.runs import BUNDLED_DATA, Busy, NotFound, RunManager
 
 STATIC = Path(__file__).parent / "static"
-PAGES = ("playground", "dashboard", "bench", "explorer")
+PAGES = ("playground", "dashboard", "bench", "explorer", "superres")
 MAX_MESSAGE = 100_000  # characters in one WebSocket message: 2,000 drawn points take ~40,000
 MAX_PENDING = 64  # replies waiting for a client that sends faster than it reads; more are dropped
 VIEWS = ("heatmap", "arrows", "grid", "coverage")

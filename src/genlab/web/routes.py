@@ -9,6 +9,7 @@ DRAWING_SLOTS threads at once; a request beyond that is a 503 to retry, not a qu
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Annotated
 
 import torch
@@ -23,7 +24,7 @@ from genlab.data import load_dataset
 from genlab.explore import nearest_png, picture_of
 from genlab.models import FAMILIES
 from genlab.models.layers import interpolate_latents
-from genlab.run import OpenRun, load_run_data, open_run
+from genlab.run import OpenRun, load_run_data, open_run, read_run_record
 from genlab.web.guard import parse_json
 from genlab.web.runs import MAX_STEPS, NotFound, RunRequest, setting_fields
 
@@ -368,3 +369,90 @@ def holes(request: Request, size: Annotated[int, Query(ge=2, le=15)] = 9,
         out[f"{name}_box"] = [round(v, 2) for v in (x0, x1, y0, y1)]
         out[f"{name}_codes"] = counts.tolist()
     return out
+
+
+# --- super-resolution --------------------------------------------------------------------------------
+
+SR_VIEWS = ("original", "bicubic", "model")
+
+
+@functools.cache
+def photos_test():
+    """The held-out photos' crops (`--data photos`' test split: 20 of 192x192, never seen in training)."""
+    return load_dataset("photos", "test")
+
+
+@router.get("/superres/options")
+def superres_options(request: Request):
+    """The held-out crops by name, and every run whose model upscales (it declares can_upscale) with a checkpoint,
+    newest first: its stage, scale and the run it was started from when that run is in the runs folder."""
+    from genlab.data.photos import TEST_PHOTOS
+
+    lab = _lab(request)
+    labels = photos_test().labels.tolist()
+    crops = [f"{TEST_PHOTOS[label][1].rsplit('/', 1)[-1].split('.')[0]} {labels[:i].count(label) + 1}"
+             for i, label in enumerate(labels)]
+    runs = []
+    for run in lab.runs.list():
+        if not (FAMILIES[run["family"]].model.can_upscale and run["checkpoints"]):
+            continue
+        source = read_run_record(lab.runs.run_dir(run["name"])).init_from
+        folder = Path(source.path).parent.parent if source is not None else None
+        runs.append({"name": run["name"], "stage": run["model"]["stage"], "scale": run["model"]["scale"],
+                     "started_from": folder.name if folder is not None and folder.parent == lab.runs.runs_dir.resolve()
+                     else None})
+    return {"crops": crops, "runs": runs}
+
+
+@router.get("/superres/picture.png")
+async def superres_picture(request: Request, crop: Annotated[int, Query(ge=0, lt=64)],
+                           view: Annotated[str, Query(pattern="^(original|bicubic|model)$")],
+                           scale: Annotated[int, Query(ge=2, le=4)] = 4,
+                           run: Annotated[str | None, Query(max_length=100)] = None,
+                           psnr: Annotated[str | None, Query(max_length=100)] = None,
+                           alpha: Annotated[float, Query(ge=0, le=1)] = 1.0):
+    """A held-out crop as a PNG: the original, its bicubic upscale from `scale` times smaller, or the upscale by
+    `run` (with `psnr`: ESRGAN's network interpolation, (1 - alpha) * psnr + alpha * run, superres.interpolate_weights);
+    a model's scale is its own."""
+    lab = _lab(request)
+    if lab.drawing.locked():
+        raise Saturated(f"{DRAWING_SLOTS} pictures are being drawn, the most this lab draws at once: "
+                        "try again in a moment")
+    async with lab.drawing:
+        picture = await run_in_threadpool(_superres_picture, lab, crop, view, scale, run, psnr, alpha)
+    return Response(picture, media_type="image/png")
+
+
+def _upscaler(lab, name: str):
+    try:
+        opened = _trained_model(lab, name)
+    except FileNotFoundError:
+        raise NotFound(f"run {name!r} has no checkpoint yet: let it train to its first one") from None
+    if not opened.model.can_upscale:
+        raise ValueError(f"run {name!r} is a {opened.record.family} run, which does not upscale: pick a superres run")
+    return opened.model
+
+
+def _superres_picture(lab, crop: int, view: str, scale: int, run: str | None, psnr: str | None,
+                      alpha: float) -> bytes:
+    from genlab.models.superres import bicubic_upscale, downsample, interpolate_weights
+    from genlab.upscale import colour_upscaler, png_bytes, to_uint8
+
+    crops = photos_test().x
+    if crop >= len(crops):
+        raise ValueError(f"crop {crop} is not one of the {len(crops)} held-out crops (0..{len(crops) - 1})")
+    hr = crops[crop]
+    if view == "original":
+        out = hr
+    elif view == "bicubic":
+        if scale not in (2, 4):
+            raise ValueError(f"scale {scale} is not one of 2, 4")
+        out = bicubic_upscale(downsample(hr[None], scale), scale)[0]
+    else:
+        if run is None:
+            raise ValueError("view=model needs a run: pick a super-resolution run")
+        model = _upscaler(lab, run)
+        if psnr is not None:
+            model = interpolate_weights(_upscaler(lab, psnr), model, alpha)
+        out = colour_upscaler(model, 3)(downsample(hr[None], model.config.scale)[0])
+    return png_bytes(to_uint8(out).permute(1, 2, 0).numpy())
