@@ -73,6 +73,7 @@ def main() -> None:
     available = [name for name, (family, _, _) in RECIPES.items() if family in FAMILIES]
     parser.add_argument("--recipes", default=",".join(available))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--budget", type=float, default=300.0, help="CPU-seconds per run")
     parser.add_argument("--out", type=Path, default=None, help="folder for each recipe's sample grid")
     args = parser.parse_args()
@@ -83,7 +84,7 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for recipe in recipes:
                 row = run_one(Path(tmp), recipe, seed, args.budget)
                 rows.append(row)
