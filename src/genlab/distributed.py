@@ -91,6 +91,10 @@ def process_group(device: str):
     dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
     try:
         yield device
+        # Every rank done before any tears the group down: gloo aborts a process whose peer closes the connections
+        # under its background threads ("terminate called without an active exception", seen once in the suite).
+        # After an error the ranks have already agreed to stop, or a peer is gone: no barrier to wait on then.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
