@@ -9,26 +9,15 @@ import pytest
 from genlab.run import create_run, run_lock
 from genlab.train import TrainConfig
 from genlab.web.app import create_app
-from test_web_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-from web_server import running_server
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from test_web_e2e import lab_page  # skips this module as it skips that one
 
 
 @pytest.fixture
 def dashboard(tmp_path, request):
-    with running_server(create_app(tmp_path)) as address, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 1000})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"http://{address}/dashboard")
+    with lab_page(create_app(tmp_path), "/dashboard", {"width": 1300, "height": 1000},
+                  f"{request.node.name}.png") as page:
         page.wait_for_function("document.getElementById('family').options.length > 0")
         yield page, tmp_path
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        browser.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def test_settings_are_labelled_fields_and_each_loss_term_has_its_chart(dashboard):

@@ -5,6 +5,7 @@ checks what they would see change: canvas pixels, numbers, images. Screenshots o
 tests/artifacts/ (git-ignored). Skipped when /usr/bin/chromium or the playwright package is missing.
 """
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -25,6 +26,23 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 if not shutil.which(CHROMIUM):
     pytest.skip(f"reason: no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+
+@contextlib.contextmanager
+def lab_page(app, path: str, viewport: dict, screenshot: str):
+    """A real Chromium on `path` of `app` served by a real uvicorn: yields the page, then keeps its screenshot in
+    ARTIFACTS and fails on any JavaScript error it raised."""
+    with running_server(app) as address, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=viewport)
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"http://{address}{path}")
+        yield page
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+        browser.close()
+        assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ import pytest
 
 from genlab.web import benches
 from genlab.web.app import create_app
-from test_web_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, pixels, wait_for_new_pixels
-from web_server import running_server
+from test_web_e2e import lab_page, pixels, wait_for_new_pixels
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
@@ -20,18 +19,9 @@ def page(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         for name in ("vae", "ae"):  # models, not good ones: fewer steps than the lab trains
             patch.setitem(benches.RECIPES, name, dataclasses.replace(benches.RECIPES[name], steps=300))
-        with running_server(create_app(tmp_path_factory.mktemp("runs"))) as address, \
-                sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1300, "height": 1000})
-            errors = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"http://{address}/explorer")
+        with lab_page(create_app(tmp_path_factory.mktemp("runs")), "/explorer", {"width": 1300, "height": 1000},
+                      "explorer_sampling_and_holes.png") as page:
             yield page
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "explorer_sampling_and_holes.png"), full_page=True)
-            browser.close()
-            assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def sample_numbers(page) -> dict[str, list[float]]:

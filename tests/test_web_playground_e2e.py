@@ -7,25 +7,15 @@ import torch
 
 from genlab.web.app import create_app
 from genlab.web.playground import Playground, PlaygroundSettings
-from test_web_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, sync_api  # skips this module as it skips that one
-from web_server import running_server
+from test_web_e2e import lab_page  # skips this module as it skips that one
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    with running_server(create_app(tmp_path_factory.mktemp("runs"))) as address, \
-            sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1024, "height": 768})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"http://{address}/playground")
+    with lab_page(create_app(tmp_path_factory.mktemp("runs")), "/playground", {"width": 1024, "height": 768},
+                  "playground-1024x768.png") as page:
         page.wait_for_function("document.getElementById('coverage').textContent.includes('modes')")
         yield page
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "playground-1024x768.png"))
-        browser.close()
-        assert not errors, f"JavaScript errors on the page: {errors}"
 
 
 def test_charts_are_above_the_fold_and_the_overview_says_what_trains(page):

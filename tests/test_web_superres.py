@@ -5,7 +5,6 @@ server through the library. The runs are tiny (digits, x2, a few steps): the pag
 from __future__ import annotations
 
 import io
-import shutil
 
 import numpy as np
 import pytest
@@ -93,19 +92,10 @@ def test_bad_requests_get_one_line(client, query, status, says):
 
 
 def test_the_page_shows_three_upscales_and_the_slider_moves_the_gan_panel(runs_dir):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    from test_web_e2e import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
-    from web_server import running_server
+    from test_web_e2e import lab_page  # skips this test where there is no Chromium or playwright
 
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     loaded = "id => { const i = document.getElementById(id); return i.complete && i.naturalWidth === 192; }"
-    with running_server(create_app(runs_dir)) as address, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"http://{address}/superres")
+    with lab_page(create_app(runs_dir), "/superres", {"width": 1300, "height": 900}, "superres_page.png") as page:
         for panel in ("view-bicubic", "view-psnr", "view-gan"):
             page.wait_for_function(loaded, arg=panel, timeout=60_000)
         assert page.input_value("#gan-run") == "sr-gan" and page.input_value("#psnr-run") == "sr-psnr"
@@ -123,7 +113,3 @@ def test_the_page_shows_three_upscales_and_the_slider_moves_the_gan_panel(runs_d
         blank = page.evaluate("() => { const c = document.createElement('canvas'); c.width = c.height = 160; "
                               "return c.toDataURL(); }")
         assert len(lens) == 4 and blank not in lens
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "superres_page.png"), full_page=True)
-        browser.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"

@@ -25,15 +25,14 @@ from pathlib import Path
 
 import torch
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from genlab.data import default_data_dir
 from genlab.web.benches import LabModels
-from genlab.web.guard import LOOPBACK, Guard, describe, describe_errors, parse_json
+from genlab.web.guard import LOOPBACK, Guard, describe, parse_json
 from genlab.web.playground import Playground, PlaygroundSettings, PlaygroundWorker, check_points
-from genlab.web.routes import DRAWING_SLOTS, Saturated, router
+from genlab.web.routes import DRAWING_SLOTS, answer_errors, router
 from genlab.web.runs import BUNDLED_DATA, Busy, NotFound, RunManager
 
 STATIC = Path(__file__).parent / "static"
@@ -85,21 +84,7 @@ def create_app(runs_dir: str | Path = "runs", *, data_dir: str | Path | None = N
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(Guard, allowed_hosts=allowed_hosts)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, error: RequestValidationError):
-        return JSONResponse({"detail": describe_errors(error.errors())}, status_code=422)
-
-    @app.exception_handler(Saturated)
-    async def saturated(request: Request, error: Saturated):
-        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
-
-    @app.exception_handler(ValueError)
-    async def value_error(request: Request, error: ValueError):
-        return JSONResponse({"detail": describe(error)}, status_code=422)
-
-    @app.exception_handler(NotFound)
-    async def not_found(request: Request, error: NotFound):
-        return JSONResponse({"detail": str(error)}, status_code=404)
+    answer_errors(app)
 
     @app.exception_handler(Busy)
     async def busy(request: Request, error: Busy):

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import torch
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +26,7 @@ from genlab.explore import nearest_png, picture_of
 from genlab.models import FAMILIES
 from genlab.models.layers import interpolate_latents
 from genlab.run import OpenRun, load_run_data, open_run, read_run_record
-from genlab.web.guard import parse_json
+from genlab.web.guard import describe, describe_errors, parse_json
 from genlab.web.runs import MAX_STEPS, NotFound, RunRequest, setting_fields
 
 
@@ -50,6 +51,27 @@ class LabRoute(APIRoute):
 
 class Saturated(Exception):
     """Every drawing slot is taken: a 503 with Retry-After."""
+
+
+def answer_errors(app: FastAPI) -> None:
+    """The one-line JSON answers the lab and the server give alike: a refused request (422, its fields named), a
+    ValueError from the library (422), an unknown name (404), too many pictures or requests at once (503, retry)."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError):
+        return JSONResponse({"detail": describe_errors(error.errors())}, status_code=422)
+
+    @app.exception_handler(ValueError)
+    async def value_error(request: Request, error: ValueError):
+        return JSONResponse({"detail": describe(error)}, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, error: NotFound):
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(Saturated)
+    async def saturated(request: Request, error: Saturated):
+        return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": "1"})
 
 
 router = APIRouter(prefix="/api", route_class=LabRoute)
