@@ -153,6 +153,22 @@ def test_killing_one_rank_stops_the_others_and_keeps_the_last_checkpoint(tmp_pat
     assert checkpoint.step >= 4 and not list((run / "checkpoints").glob(".*.tmp"))
 
 
+def test_a_rank_told_to_stop_outside_the_loop_finishes_saying_why():
+    """torchrun SIGTERMs the surviving ranks when one dies; one already leaving (its collective failed) must live to
+    print why, not die silently half-way (CI saw it); the loop then honours the request as a stop."""
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from genlab import distributed, train
+        distributed.defer_termination()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with train._stop_signals() as stop_requested:
+            print("still here; stop requested:", stop_requested.is_set())
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "still here; stop requested: True" in result.stdout
+
+
 def _children(pid: int) -> list[int]:
     return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
             for child in (task / "children").read_text().split()]

@@ -575,6 +575,10 @@ def download(name: Annotated[str, typer.Argument(help="mnist")], data_dir: DataD
 
 def main():
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from genlab import distributed
+
+        distributed.defer_termination()
     try:
         app()
     except SystemExit as done:

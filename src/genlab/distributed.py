@@ -22,6 +22,8 @@ import contextlib
 import datetime
 import functools
 import os
+import signal
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,21 @@ import torch.distributed as dist
 # How long a collective waits for a rank that stopped answering before every rank gives up with an error
 # (instead of hanging): longer than any one step of a CPU run, short enough that a lost rank is reported.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=5)
+
+
+# A SIGTERM that reached a torchrun rank outside the training loop (see defer_termination); the loop starts by
+# honouring it.
+termination_requested = threading.Event()
+
+
+def defer_termination() -> None:
+    """Under torchrun, a SIGTERM outside the training loop is recorded instead of killing the process at once.
+
+    When one rank dies, torchrun sends SIGTERM to the others; a rank whose collective has just failed is then on
+    its way out, saying why ("another training process stopped ... resume with ..."), and the default action
+    killed it half-way, silently (seen in CI). Inside the loop SIGTERM already means "save and stop"
+    (train._stop_signals); a rank that cannot finish is SIGKILLed by torchrun after its grace period."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: termination_requested.set())
 
 
 class RankLost(RuntimeError):

@@ -165,6 +165,8 @@ def _stop_signals():
     signal interrupts at once. Handlers belong to the main thread; elsewhere (the lab's workers, which stop
     through on_log) the event is never set."""
     requested = threading.Event()
+    if distributed.termination_requested.is_set():  # torchrun asked this rank to stop before the loop began
+        requested.set()
     if threading.current_thread() is not threading.main_thread():
         yield requested
         return
