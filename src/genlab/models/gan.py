@@ -345,11 +345,15 @@ class GAN(nn.Module):
         """(B, latent_dim) -> (B, *data_shape) from the generator being trained (never the EMA copy)."""
         return self.generator(z)
 
+    def sampling_network(self) -> nn.Module:
+        """The generator sample() draws from: the EMA copy when there is one, else G (genlab.guided's Langevin
+        steps differentiate through it)."""
+        return self.ema if self.ema is not None else self.generator
+
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, latent_dim) -> (B, *data_shape): what sample() draws, from the EMA generator when there is one."""
-        net = self.ema if self.ema is not None else self.generator
-        return net(z)
+        return self.sampling_network()(z)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
@@ -367,6 +371,15 @@ class GAN(nn.Module):
                              f"use a batch size that is a multiple of {pack}")
         # (B, C, H, W) -> (B/pack, pack*C, H, W); (B, D) -> (B/pack, pack*D): a group's samples side by side
         return self.discriminator(x.reshape(len(x) // pack, pack * x.shape[1], *x.shape[2:]), groups)
+
+    def score_each(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *data_shape) -> (B,) D's raw output for each sample on its own, for D-guided sampling (genlab.guided).
+        The minibatch-stddev term is left out: it adds one constant to a whole batch, so without it a sample's score
+        does not depend on which samples share its batch (the calibration's shift absorbs the constant)."""
+        if self.config.pack != 1:
+            raise ValueError(f"this D judges packs of {self.config.pack} samples together, not one sample: "
+                             "D-guided sampling needs a run trained with pack=1")
+        return self.discriminator.head(self.discriminator.features(x)).squeeze(1)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """x as D sees it in training: augmented when augment is on (ADA: with its current probability p)."""

@@ -1,0 +1,193 @@
+"""Discriminator-guided sampling (genlab.guided): each sampler against a toy whose answer is known in closed form,
+the calibration against a known logistic model, seeding, refusals, and the CLI on a tiny trained GAN."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+from genlab import guided
+from genlab.guided import SamplingConfig, sampling_config
+from genlab.models.gan import GAN, GANConfig
+
+# 1-D toy: p_data = N(1, 0.5^2) and the generator x = G(z) = 2z, z ~ N(0, 1), so p_g = N(0, 2^2). The optimal D is
+# D*(x) = p_data / (p_data + p_g), whose logit is the exact log ratio log p_data(x) - log p_g(x).
+DATA_MEAN, DATA_STD, G_SCALE = 1.0, 0.5, 2.0
+
+
+def log_normal(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    return -0.5 * ((x - mean) / std) ** 2 - math.log(std * math.sqrt(2 * math.pi))
+
+
+def exact_log_ratio(x: torch.Tensor) -> torch.Tensor:
+    return log_normal(x, DATA_MEAN, DATA_STD) - log_normal(x, 0.0, G_SCALE)
+
+
+def propose_from(generator: torch.Generator):
+    return lambda k: G_SCALE * torch.randn(k, generator=generator, dtype=torch.float64)  # float64: no ties by chance
+
+
+def is_data_distribution(x: torch.Tensor) -> float:
+    """The KS test's p-value of x against N(DATA_MEAN, DATA_STD^2)."""
+    return stats.kstest(x.double().numpy(), "norm", args=(DATA_MEAN, DATA_STD)).pvalue
+
+
+def test_rejection_with_the_optimal_discriminator_recovers_the_data_distribution():
+    generator = torch.Generator().manual_seed(0)
+    config = SamplingConfig(method="rejection", gamma=0.0, epsilon=1e-9, burn_in=20_000)
+    samples, acceptance = guided.rejection_sample(propose_from(generator), exact_log_ratio, 4000, config, generator)
+    assert len(samples) == 4000
+    assert is_data_distribution(samples) > 0.01
+    # plain rejection sampling keeps 1/M of the proposals, M = max p_data/p_g = 4 exp(1/6) at x = 4/3
+    assert acceptance == pytest.approx(1 / (4 * math.exp(1 / 6)), rel=0.05)
+    # and the proposals themselves are far from p_data: the test can fail
+    assert is_data_distribution(propose_from(generator)(4000)) < 1e-6
+
+
+def test_a_higher_percentile_keeps_fewer_likelier_samples():
+    def draw(percentile):
+        generator = torch.Generator().manual_seed(0)
+        config = SamplingConfig(method="rejection", percentile=percentile, burn_in=5000)
+        return guided.rejection_sample(propose_from(generator), exact_log_ratio, 2000, config, generator)
+
+    (low, low_rate), (high, high_rate) = draw(20.0), draw(95.0)
+    assert high_rate < low_rate
+    assert exact_log_ratio(high).mean() > exact_log_ratio(low).mean()
+
+
+def test_rejection_gives_up_with_advice_when_it_keeps_too_few():
+    generator = torch.Generator().manual_seed(0)
+    config = SamplingConfig(method="rejection", percentile=100.0, max_proposals=1, burn_in=100)
+    with pytest.raises(ValueError, match="lower percentile"):
+        guided.rejection_sample(propose_from(generator), exact_log_ratio, 500, config, generator)
+
+
+def test_mh_chains_keep_the_target_invariant_on_a_discrete_toy():
+    target, proposal = torch.tensor([0.1, 0.2, 0.3, 0.4]), torch.tensor([0.4, 0.3, 0.2, 0.1])
+    generator = torch.Generator().manual_seed(0)
+
+    def propose(k):
+        return torch.multinomial(proposal, k, replacement=True, generator=generator)
+
+    def log_ratio(x):
+        return (target / proposal).log()[x]
+
+    n = 20_000
+    start = torch.multinomial(target, n, replacement=True, generator=generator)  # chains started in the target
+    after, moves = guided.independence_chains(start, propose, log_ratio, 5, generator)
+    assert 0 < moves.sum() < 5 * n
+    expected = (target * n).numpy()
+    assert stats.chisquare(torch.bincount(after, minlength=4).numpy(), expected).pvalue > 0.01
+    # started from the proposal instead, the chains reach the target; the proposal itself is far from it
+    from_proposal = propose(n)
+    assert stats.chisquare(torch.bincount(from_proposal, minlength=4).numpy(), expected).pvalue < 1e-6
+    reached, _ = guided.independence_chains(from_proposal, propose, log_ratio, 30, generator)
+    assert stats.chisquare(torch.bincount(reached, minlength=4).numpy(), expected).pvalue > 0.01
+
+
+def test_mh_sample_starts_from_real_samples_and_returns_none_of_them():
+    generator = torch.Generator().manual_seed(0)
+    real = DATA_MEAN + DATA_STD * torch.randn(500, generator=generator, dtype=torch.float64)
+    samples, proposals, moves = guided.mh_sample(propose_from(generator), exact_log_ratio, real, 3000, 20, generator)
+    assert proposals >= 3000 * 20 and 0 < moves <= proposals
+    assert not torch.isin(samples, real).any()
+    assert is_data_distribution(samples) > 0.01
+
+
+def test_langevin_in_z_moves_samples_to_higher_d_and_to_the_data():
+    generator = torch.Generator().manual_seed(0)
+
+    def energy(z):  # (B, 1): E(z) = ||z||^2 / 2 - d(G(z))
+        return 0.5 * z.square().sum(dim=1) - exact_log_ratio(G_SCALE * z[:, 0])
+
+    z = torch.randn(3000, 1, generator=generator)
+    moved = guided.langevin(z, energy, step_size=0.01, steps=300, generator=generator)
+    before, after = G_SCALE * z[:, 0], G_SCALE * moved[:, 0]
+    assert exact_log_ratio(after).mean() > exact_log_ratio(before).mean() + 1
+    # N(z) exp(d(G(z))) is p_data(2z) up to a constant: x = 2z ~ N(1, 0.5^2), up to Langevin's step error
+    assert after.mean().item() == pytest.approx(DATA_MEAN, abs=0.05)
+    assert after.std().item() == pytest.approx(DATA_STD, abs=0.05)
+
+
+def test_the_calibration_recovers_a_known_logistic_model():
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(20_000, generator=generator)
+    labels = torch.bernoulli(torch.sigmoid(2.0 * scores - 0.5), generator=generator)
+    scale, shift, log_loss = guided.fit_logistic(scores, labels)
+    assert scale == pytest.approx(2.0, abs=0.1) and shift == pytest.approx(-0.5, abs=0.06)
+    assert log_loss < math.log(2)
+
+
+@pytest.fixture
+def tiny_gan():
+    torch.manual_seed(0)
+    return GAN(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(16,), loss="hinge")).eval()
+
+
+def calibration_of(model):
+    real = torch.randn(300, 2, generator=torch.Generator().manual_seed(1)) + 3
+    return guided.calibrate(model, real), real
+
+
+@pytest.mark.parametrize("method", guided.METHODS)
+def test_every_method_is_seeded_and_reports_its_cost(tiny_gan, method):
+    calibration, real = calibration_of(tiny_gan)
+    settings = {"rejection": {"burn_in": 200}, "mh": {"chain_length": 3}, "latent-mcmc": {"langevin_steps": 3}}
+    config = sampling_config(method, settings.get(method))
+
+    def draw(seed):
+        return guided.guided_sample(tiny_gan, 64, config, generator=torch.Generator().manual_seed(seed),
+                                    calibration=calibration, real=real)
+
+    first, again, other = draw(0), draw(0), draw(1)
+    assert first.samples.shape == (64, 2)
+    assert torch.equal(first.samples, again.samples) and not torch.equal(first.samples, other.samples)
+    cost = first.cost()
+    assert 0 < cost["acceptance_rate"] <= 1 and cost["passes_per_sample"] >= 1
+    if method == "direct":
+        assert cost["passes_per_sample"] == 1
+    else:
+        assert cost["passes_per_sample"] > 2  # every D-guided sample costs D passes as well as G's
+
+
+def test_score_each_does_not_depend_on_the_batch():
+    torch.manual_seed(0)
+    model = GAN(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(16,), minibatch_stddev=True)).eval()
+    with torch.no_grad():
+        model.discriminator.stddev.weight.fill_(1.0)
+        x = torch.randn(10, 2)
+        assert torch.allclose(model.score_each(x)[:3], model.score_each(x[:3]))
+        assert not torch.allclose(model.discriminate(x)[:3], model.discriminate(x[:3]))
+
+
+@pytest.mark.parametrize(("method", "settings", "message"), [
+    ("best", {}, "unknown sampling method 'best': choose one of direct, rejection, mh, latent-mcmc"),
+    ("rejection", {"percentile": "101"}, "percentile=101.0 is out of range"),
+    ("rejection", {"percentile": "high"}, "percentile='high' is not a number"),
+    ("rejection", {"chain_length": "5"}, "--method rejection does not use chain_length"),
+    ("mh", {"chain_length": "0"}, "chain_length=0 is out of range"),
+    ("latent-mcmc", {"step_size": "0"}, "step_size must be positive"),
+    ("latent-mcmc", {"step_size": "nan"}, "not a finite number"),
+    ("direct", {"gamma": "1"}, "--method direct does not use gamma: its settings are none"),
+])
+def test_bad_settings_are_refused_in_one_line(method, settings, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")) as refused:
+        sampling_config(method, settings)
+    assert "\n" not in str(refused.value)
+
+
+def test_packed_discriminators_and_missing_inputs_are_refused():
+    torch.manual_seed(0)
+    packed = GAN(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(16,), pack=2)).eval()
+    with pytest.raises(ValueError, match="pack=1"):
+        guided.calibrate(packed, torch.randn(10, 2))
+    model = GAN(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(16,))).eval()
+    with pytest.raises(ValueError, match="calibration"):
+        guided.guided_sample(model, 4, SamplingConfig(method="rejection"), generator=torch.Generator())
+    calibration, _ = calibration_of(model)
+    with pytest.raises(ValueError, match="held-out real sample"):
+        guided.guided_sample(model, 4, SamplingConfig(method="mh"), generator=torch.Generator(),
+                             calibration=calibration)
