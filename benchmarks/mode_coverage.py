@@ -5,11 +5,19 @@
     python benchmarks/mode_coverage.py --recipes minimax,pack2 --seeds 3 --data ring   # a quick look
     python benchmarks/mode_coverage.py --results runs.jsonl ...      # keep each seed's figures; reruns skip them
     python benchmarks/mode_coverage.py --results runs.jsonl --table-only   # print the table of what is there
+    python benchmarks/mode_coverage.py --recipes genlab-best --data grid --seeds 3 \
+        --methods direct,rejection,mh,latent-mcmc      # each trained seed also sampled with D's help (genlab.guided)
 
 Each (data, recipe, seed) is a real genlab run: create_run + train in a temporary run folder, then
 open_run and mixture_coverage on NUM_SAMPLES = 2,500 samples drawn with torch.Generator().manual_seed(seed).
 "CPU-s" is the process CPU time (time.process_time) of train() on one thread, logging, collapse checks, the
 last preview PNG and the checkpoint included. Every recipe's step count keeps a seed within 60 CPU-s here.
+
+--methods samples each trained seed again with the discriminator's help (genlab.guided.sample_run, default
+settings; D calibrated on the run's held-out test split): the same NUM_SAMPLES, the same seed, one row per recipe
+and method ("genlab-best + rejection"). Beside the quality, each row has what it cost: the acceptance rate, the G
+and D passes per returned sample ("passes"), and the CPU milliseconds per sample (the calibration, fitted once per
+run, excluded). "direct" is plain model.sample, as without --methods.
 
 The baselines follow PacGAN's synthetic experiments (fjxmlzn/PacGAN, synthetic_data_experiments/*/config.py)
 as closely as genlab's MLP and one CPU-minute allow: latent_dim 2 (z ~ N(0, I)), batch 100, Adam with
@@ -47,8 +55,8 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from genlab.data import load_dataset  # noqa: E402
 from genlab.explore import save_points  # noqa: E402
+from genlab.guided import METHODS, sample_run, sampling_config  # noqa: E402
 from genlab.metrics import NUM_SAMPLES, mixture_coverage  # noqa: E402
 from genlab.run import create_run, open_run  # noqa: E402
 from genlab.train import TrainConfig, train  # noqa: E402
@@ -89,30 +97,46 @@ PUBLISHED = {
 }
 
 
-def run_seed(data: str, model_settings: dict, train_settings: dict, seed: int, png: Path | None = None,
-             label: str = "", cpu_budget: float | None = None) -> dict:
-    """Train one genlab GAN in a temporary run folder and measure its mode coverage; `png`: a scatter plot."""
+def run_seed(data: str, model_settings: dict, train_settings: dict, seed: int, out: Path | None = None,
+             label: str = "", cpu_budget: float | None = None, methods: tuple[str, ...] = ("direct",)) -> dict:
+    """Train one genlab GAN in a temporary run folder and measure its mode coverage, sampled by each method:
+    {method: figures}; `out`: a folder for one scatter plot per method."""
     steps = train_settings["steps"]
     config = TrainConfig(data=data, seed=seed, log_every=max(1, steps // 10), sample_every=steps,
                          checkpoint_every=steps, keep_checkpoints=1, **train_settings)
+    results = {}
     with tempfile.TemporaryDirectory(prefix="mode_coverage-") as folder:
         run = create_run(Path(folder) / "run", "gan", config, model_settings)
         start = time.process_time()
         train(run, device="cpu", cpu_budget=cpu_budget)
         cpu_s = time.process_time() - start
-        opened = open_run(run, splits=())
-        model, meta = opened.model, opened.meta
-        steps = meta["step"]
+        opened = open_run(run, splits=("test",))
+        steps = opened.meta["step"]
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    samples = model.sample(NUM_SAMPLES, generator=torch.Generator().manual_seed(seed))
-    coverage = mixture_coverage(samples, data)
-    if png is not None:
-        reference = load_dataset(data, "test", seed=seed).x
-        save_points(samples, png, reference, f"{DATA[data]}, {label}, seed {seed}: "
-                    f"{coverage.modes_covered}/{coverage.num_modes}, {100 * coverage.high_quality_fraction:.1f}%")
-    return {"modes": coverage.modes_covered, "num_modes": coverage.num_modes,
-            "high_quality": 100 * coverage.high_quality_fraction, "reverse_kl": coverage.reverse_kl,
-            "cpu_s": cpu_s, "steps": steps, "warned": "warning" in records[-1]}  # the detector's verdict at the end
+        for method in methods:
+            start = time.process_time()
+            if method == "direct":  # exactly the draw the table always measured
+                samples = opened.model.sample(NUM_SAMPLES, generator=torch.Generator().manual_seed(seed))
+                cost = {"acceptance_rate": 1.0, "passes_per_sample": 1.0,
+                        "cpu_ms_per_sample": 1000 * (time.process_time() - start) / NUM_SAMPLES}
+            else:
+                drawn = sample_run(opened, NUM_SAMPLES, sampling_config(method), seed=seed)
+                samples, cost = drawn.samples, drawn.cost()
+            coverage = mixture_coverage(samples, data)
+            if out is not None:
+                name = label if method == "direct" else f"{label} + {method}"
+                save_points(samples, out / f"{data}-{name.replace(' + ', '-')}.png", opened.data["test"].x,
+                            f"{DATA[data]}, {name}, seed {seed}: {coverage.modes_covered}/{coverage.num_modes}, "
+                            f"{100 * coverage.high_quality_fraction:.1f}%")
+            results[method] = {"modes": coverage.modes_covered, "num_modes": coverage.num_modes,
+                               "high_quality": 100 * coverage.high_quality_fraction,
+                               "reverse_kl": coverage.reverse_kl, "cpu_s": cpu_s, "steps": steps,
+                               "warned": "warning" in records[-1], **cost}  # the detector's verdict at the end
+    return results
+
+
+def row_name(recipe: str, method: str) -> str:
+    return recipe if method == "direct" else f"{recipe} + {method}"
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -127,7 +151,8 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 def table(data: str, rows: dict[str, list[dict]]) -> str:
     """Our recipes (mean ± s.e. over seeds) under the published rows, as monospaced text."""
     header = (f"{'recipe':<26} {'seeds':>5}  {'modes':>12}  {'high quality %':>14}  {'reverse KL':>15}  "
-              f"{'worst':>5}  {'CPU-s mean':>10}  {'max':>5}  {'steps':>5}  {'warned':>6}")
+              f"{'worst':>5}  {'CPU-s mean':>10}  {'max':>5}  {'steps':>5}  {'warned':>6}  {'accept':>6}  "
+              f"{'passes':>6}  {'ms/sample':>9}")
     lines = [f"{DATA[data]} ({NUM_SAMPLES} samples a seed; mean ± standard error over seeds)", header,
              "-" * len(header)]
     for name, published in PUBLISHED.items():
@@ -139,19 +164,26 @@ def table(data: str, rows: dict[str, list[dict]]) -> str:
         (m, m_se), (h, h_se), (k, k_se) = (mean_se([r[key] for r in results])
                                            for key in ("modes", "high_quality", "reverse_kl"))
         cpu = [r["cpu_s"] for r in results]
+        # sampling cost, mean over seeds; "-" for records measured before the cost was
+        accept, passes, ms = (f"{mean_se([r[key] for r in results])[0]:>{width}.{digits}f}"
+                              if all(key in r for r in results) else f"{'-':>{width}}"
+                              for key, width, digits in (("acceptance_rate", 6, 3), ("passes_per_sample", 6, 1),
+                                                         ("cpu_ms_per_sample", 9, 3)))
         lines.append(f"{name:<26} {len(results):>5}  {m:>5.1f} ± {m_se:<4.1f}  {h:>6.1f} ± {h_se:<5.1f}  "
                      f"{k:>6.3f} ± {k_se:<6.3f}  {min(r['modes'] for r in results):>5}  {sum(cpu) / len(cpu):>10.1f}  "
-                     f"{max(cpu):>5.1f}  {min(r['steps'] for r in results):>5}  {sum(r['warned'] for r in results):>6}")
+                     f"{max(cpu):>5.1f}  {min(r['steps'] for r in results):>5}  {sum(r['warned'] for r in results):>6}"
+                     f"  {accept}  {passes}  {ms}")
     return "\n".join(lines)
 
 
-def target_check(data: str, results: list[dict]) -> str:
-    """genlab-best against the target: every mode in every seed, >= 95% high quality, reverse KL <= 0.02, <= 60 s."""
+def target_check(data: str, results: list[dict], name: str = "genlab-best") -> str:
+    """genlab-best against the target: every mode in every seed, >= 95% high quality, reverse KL <= 0.02, <= 60 s
+    of training."""
     full = sum(r["modes"] == r["num_modes"] for r in results)
     hq, rkl, cpu = ([r[key] for r in results] for key in ("high_quality", "reverse_kl", "cpu_s"))
     hq_mean, rkl_mean = sum(hq) / len(hq), sum(rkl) / len(rkl)
     verdict = {True: "met", False: "MISSED"}
-    return (f"genlab-best on {DATA[data]} vs target: all modes in {full}/{len(results)} seeds "
+    return (f"{name} on {DATA[data]} vs target: all modes in {full}/{len(results)} seeds "
             f"({verdict[full == len(results)]}); high quality {hq_mean:.1f}% (worst seed {min(hq):.1f}%) >= 95 "
             f"({verdict[hq_mean >= 95]}); reverse KL {rkl_mean:.3f} (worst {max(rkl):.3f}) <= 0.02 "
             f"({verdict[rkl_mean <= 0.02]}); CPU-s max {max(cpu):.1f} <= {CPU_LIMIT_S:.0f} "
@@ -167,8 +199,13 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="JSON-lines file of per-seed figures: appended to, and seeds already there are skipped")
     parser.add_argument("--table-only", action="store_true", help="print the table from --results, train nothing")
+    parser.add_argument("--methods", default="direct",
+                        help=f"comma list of sampling methods, each a row per recipe: {', '.join(METHODS)}")
     args = parser.parse_args()
-    recipes, datas = args.recipes.split(","), args.data.split(",")
+    recipes, datas, methods = args.recipes.split(","), args.data.split(","), tuple(args.methods.split(","))
+    for method in methods:
+        if method not in METHODS:
+            parser.error(f"unknown sampling method {method!r}: choose from {', '.join(METHODS)}")
     for name in recipes:
         if name not in RECIPES:
             parser.error(f"unknown recipe {name!r}: choose from {', '.join(RECIPES)}")
@@ -178,11 +215,11 @@ def main() -> None:
     if args.table_only and args.results is None:
         parser.error("--table-only needs --results")
 
-    done: dict[tuple[str, str, int], dict] = {}
+    done: dict[tuple[str, str, int], dict] = {}  # (data, row name, seed) -> figures
     if args.results is not None and args.results.exists():
         for line in args.results.read_text().splitlines():
             record = json.loads(line)
-            done[record["data"], record["recipe"], record["seed"]] = record
+            done[record["data"], row_name(record["recipe"], record.get("method", "direct")), record["seed"]] = record
     # genlab.train logs each collapse warning; the table's "warned" column counts the seeds whose last
     # log step (the trained model) still had one.
     logging.getLogger("genlab").setLevel(logging.ERROR)
@@ -194,31 +231,44 @@ def main() -> None:
         import matplotlib.pyplot  # noqa: F401
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
 
+    rows_names = [row_name(name, method) for name in recipes for method in methods]
     for data in datas:
         for name in recipes:
             model_settings, train_settings = RECIPES[name]
             for seed in range(args.seeds):
-                if (data, name, seed) in done or args.table_only:
+                if all((data, row_name(name, m), seed) in done for m in methods) or args.table_only:
                     continue
-                png = args.out / f"{data}-{name}.png" if args.out is not None and seed == 0 else None
-                record = {"data": data, "recipe": name, "seed": seed,
-                          **run_seed(data, model_settings, train_settings, seed, png, name, BUDGET_S.get(name))}
-                done[data, name, seed] = record
-                print(f"{data:<4} {name:<15} seed {seed}: {record['modes']}/{record['num_modes']} modes, "
-                      f"{record['high_quality']:.1f}% high quality, reverse KL {record['reverse_kl']:.3f}, "
-                      f"{record['cpu_s']:.1f} CPU-s{'  [collapse warning]' if record['warned'] else ''}", flush=True)
-                if args.results is not None:
-                    with args.results.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
+                out = args.out if args.out is not None and seed == 0 else None
+                figures = run_seed(data, model_settings, train_settings, seed, out, name, BUDGET_S.get(name), methods)
+                for method, result in figures.items():
+                    record = {"data": data, "recipe": name, "method": method, "seed": seed, **result}
+                    done[data, row_name(name, method), seed] = record
+                    print(f"{data:<4} {row_name(name, method):<26} seed {seed}: {record['modes']}/"
+                          f"{record['num_modes']} modes, {record['high_quality']:.1f}% high quality, reverse KL "
+                          f"{record['reverse_kl']:.3f}, {record['cpu_s']:.1f} CPU-s, acceptance "
+                          f"{record['acceptance_rate']:.3f}, {record['passes_per_sample']:.1f} passes and "
+                          f"{record['cpu_ms_per_sample']:.3f} CPU-ms a sample"
+                          f"{'  [collapse warning]' if record['warned'] else ''}", flush=True)
+                    if args.results is not None:
+                        with args.results.open("a") as f:
+                            f.write(json.dumps(record) + "\n")
 
     rows = {data: {name: [done[data, name, s] for s in range(args.seeds) if (data, name, s) in done]
-                   for name in recipes} for data in datas}
+                   for name in rows_names} for data in datas}
     for data in datas:
         print()
         print(table(data, rows[data]))
     best = {data: rows.get(data, {}).get("genlab-best", []) for data in DATA}
     figures = {f"{data}_best_{key}": (mean_se([r[field] for r in best[data]])[0] if best[data] else math.nan)
                for data in DATA for key, field in (("modes", "modes"), ("hq", "high_quality"), ("rkl", "reverse_kl"))}
+    for data in datas:  # the D-guided rows of genlab-best, as high quality % and reverse KL
+        for method in methods:
+            guided_rows = rows[data].get(row_name("genlab-best", method), []) if method != "direct" else []
+            if guided_rows:
+                tag = f"{data}_{method.replace('-', '_')}"
+                figures[f"{tag}_hq"] = mean_se([r["high_quality"] for r in guided_rows])[0]
+                figures[f"{tag}_rkl"] = mean_se([r["reverse_kl"] for r in guided_rows])[0]
+                figures[f"{tag}_passes"] = mean_se([r["passes_per_sample"] for r in guided_rows])[0]
     over = [r["cpu_s"] for data in DATA for r in best[data]] or [math.nan]
     slow = [f"{r['data']} {r['recipe']} seed {r['seed']} ({r['cpu_s']:.0f} s)"
             for data in datas for results in rows[data].values() for r in results if r["cpu_s"] > CPU_LIMIT_S]
@@ -226,8 +276,9 @@ def main() -> None:
     if slow:
         print(f"over the {CPU_LIMIT_S:.0f} CPU-s budget: {', '.join(slow)}")
     for data in DATA:
-        if best[data]:
-            print(target_check(data, best[data]))
+        for name in [name for name in rows_names if name.startswith("genlab-best")]:
+            if rows.get(data, {}).get(name):
+                print(target_check(data, rows[data][name], name))
     print("RESULT " + " ".join(f"{key}={value:.4g}" for key, value in figures.items())
           + f" best_max_cpu_s={max(over):.1f}")
 
