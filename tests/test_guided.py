@@ -3,12 +3,15 @@ the calibration against a known logistic model, seeding, refusals, and the CLI o
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
+from PIL import Image
 from scipy import stats
 
+from cli_helpers import invoke, succeeded, user_error
 from genlab import guided
 from genlab.guided import SamplingConfig, sampling_config
 from genlab.models.gan import GAN, GANConfig
@@ -191,3 +194,38 @@ def test_packed_discriminators_and_missing_inputs_are_refused():
     with pytest.raises(ValueError, match="held-out real sample"):
         guided.guided_sample(model, 4, SamplingConfig(method="mh"), generator=torch.Generator(),
                              calibration=calibration)
+
+
+# --- the CLI on a tiny trained ring GAN -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("guided") / "gan-ring"
+    succeeded(invoke("train", "gan", "--data", "ring", "--steps", "40", "--run", run, "--set", "latent_dim=2",
+                     "--set", "hidden_dims=32,32", "--set", "log_every=20", "--set", "checkpoint_every=20"))
+    return run
+
+
+def test_cli_samples_with_rejection_and_stores_the_calibration(gan_run):
+    output = succeeded(invoke("sample", gan_run, "--n", "200", "--method", "rejection", "--set", "burn_in=500"))
+    out = gan_run / "sample-step40-seed0-n200-rejection.png"
+    assert "acceptance" in output and "passes a sample" in output
+    assert "rejection, acceptance" in Image.open(out).info["Title"]
+    stored = json.loads((gan_run / guided.CALIBRATION_FILE).read_text())
+    assert list(stored) == ["step-00000040.safetensors"]  # the latest checkpoint's D, which sampled
+    assert stored["step-00000040.safetensors"]["num_real"] == 2000
+    before = (gan_run / guided.CALIBRATION_FILE).read_bytes()
+    succeeded(invoke("sample", gan_run, "--n", "50", "--method", "mh", "--set", "chain_length=3"))
+    assert (gan_run / guided.CALIBRATION_FILE).read_bytes() == before  # fitted once per checkpoint, then read
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--method", "best"], "unknown sampling method 'best'"),
+    (["--method", "rejection", "--set", "percentile=150"], "percentile=150.0 is out of range"),
+    (["--method", "mh", "--set", "step_size=0.1"], "--method mh does not use step_size"),
+    (["--method", "rejection", "--set", "burn_in"], "is not key=value"),
+    (["--method", "rejection", "--truncation", "1"], "--truncation and --method rejection do not combine"),
+])
+def test_cli_refuses_bad_sampling_options_in_one_line(gan_run, args, message):
+    assert message in user_error(invoke("sample", gan_run, *args))

@@ -241,6 +241,24 @@ def _source(run: Path, step: int) -> str:
     return f"{_output_folder(run).name}, step {step}"
 
 
+MethodOpt = Annotated[str, typer.Option(help="gan: direct (G(z)), or guided by the discriminator: rejection (DRS), "
+                                             "mh (MH-GAN) or latent-mcmc (DDLS); see README 'Sampling with the "
+                                             "discriminator'.")]
+MethodSettingsOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="key=value, a setting of --method; repeat it. rejection: percentile gamma epsilon burn_in "
+                  "max_proposals; mh: chain_length; latent-mcmc: step_size langevin_steps.")]
+
+
+def _method_settings(pairs: list[str] | None) -> dict[str, str]:
+    settings = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {pair!r} is not key=value, e.g. --set percentile=90")
+        settings[key.strip()] = text.strip()
+    return settings
+
+
 @app.command()
 @user_errors
 def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")] = 64,
@@ -251,17 +269,25 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
            truncation: Annotated[float | None, typer.Option(help="gan: the truncation trick, t in (0, 10]: each "
                                                                  "number of z drawn from N(0, 1) cut to [-t, t], "
                                                                  "typical samples for less variety.")] = None,
-           device: DeviceOpt = None):
+           method: MethodOpt = "direct", method_settings: MethodSettingsOpt = None,
+           device: DeviceOpt = None, data_dir: DataDirOpt = None):
     """Draw samples from a trained model and save them as a PNG grid (or a scatter plot for points)."""
     from genlab.data import TOYS
     from genlab.explore import save_picture
+    from genlab.guided import sampling_config
     from genlab.models.layers import MAX_TRUNCATION
     from genlab.run import load_run_data
 
     if not 1 <= n <= 10_000:
         raise ValueError(f"--n must be between 1 and 10000, got {n}")
     check_seed(seed)
+    sampling = sampling_config(method, _method_settings(method_settings))
+    if method != "direct" and truncation is not None:
+        raise ValueError(f"--truncation and --method {method} do not combine: D guides samples of the untruncated z")
     opened = _open(run, device)
+    if method != "direct":
+        _write_guided_samples(opened, run, sampling, n, seed, out, data_dir)
+        return
     model, family = opened.model, opened.record.family
     if not model.can_sample:
         raise ValueError(f"a {family} model does not sample: try `genlab reconstruct` or train a vae")
@@ -285,6 +311,33 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
     data = load_run_data(opened.record.train, "test") if opened.record.train.data in TOYS else None
     save_picture(out, model, data, shows="samples", n=n, seed=seed, sample_options=options, title=shown)
     console.print(f"wrote {out}", markup=False)
+
+
+def _write_guided_samples(opened, run: Path, sampling, n: int, seed: int, out: Path | None,
+                          data_dir: Path | None) -> None:
+    """`genlab sample --method ...`: D-guided samples as a picture, and what they cost beside direct sampling."""
+    from genlab.checkpoint import atomic_write_bytes
+    from genlab.data import TOYS
+    from genlab.explore import image_grid_png, points_png
+    from genlab.guided import sample_run
+    from genlab.run import load_run_data
+
+    drawn = sample_run(opened, n, sampling, seed=seed, data_dir=data_dir)
+    cost = drawn.cost()
+    words = (f"{sampling.method}, acceptance {cost['acceptance_rate']:.3g}, {cost['passes_per_sample']:.3g} G+D "
+             "passes a sample")
+    title = f"{_source(run, opened.step)}: {n} samples (seed {seed}, {words})"
+    out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}-n{n}-{sampling.method}.png"
+    if drawn.samples.dim() == 4:
+        picture = image_grid_png(drawn.samples, title)
+    else:
+        data = load_run_data(opened.record.train, "test") if opened.record.train.data in TOYS else None
+        picture = points_png(drawn.samples, None if data is None else data.x, title, opened.record.train.data,
+                             f"{sampling.method} samples")
+    atomic_write_bytes(out, picture)
+    console.print(f"wrote {out}", markup=False)
+    console.print(f"{words}, {cost['cpu_ms_per_sample']:.3g} CPU-ms a sample (direct sampling: 1 pass)",
+                  markup=False)
 
 
 @app.command()
