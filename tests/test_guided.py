@@ -229,3 +229,21 @@ def test_cli_samples_with_rejection_and_stores_the_calibration(gan_run):
 ])
 def test_cli_refuses_bad_sampling_options_in_one_line(gan_run, args, message):
     assert message in user_error(invoke("sample", gan_run, *args))
+
+
+def test_cli_eval_scores_d_guided_samples_beside_the_models_own(gan_run):
+    output = succeeded(invoke("eval", gan_run, "--samples", "300", "--method", "rejection", "--set", "burn_in=500"))
+    assert "rejection sampling" in output
+    report = json.loads((gan_run / "eval-rejection.json").read_text())
+    assert report["sampling_method"] == "rejection"
+    cost = report["results"]["sampling"]
+    assert 0 < cost["scores"]["acceptance_rate"] < 1 and cost["scores"]["passes_per_sample"] > 2
+    assert cost["protocol"]["settings"]["burn_in"] == 500
+    assert cost["protocol"]["calibration"]["checkpoint"] == "step-00000040.safetensors"
+    # 300 samples for sample quality, then 2,500 for mode coverage, both D-guided
+    assert cost["protocol"]["num_fake"] == 300 + 2500
+    assert report["results"]["mode_coverage"]["protocol"]["num_fake"] == 2500
+    succeeded(invoke("eval", gan_run, "--samples", "300"))
+    direct = json.loads((gan_run / "eval.json").read_text())
+    assert direct["sampling_method"] == "direct" and "sampling" not in direct["results"]
+    assert direct["results"]["sample_quality"] != report["results"]["sample_quality"]

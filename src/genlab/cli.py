@@ -509,23 +509,28 @@ FeaturesOpt = Annotated[Path | None, typer.Option(help="Feature network for imag
 @user_errors
 def evaluate(run: RunArg, samples: SamplesOpt = None, seed: int = 0,
              nll_k: Annotated[int, typer.Option(help="Importance samples per example for the VAE's NLL.")] = 100,
-             features: FeaturesOpt = None, device: DeviceOpt = None, data_dir: DataDirOpt = None):
-    """Measure a run (reconstruction, NLL, FID/KID/precision/recall/density/coverage, modes); writes eval.json."""
+             features: FeaturesOpt = None, method: MethodOpt = "direct", method_settings: MethodSettingsOpt = None,
+             device: DeviceOpt = None, data_dir: DataDirOpt = None):
+    """Measure a run (reconstruction, NLL, FID/KID/precision/recall/density/coverage, modes); writes eval.json
+    (eval-METHOD.json for D-guided samples)."""
     from rich.table import Table
 
-    from genlab.evaluate import EVAL_FILE, evaluate_run, rows
+    from genlab.evaluate import eval_file, evaluate_run, rows
+    from genlab.guided import sampling_config
     from genlab.train import resolve_device
 
     check_seed(seed)
+    sampling = sampling_config(method, _method_settings(method_settings))
     report = evaluate_run(run, samples=samples, seed=seed, nll_k=nll_k, features=features, data_dir=data_dir,
-                          device=resolve_device(device))
-    table = Table(title=f"{report['family']} on {report['data']}, step {report['step']}")
+                          device=resolve_device(device), sampling=sampling)
+    guided = f", {report['sampling_method']} sampling" if report["sampling_method"] != "direct" else ""
+    table = Table(title=f"{report['family']} on {report['data']}, step {report['step']}{guided}")
     for column in ("group", "metric", "value", "protocol"):
         table.add_column(column)
     for row in rows(report):
         table.add_row(*row)
     console.print(table)
-    console.print(f"wrote {_output_folder(run) / EVAL_FILE} (scores with their protocols)", markup=False)
+    console.print(f"wrote {_output_folder(run) / eval_file(sampling)} (scores with their protocols)", markup=False)
 
 
 @app.command("compare")

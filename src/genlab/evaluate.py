@@ -12,11 +12,14 @@
   baseline on the same inputs, and a no-reference sharpness figure (see _super_resolution).
 
 `evaluate_run` opens a run, writes eval.json into its folder (atomically) and returns the same dict;
-`evaluate` measures a run already opened (genlab.run.open_run with its test split).
+`evaluate` measures a run already opened (genlab.run.open_run with its test split). With a D-guided sampling method
+(genlab.guided: a GAN's rejection, mh or latent-mcmc) every sample metric scores those samples instead, the report
+adds what they cost (acceptance rate, passes and CPU time a sample), and it goes to eval-METHOD.json.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -27,6 +30,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 import genlab
 from genlab.checkpoint import atomic_write_bytes
 from genlab.data import Dataset
+from genlab.guided import METHOD_SETTINGS, SamplingConfig, run_calibration, sample_run
 from genlab.metrics.features import FeatureNetwork, load_feature_network, mnist_feature_network
 from genlab.metrics.memorization import COPY_RATIO, memorization
 from genlab.metrics.modes import MIXTURES, NUM_SAMPLES, mixture_coverage
@@ -72,9 +76,9 @@ def _feature_space(test: Dataset, features: str | Path | None) -> tuple[FeatureN
                   "or --features hog")
 
 
-def _samples(model, test: Dataset, samples: int, seed: int) -> tuple[torch.Tensor, float]:
+def _samples(draw, test: Dataset, samples: int) -> tuple[torch.Tensor, float]:
     """The samples every sample metric scores, and the share of their pixels clamped into [0, 1] (images)."""
-    fake = _draw(model, samples, seed)
+    fake = draw(samples)
     if test.kind != "image":
         return fake, 0.0
     # Sigmoid outputs are in [0, 1] already; a linear output can overshoot. Clamp, and record how much.
@@ -146,9 +150,9 @@ def _nll(model, test: Dataset, data_name: str, samples: int, k: int, seed: int, 
                                  "of grey values is a surrogate, not a probability of the data"}}
 
 
-def _stacked_modes(model, seed: int) -> dict:
+def _stacked_modes(draw, seed: int) -> dict:
     """Stacked-MNIST's 1000 modes over 26,000 samples (VEEGAN/PacGAN), each channel labelled by the shipped net."""
-    samples = _draw(model, STACKED_SAMPLES, seed)
+    samples = draw(STACKED_SAMPLES)
     clamped = ((samples < 0) | (samples > 1)).double().mean().item()
     coverage = stacked_mnist_coverage(samples.clamp(0, 1))
     network = mnist_feature_network()  # the one classify() used, loaded and checked once
@@ -223,7 +227,7 @@ def check_evaluation(samples: int | None, nll_k: int) -> None:
 
 def evaluate_run(run: str | Path, *, samples: int | None = None, seed: int = 0, nll_k: int = DEFAULT_NLL_K,
                  features: str | Path | None = None, data_dir: str | Path | None = None,
-                 device: str | None = None) -> dict:
+                 device: str | None = None, sampling: SamplingConfig | None = None) -> dict:
     """Evaluate a run's latest checkpoint (or a checkpoint file) and write eval.json beside its checkpoints.
 
     `samples`: generated samples, and the number of test examples used (default 10,000). Mode coverage of
@@ -231,16 +235,31 @@ def evaluate_run(run: str | Path, *, samples: int | None = None, seed: int = 0, 
     """
     check_evaluation(samples, nll_k)
     opened = open_run(run, device=device or "cpu", data_dir=data_dir, splits=("train", "test"))
-    return evaluate(opened, samples=samples, seed=seed, nll_k=nll_k, features=features)
+    return evaluate(opened, samples=samples, seed=seed, nll_k=nll_k, features=features, sampling=sampling)
+
+
+def eval_file(sampling: SamplingConfig | None) -> str:
+    """eval.json, or eval-METHOD.json for D-guided samples (the model's own evaluation stays beside it)."""
+    return EVAL_FILE if sampling is None or sampling.method == "direct" else f"eval-{sampling.method}.json"
 
 
 def evaluate(opened: OpenRun, *, samples: int | None = None, seed: int = 0, nll_k: int = DEFAULT_NLL_K,
-             features: str | Path | None = None) -> dict:
-    """evaluate_run for a run already opened with its test split; writes eval.json into its folder."""
+             features: str | Path | None = None, sampling: SamplingConfig | None = None) -> dict:
+    """evaluate_run for a run already opened with its test split; writes eval.json (eval_file) into its folder."""
     check_evaluation(samples, nll_k)
     model, config, test = opened.model, opened.record.train, opened.data["test"]
     n = samples or DEFAULT_SAMPLES
     results: dict = {}
+    guided = sampling is not None and sampling.method != "direct"
+    costs = []  # each D-guided draw's GuidedSamples
+
+    def draw(count: int) -> torch.Tensor:
+        """`count` samples for a metric: the model's own, or D-guided ones (genlab.guided), all from `seed`."""
+        if not guided:
+            return _draw(model, count, seed)
+        costs.append(sample_run(opened, count, sampling, seed))
+        return costs[-1].samples
+
     if model.can_reconstruct:
         results["reconstruction"] = _reconstruction(model, test, config.data, n)
     if model.can_upscale:
@@ -249,7 +268,7 @@ def evaluate(opened: OpenRun, *, samples: int | None = None, seed: int = 0, nll_
         results["nll"] = _nll(model, test, config.data, n, nll_k, seed, config.binarize)
     if model.can_sample:
         network, skipped = _feature_space(test, features)
-        fake, clamped = _samples(model, test, n, seed)
+        fake, clamped = _samples(draw, test, n)
         results["sample_quality"] = ({"skipped": skipped} if skipped else
                                      _sample_quality(fake, clamped, test, config.data, n, seed, network))
         if test.kind == "image":
@@ -258,7 +277,7 @@ def evaluate(opened: OpenRun, *, samples: int | None = None, seed: int = 0, nll_
                 _memorization(fake, train, test, config.data, seed, network) if train is not None
                 else {"skipped": "needs the run's training images: open the run with splits=('train', 'test')"})
         if config.data in MIXTURES:
-            coverage = mixture_coverage(_draw(model, NUM_SAMPLES, seed), config.data)
+            coverage = mixture_coverage(draw(NUM_SAMPLES), config.data)
             results["mode_coverage"] = {
                 "scores": {"modes_covered": coverage.modes_covered, "num_modes": coverage.num_modes,
                            "high_quality_fraction": coverage.high_quality_fraction,
@@ -266,12 +285,30 @@ def evaluate(opened: OpenRun, *, samples: int | None = None, seed: int = 0, nll_
                 "protocol": {"reference": f"{config.data} mixture centres", "num_fake": coverage.num_samples,
                              "seed": seed, "threshold": "3 std of the mixture"}}
         if config.data == "stacked-mnist":
-            results["stacked_mnist_modes"] = _stacked_modes(model, seed)
+            results["stacked_mnist_modes"] = _stacked_modes(draw, seed)
+    if costs:
+        results["sampling"] = _sampling_cost(costs, sampling, opened, config.data)
     report = {"checkpoint": opened.path.name, "step": opened.step, "family": opened.record.family,
-              "data": config.data, "genlab_version": genlab.__version__, "results": results}
+              "data": config.data, "genlab_version": genlab.__version__,
+              "sampling_method": sampling.method if sampling is not None else "direct", "results": results}
     # A reverse KL with no high-quality sample is inf: json writes it as Infinity, and reads that back.
-    atomic_write_bytes(opened.folder / EVAL_FILE, (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(opened.folder / eval_file(sampling), (json.dumps(report, indent=2) + "\n").encode())
     return report
+
+
+def _sampling_cost(costs: list, sampling: SamplingConfig, opened: OpenRun, data_name: str) -> dict:
+    """What the D-guided samples cost over every draw of the evaluation, beside direct sampling's 1 pass."""
+    n = sum(len(drawn.samples) for drawn in costs)
+    calibration = run_calibration(opened, opened.data["test"].x)  # the stored one the draws used
+    return {"scores": {"acceptance_rate": sum(d.acceptance_rate * len(d.samples) for d in costs) / n,
+                       "passes_per_sample": sum(d.generator_passes + d.discriminator_passes for d in costs) / n,
+                       "cpu_ms_per_sample": 1000 * sum(d.cpu_seconds for d in costs) / n},
+            "protocol": {"reference": f"{data_name}/test (held out: D's calibration"
+                                      + (", the chains' starts)" if sampling.method == "mh" else ")"),
+                         "num_fake": n, "method": sampling.method,
+                         "settings": {key: getattr(sampling, key) for key in METHOD_SETTINGS[sampling.method]},
+                         "calibration": dataclasses.asdict(calibration),
+                         "passes": "one sample through G or D, a backward pass counted as one more; direct: 1"}}
 
 
 def _protocol_summary(protocol: dict) -> str:
