@@ -247,3 +247,18 @@ def test_cli_eval_scores_d_guided_samples_beside_the_models_own(gan_run):
     direct = json.loads((gan_run / "eval.json").read_text())
     assert direct["sampling_method"] == "direct" and "sampling" not in direct["results"]
     assert direct["results"]["sample_quality"] != report["results"]["sample_quality"]
+
+
+def test_cli_compare_adds_a_d_guided_gan_row(tmp_path):
+    runs = tmp_path / "runs"
+    succeeded(invoke("train", "gan", "--data", "digits", "--steps", "20", "--run", runs / "gan-seed0",
+                     "--set", "log_every=20", "--set", "conv_channels=8,16", "--set", "ema_decay=0.9"))
+    succeeded(invoke("compare", "--data", "digits", "--runs-from", runs, "--seeds", 1, "--samples", 200,
+                     "--gan-method", "rejection", "--set", "burn_in=300", "--out", tmp_path / "report"))
+    summary = json.loads((tmp_path / "report" / "compare.json").read_text())
+    direct, guided_row = summary["table"]
+    assert guided_row["model"] == direct["model"] + " + rejection"
+    assert 0 < float(guided_row["acceptance_rate"]) < 1
+    assert guided_row["fid"] != direct["fid"]  # scored on other samples
+    notes = (tmp_path / "report" / "compare.md").read_text()
+    assert "+ rejection: the GAN's samples guided by its discriminator" in notes

@@ -544,16 +544,21 @@ def compare_command(
     runs_from: Annotated[Path | None, typer.Option(help="Evaluate the FAMILY-seedN runs in this folder instead "
                                                         "of training.")] = None,
     samples: Annotated[int, typer.Option(help="Samples (and test images) per FID/precision/recall.")] = 2000,
+    gan_method: Annotated[str, typer.Option(help="A second GAN row sampled with D's help: rejection, mh or "
+                                                 "latent-mcmc (direct: none).")] = "direct",
+    method_settings: MethodSettingsOpt = None,
     data_dir: DataDirOpt = None,
 ):
     """Train AE, VAE, GAN and DDPM under one CPU budget each, evaluate them alike, write the lesson's table
     measured (compare.md, compare.html, compare.png)."""
     from genlab.compare import compare, markdown_table
+    from genlab.guided import sampling_config
 
     out = out or Path(f"runs/compare-{data}")
     cpu_budget = parse_duration(budget) if runs_from is None else None
+    sampling = sampling_config(gan_method, _method_settings(method_settings))
     summary = compare(out, data=data, budget=cpu_budget, seeds=seeds, runs_from=runs_from, samples=samples,
-                      data_dir=data_dir,
+                      data_dir=data_dir, gan_method=sampling,
                       on_run=lambda family, seed: console.print(f"training {family} seed {seed}", markup=False))
     typer.echo(markdown_table(summary["table"]))
     console.print(f"wrote {out / 'compare.md'}, {out / 'compare.html'}, {out / 'compare.png'}", markup=False)

@@ -6,6 +6,8 @@ same CPU-time budget, evaluated with one protocol.
   evaluate  open_run (model and test split, loaded once per run), then evaluate(samples=N, seed=0): reconstruction
             (ae, vae), FID/precision/recall (vae, gan, ddpm) against the same N test examples in one feature space
   sampling  CPU seconds to draw 1,000 samples from each run, 250 at a time
+  guided    with gan_method (genlab.guided: rejection, mh or latent-mcmc), each GAN run is evaluated a second time on
+            D-guided samples, a row of its own ("GAN ... + rejection") whose sampling time is that method's
   report    compare.json (every figure), compare.md, compare.html (self-contained, a sample grid per family),
             compare.png (FID against sampling time), samples-FAMILY.png
 
@@ -32,6 +34,7 @@ import torch
 from genlab.checkpoint import atomic_write_bytes
 from genlab.evaluate import DEFAULT_NLL_K, check_evaluation, evaluate
 from genlab.explore import save_picture
+from genlab.guided import SamplingConfig
 from genlab.run import OpenRun, create_run, loading_once, open_run, read_run_record
 from genlab.train import TrainConfig, train
 
@@ -77,6 +80,8 @@ class RunResult:
     precision: float | None
     recall: float | None
     sampling_cpu_s: float | None  # CPU seconds per 1,000 samples
+    method: str = "direct"  # how the GAN's samples were drawn (genlab.guided)
+    acceptance_rate: float | None = None  # of a D-guided method
 
 
 def check_options(data: str, budget: float | None, seeds: int) -> None:
@@ -155,13 +160,21 @@ def sampling_seconds(model, count: int = SAMPLING_COUNT, batch: int = SAMPLING_B
     return time.process_time() - start
 
 
-def measure(opened: OpenRun, samples: int, seed: int, nll_k: int) -> RunResult:
-    """Evaluate an opened run (its test split loaded) and time its sampling."""
-    report = evaluate(opened, samples=samples, seed=seed, nll_k=nll_k)
+def measure(opened: OpenRun, samples: int, seed: int, nll_k: int, sampling: SamplingConfig | None = None) -> RunResult:
+    """Evaluate an opened run (its test split loaded) and time its sampling; `sampling`: D-guided samples instead,
+    timed by the evaluation's own draws (their CPU-ms per sample are CPU-s per 1,000)."""
+    report = evaluate(opened, samples=samples, seed=seed, nll_k=nll_k, sampling=sampling)
     results = report["results"]
     quality = results.get("sample_quality", {}).get("scores", {})
     model = opened.model
     train_cpu_s = recorded_cpu_seconds(opened.folder / RECORD_FILE)
+    if "sampling" in results:
+        cost = results["sampling"]["scores"]
+        return RunResult(family=opened.record.family, seed=opened.record.train.seed, run=opened.folder,
+                         steps=report["step"], train_cpu_s=train_cpu_s, mse=None, fid=quality.get("fid"),
+                         precision=quality.get("precision"), recall=quality.get("recall"),
+                         sampling_cpu_s=cost["cpu_ms_per_sample"], method=report["sampling_method"],
+                         acceptance_rate=cost["acceptance_rate"])
     return RunResult(
         family=opened.record.family, seed=opened.record.train.seed, run=opened.folder, steps=report["step"],
         train_cpu_s=train_cpu_s,
@@ -172,9 +185,11 @@ def measure(opened: OpenRun, samples: int, seed: int, nll_k: int) -> RunResult:
 
 def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.0, seeds: int = 3,
             runs_from: str | Path | None = None, samples: int = DEFAULT_SAMPLES, eval_seed: int = 0,
-            nll_k: int = DEFAULT_NLL_K, data_dir: str | Path | None = None, on_run=None) -> dict:
+            nll_k: int = DEFAULT_NLL_K, data_dir: str | Path | None = None, on_run=None,
+            gan_method: SamplingConfig | None = None) -> dict:
     """Train (or take from `runs_from`), evaluate and tabulate; writes the report files into `out`, returns
-    compare.json's content. `on_run(family, seed)` is called before each run trains (progress)."""
+    compare.json's content. `on_run(family, seed)` is called before each run trains (progress). `gan_method`: a
+    D-guided sampling method, each GAN's second row."""
     check_options(data, budget if runs_from is None else None, seeds)
     check_evaluation(samples, nll_k)
     out = Path(out)
@@ -194,6 +209,8 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
         opened = open_run(run, device="cpu", data_dir=data_dir, splits=("test",))  # once: eval, timing, grid
         scored = min(scored, len(opened.data["test"]))
         results.append(measure(opened, samples, eval_seed, nll_k))
+        if opened.record.family == "gan" and gan_method is not None and gan_method.method != "direct":
+            results.append(measure(opened, samples, eval_seed, nll_k, gan_method))
         if opened.record.family not in grids:  # one grid per family, from its lowest seed
             grids[opened.record.family] = sample_grid(opened, out / f"samples-{opened.record.family}.png")
         del opened
@@ -236,13 +253,20 @@ def spread(values: list[float | None], fmt: str) -> str:
     return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
 
 
+def label(family: str, method: str) -> str:
+    return LABELS[family] if method == "direct" else f"{LABELS[family]} + {method}"
+
+
 def table(results: list[RunResult]) -> list[dict]:
     rows = []
     for family in FAMILIES:
-        mine = [r for r in results if r.family == family]
-        if mine:
-            rows.append({"family": family, "model": LABELS[family], "lesson": LESSON[family], "seeds": len(mine),
-                         **{key: spread([getattr(r, key) for r in mine], fmt) for key, _, fmt in COLUMNS}})
+        for method in dict.fromkeys(r.method for r in results if r.family == family):  # direct first
+            mine = [r for r in results if r.family == family and r.method == method]
+            row = {"family": family, "model": label(family, method), "lesson": LESSON[family], "seeds": len(mine),
+                   **{key: spread([getattr(r, key) for r in mine], fmt) for key, _, fmt in COLUMNS}}
+            if method != "direct":
+                row["acceptance_rate"] = spread([r.acceptance_rate for r in mine], "{:.3f}")
+            rows.append(row)
     return rows
 
 
@@ -268,7 +292,9 @@ def notes(summary: dict) -> list[str]:
         "evaluation and timing alike; ancestral DDPM (1,000 steps) costs about 20x the DDIM figure.",
         "Values are mean ± standard deviation over seeds; '-' where a figure does not apply (an autoencoder "
         "does not sample; GAN and diffusion do not reconstruct).",
-    ]
+    ] + [f"{row['model']}: the GAN's samples guided by its discriminator (genlab.guided), acceptance rate "
+         f"{row['acceptance_rate']}; its sampling time is that method's, D's calibration excluded."
+         for row in summary["table"] if "acceptance_rate" in row]
 
 
 def write_markdown(path: Path, summary: dict) -> None:
@@ -285,10 +311,11 @@ def write_figure(path: Path, results: list[RunResult]) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for family in FAMILIES:
-        points = [(r.sampling_cpu_s, r.fid) for r in results if r.family == family and r.fid is not None]
+    for family, method in dict.fromkeys((r.family, r.method) for r in results):
+        points = [(r.sampling_cpu_s, r.fid) for r in results
+                  if (r.family, r.method) == (family, method) and r.fid is not None]
         if points:
-            ax.scatter(*zip(*points, strict=True), label=LABELS[family], s=40)
+            ax.scatter(*zip(*points, strict=True), label=label(family, method), s=40)
     ax.set_xscale("log")
     ax.set_xlabel("sampling CPU-s per 1,000 images (log)")
     ax.set_ylabel("FID (lower is better)")
