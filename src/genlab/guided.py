@@ -65,7 +65,9 @@ class SamplingConfig:
     burn_in: int = 5000  # rejection: proposals scored first, for M and gamma; not themselves returned
     max_proposals: int = 1000  # rejection: proposals per requested sample before giving up (with advice)
     chain_length: int = 100  # mh: proposals per chain, K (more: closer to p_data, proportionally dearer)
-    step_size: float = 0.01  # latent-mcmc: Langevin's step in z (Che et al.'s toy experiments used 0.01)
+    # latent-mcmc: Langevin's step in z. On grid-25 0.01 walked samples off the data, up D's slope where D never saw
+    # data (benchmarks/mode_coverage_results.md); 0.001 removes the bridges without leaving the modes
+    step_size: float = 0.001
     langevin_steps: int = 100  # latent-mcmc: Langevin steps per sample, each a G and D pass forward and back
 
     def __post_init__(self):
