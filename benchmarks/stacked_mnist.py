@@ -4,6 +4,7 @@ and PacGAN's table 2.
     python benchmarks/stacked_mnist.py                          # 2 recipes x 3 seeds x 20 CPU-min, ~2 CPU-hours
     python benchmarks/stacked_mnist.py --budget 360 --seeds 1   # a quick look: 6 CPU-min a recipe
     python benchmarks/stacked_mnist.py --recipes genlab-best --out benchmarks/out/stacked_mnist
+    python benchmarks/stacked_mnist.py --recipes genlab-best --methods direct,rejection,mh   # D-guided rows too
 
 Each (recipe, seed) is a real genlab run on data "stacked-mnist" (60,000 triples of MNIST train digits as
 R, G, B, drawn with the seed): create_run + train(cpu_budget=--budget) in a temporary folder, then
@@ -12,6 +13,10 @@ torch.Generator().manual_seed(seed). "train CPU-s" is the process CPU time (time
 one thread, data loading, collapse checks, previews and the checkpoint included; "eval CPU-s" is sampling
 and classifying the 78,000 channels. The KL is KL(p_gen || uniform over 1000), the direction of PacGAN's
 code; even a perfect generator scores about 0.019 on 26,000 samples.
+
+--methods samples each trained run again with the discriminator's help (genlab.guided.sample_run, default settings,
+D calibrated on the held-out test triples): one row per recipe and method ("genlab-best + mh"), with its acceptance
+rate and "sample CPU-s", the CPU time of drawing the 26,000 samples (the calibration, once a run, excluded).
 
 Both recipes use genlab's DCGAN for 28x28 (D: conv 64 -> 128 stride 2 + BatchNorm + LeakyReLU(0.2);
 G mirrors it; sigmoid output, i.e. DCGAN's tanh rescaled to [0, 1]), latent_dim 100, batch 64, Adam with
@@ -49,6 +54,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from genlab.explore import save_image_grid  # noqa: E402
+from genlab.guided import METHODS, sample_run, sampling_config  # noqa: E402
 from genlab.metrics.stacked import NUM_SAMPLES, stacked_mnist_coverage  # noqa: E402
 from genlab.run import create_run, open_run  # noqa: E402
 from genlab.train import TrainConfig, train  # noqa: E402
@@ -77,27 +83,44 @@ PUBLISHED = {
 TARGET_MODES, TARGET_KL = 1000, 0.05
 
 
-def run_seed(name: str, seed: int, budget: float, data_dir: Path, png: Path | None) -> dict:
-    """Train one recipe for `budget` CPU-s in a temporary run folder and measure its Stacked-MNIST coverage."""
+def run_seed(name: str, seed: int, budget: float, data_dir: Path, out: Path | None,
+             methods: tuple[str, ...] = ("direct",)) -> list[dict]:
+    """Train one recipe for `budget` CPU-s in a temporary run folder and measure its Stacked-MNIST coverage, sampled
+    by each method; `out`: a folder for a 10x10 sample grid per method."""
     model_settings, train_settings = RECIPES[name]
     config = TrainConfig(data="stacked-mnist", seed=seed, log_every=200, sample_every=train_settings["steps"],
                          checkpoint_every=train_settings["steps"], keep_checkpoints=1, **train_settings)
+    records = []
     with tempfile.TemporaryDirectory(prefix="stacked_mnist-") as folder:
         start = time.process_time()
         run = create_run(Path(folder) / "run", "gan", config, model_settings, data_dir=data_dir)
         train(run, device="cpu", data_dir=data_dir, cpu_budget=budget)
         train_cpu_s = time.process_time() - start
-        opened = open_run(run, splits=())
-        model, meta = opened.model, opened.meta
-    start = time.process_time()
-    model.eval()
-    samples = model.sample(NUM_SAMPLES, generator=torch.Generator().manual_seed(seed)).float()
-    coverage = stacked_mnist_coverage(samples)
-    eval_cpu_s = time.process_time() - start
-    if png is not None:
-        save_image_grid(samples[:100], png, f"stacked MNIST, {name}, seed {seed}: 100 samples", nrow=10)
-    return {"recipe": name, "seed": seed, "modes": coverage.modes_covered, "kl": coverage.reverse_kl,
-            "steps": meta["step"], "train_cpu_s": train_cpu_s, "eval_cpu_s": eval_cpu_s, "budget_s": budget}
+        opened = open_run(run, splits=("test",) if methods != ("direct",) else (), data_dir=data_dir)
+        for method in methods:
+            start = time.process_time()
+            if method == "direct":  # exactly the draw the table always measured
+                samples = opened.model.sample(NUM_SAMPLES, generator=torch.Generator().manual_seed(seed)).float()
+                acceptance = 1.0
+            else:
+                drawn = sample_run(opened, NUM_SAMPLES, sampling_config(method), seed=seed)
+                samples, acceptance = drawn.samples.float(), drawn.acceptance_rate
+            sample_cpu_s = time.process_time() - start
+            coverage = stacked_mnist_coverage(samples)
+            eval_cpu_s = time.process_time() - start
+            label = row_name(name, method)
+            if out is not None:
+                save_image_grid(samples[:100], out / f"{label.replace(' + ', '-')}.png",
+                                f"stacked MNIST, {label}, seed {seed}: 100 samples", nrow=10)
+            records.append({"recipe": name, "method": method, "seed": seed, "modes": coverage.modes_covered,
+                            "kl": coverage.reverse_kl, "steps": opened.meta["step"], "train_cpu_s": train_cpu_s,
+                            "eval_cpu_s": eval_cpu_s, "sample_cpu_s": sample_cpu_s, "acceptance_rate": acceptance,
+                            "budget_s": budget})
+    return records
+
+
+def row_name(recipe: str, method: str) -> str:
+    return recipe if method == "direct" else f"{recipe} + {method}"
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -111,7 +134,7 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 def table(rows: dict[str, list[dict]]) -> str:
     header = (f"{'recipe':<28} {'seeds':>5}  {'modes (of 1000)':>15}  {'KL':>15}  {'steps':>6}  "
-              f"{'train CPU-s':>11}  {'eval CPU-s':>10}")
+              f"{'train CPU-s':>11}  {'eval CPU-s':>10}  {'sample CPU-s':>12}  {'accept':>6}")
     lines = [f"Stacked-MNIST ({NUM_SAMPLES} samples a seed; mean ± standard error over seeds)", header,
              "-" * len(header)]
     for name, (modes, kl) in PUBLISHED.items():
@@ -122,7 +145,11 @@ def table(rows: dict[str, list[dict]]) -> str:
         (m, m_se), (k, k_se) = (mean_se([r[key] for r in results]) for key in ("modes", "kl"))
         lines.append(f"{name:<28} {len(results):>5}  {m:>7.1f} ± {m_se:<5.1f}  {k:>6.3f} ± {k_se:<6.3f}  "
                      f"{min(r['steps'] for r in results):>6}  {max(r['train_cpu_s'] for r in results):>11.0f}  "
-                     f"{max(r['eval_cpu_s'] for r in results):>10.0f}")
+                     f"{max(r['eval_cpu_s'] for r in results):>10.0f}  "
+                     # sampling's own cost; "-" for records measured before it was
+                     + (f"{max(r['sample_cpu_s'] for r in results):>12.0f}  "
+                        f"{mean_se([r['acceptance_rate'] for r in results])[0]:>6.3f}"
+                        if all("sample_cpu_s" in r for r in results) else f"{'-':>12}  {'-':>6}"))
     return "\n".join(lines)
 
 
@@ -135,8 +162,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder for a 10x10 sample grid per recipe (seed 0)")
     parser.add_argument("--results", type=Path, default=None,
                         help="JSON-lines file of per-seed figures: appended to, and seeds already there are skipped")
+    parser.add_argument("--methods", default="direct",
+                        help=f"comma list of sampling methods, each a row per recipe: {', '.join(METHODS)}")
     args = parser.parse_args()
-    recipes = args.recipes.split(",")
+    recipes, methods = args.recipes.split(","), tuple(args.methods.split(","))
+    for method in methods:
+        if method not in METHODS:
+            parser.error(f"unknown sampling method {method!r}: choose from {', '.join(METHODS)}")
     for name in recipes:
         if name not in RECIPES:
             parser.error(f"unknown recipe {name!r}: choose from {', '.join(RECIPES)}")
@@ -151,7 +183,7 @@ def main() -> None:
     if args.results is not None and args.results.exists():
         for line in args.results.read_text().splitlines():
             record = json.loads(line)
-            done[record["recipe"], record["seed"]] = record
+            done[row_name(record["recipe"], record.get("method", "direct")), record["seed"]] = record
     logging.getLogger("genlab").setLevel(logging.ERROR)  # collapse warnings would interleave with the table
     # One-off imports that train() and its preview PNG would otherwise bill to the first run's CPU time.
     import matplotlib
@@ -160,34 +192,38 @@ def main() -> None:
     import matplotlib.pyplot  # noqa: F401
     from torch.utils.tensorboard import SummaryWriter  # noqa: F401
 
+    row_names = [row_name(name, method) for name in recipes for method in methods]
     for name in recipes:
         for seed in range(args.seeds):
-            if (name, seed) in done:
+            if all((row_name(name, method), seed) in done for method in methods):
                 continue
-            png = args.out / f"{name}.png" if args.out is not None and seed == 0 else None
-            record = run_seed(name, seed, args.budget, args.data_dir, png)
-            done[name, seed] = record
-            print(f"{name:<12} seed {seed}: {record['modes']}/1000 modes, KL {record['kl']:.3f}, {record['steps']} "
-                  f"steps in {record['train_cpu_s']:.0f} train CPU-s (+{record['eval_cpu_s']:.0f} eval)", flush=True)
-            if args.results is not None:
-                with args.results.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
+            out = args.out if args.out is not None and seed == 0 else None
+            for record in run_seed(name, seed, args.budget, args.data_dir, out, methods):
+                label = row_name(name, record["method"])
+                done[label, seed] = record
+                print(f"{label:<24} seed {seed}: {record['modes']}/1000 modes, KL {record['kl']:.3f}, "
+                      f"{record['steps']} steps in {record['train_cpu_s']:.0f} train CPU-s "
+                      f"(+{record['eval_cpu_s']:.0f} eval, of which {record['sample_cpu_s']:.0f} sampling; "
+                      f"acceptance {record['acceptance_rate']:.3f})", flush=True)
+                if args.results is not None:
+                    with args.results.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
 
-    rows = {name: [done[name, s] for s in range(args.seeds) if (name, s) in done] for name in recipes}
+    rows = {label: [done[label, s] for s in range(args.seeds) if (label, s) in done] for label in row_names}
     print()
     print(table(rows))
     figures = {}
-    for name in RECIPES:
+    for name in [*RECIPES, *(label for label in row_names if label not in RECIPES)]:
         results = rows.get(name, [])
-        key = name.replace("-", "_")
+        key = name.replace(" + ", "_").replace("-", "_")
         figures[f"{key}_modes"] = mean_se([r["modes"] for r in results])[0] if results else math.nan
         figures[f"{key}_kl"] = mean_se([r["kl"] for r in results])[0] if results else math.nan
         figures[f"{key}_train_cpu_s"] = max((r["train_cpu_s"] for r in results), default=math.nan)
-    best = rows.get("genlab-best", [])
-    if best:
-        met = all(r["modes"] >= TARGET_MODES and r["kl"] <= TARGET_KL for r in best)
-        print(f"\ngenlab-best vs target ({TARGET_MODES} modes, KL <= {TARGET_KL}) in every seed: "
-              f"{'met' if met else 'MISSED'}; budget {args.budget:.0f} CPU-s a run")
+    for label in [label for label in row_names if label.startswith("genlab-best")]:
+        if best := rows.get(label, []):
+            met = all(r["modes"] >= TARGET_MODES and r["kl"] <= TARGET_KL for r in best)
+            print(f"\n{label} vs target ({TARGET_MODES} modes, KL <= {TARGET_KL}) in every seed: "
+                  f"{'met' if met else 'MISSED'}; budget {args.budget:.0f} CPU-s a run")
     print("RESULT " + " ".join(f"{key}={value:.4g}" for key, value in figures.items())
           + f" budget_s={args.budget:.0f} seeds={args.seeds}")
 

@@ -220,6 +220,17 @@ def test_cli_samples_with_rejection_and_stores_the_calibration(gan_run):
     assert (gan_run / guided.CALIBRATION_FILE).read_bytes() == before  # fitted once per checkpoint, then read
 
 
+def test_a_damaged_calibration_file_is_fitted_again(gan_run):
+    path = gan_run / guided.CALIBRATION_FILE
+    succeeded(invoke("sample", gan_run, "--n", "20", "--method", "latent-mcmc", "--set", "langevin_steps=2"))
+    stored = json.loads(path.read_text())
+    for damage in ('{"step-00000040.safetensors": {"scale": 1', json.dumps(
+            {name: {**value, "scale": "x"} for name, value in stored.items()})):
+        path.write_text(damage)
+        succeeded(invoke("sample", gan_run, "--n", "20", "--method", "latent-mcmc", "--set", "langevin_steps=2"))
+        assert json.loads(path.read_text()) == stored
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--method", "best"], "unknown sampling method 'best'"),
     (["--method", "rejection", "--set", "percentile=150"], "percentile=150.0 is out of range"),

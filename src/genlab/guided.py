@@ -265,7 +265,9 @@ def _read_calibrations(path: Path) -> dict[str, Calibration]:
     try:
         stored = json.loads(path.read_bytes())
         names = {field.name for field in fields(Calibration)}
-        return {key: Calibration(**value) for key, value in stored.items() if set(value) == names}
+        return {key: Calibration(**value) for key, value in stored.items()
+                if set(value) == names and all(isinstance(value[number], (int, float)) and math.isfinite(value[number])
+                                               for number in ("scale", "shift"))}
     except (ValueError, TypeError, AttributeError, RecursionError):
         return {}
 
