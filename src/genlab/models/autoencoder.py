@@ -182,6 +182,8 @@ def fit_latent_mixture(codes: torch.Tensor, *, components: int = DEFAULT_COMPONE
     seeded with `seed` (scikit-learn's GaussianMixture), so the same codes and seed give the same mixture."""
     from sklearn.mixture import GaussianMixture  # imported when fitting: scikit-learn takes a while to import
 
+    if not 0 <= seed < 2**32:  # scikit-learn's seeds
+        raise ValueError(f"--seed must be between 0 and {2**32 - 1} for the mixture, got {seed}")
     if not 1 <= components <= MAX_COMPONENTS:
         raise ValueError(f"--components must be between 1 and {MAX_COMPONENTS}, got {components}")
     if codes.shape[1] > MAX_SAMPLER_LATENT:
