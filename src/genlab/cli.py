@@ -161,10 +161,12 @@ def train(
         if distributed.current().is_main:
             console.print(f"run folder: {run_dir}", markup=False)
         last = train_run(run_dir, device=device, data_dir=data_dir, progress=True, cpu_budget=cpu_budget)
-        if distributed.current().is_main:
+        main = distributed.current().is_main
+        if main:
             console.print(f"done: {last}", markup=False)
-            if (finish := family_record(read_run_record(run_dir).family).after_training) is not None:
-                console.print(finish(run_dir, device=device, data_dir=data_dir), markup=False)  # the AE's sampler
+    # Once the ranks have parted, one process fits what the family fits on a trained model (the AE's sampler).
+    if main and (finish := family_record(read_run_record(run_dir).family).after_training) is not None:
+        console.print(finish(run_dir, device=device, data_dir=data_dir), markup=False)
 
 
 def _prepare_run(family, data, steps, settings, run, resume, init_from, data_dir) -> Path:
