@@ -4,7 +4,8 @@ same CPU-time budget, evaluated with one protocol.
   train     out/FAMILY-seedN for every family and seed, train(cpu_budget=...): each run ends at the step count
             its budget affords; the CPU seconds it took go to out/FAMILY-seedN/compare.json
   evaluate  open_run (model and test split, loaded once per run), then evaluate(samples=N, seed=0): reconstruction
-            (ae, vae), FID/precision/recall (vae, gan, ddpm) against the same N test examples in one feature space
+            (ae, vae), FID/precision/recall (all four: the ae through the Gaussian mixture fitted on its training
+            codes when it finished training) against the same N test examples in one feature space
   sampling  CPU seconds to draw 1,000 samples from each run, 250 at a time
   report    compare.json (every figure), compare.md, compare.html (self-contained, a sample grid per family),
             compare.png (FID against sampling time), samples-FAMILY.png
@@ -32,6 +33,7 @@ import torch
 from genlab.checkpoint import atomic_write_bytes
 from genlab.evaluate import DEFAULT_NLL_K, check_evaluation, evaluate
 from genlab.explore import save_picture
+from genlab.models import family as family_record
 from genlab.run import OpenRun, create_run, loading_once, open_run, read_run_record
 from genlab.train import TrainConfig, train
 
@@ -47,7 +49,7 @@ RECORD_FILE = "compare.json"  # in each run folder: the CPU seconds its training
 
 # family -> (model settings, training settings). `steps` is only a ceiling: the budget ends each run.
 RECIPES = {
-    "ae": ({}, {}),  # conv autoencoder, BCE reconstruction: genlab's defaults
+    "ae": ({}, {}),  # conv autoencoder, BCE reconstruction: genlab's defaults; sampled by a 10-Gaussian mixture
     "vae": ({}, {}),  # conv VAE, Bernoulli likelihood, 20-D latent: genlab's defaults
     # genlab's best image GAN: DCGAN, non-saturating loss, EMA generator (2,000 steps with ema_decay 0.999 gave
     # FID 6.0 on MNIST, README "Measuring a model"). The EMA's warm-up lets a short budget's run forget its
@@ -62,7 +64,8 @@ STEP_CEILING = 1_000_000
 # The lesson's words, beside the numbers that test them.
 LESSON = {"ae": "simple, fast / blurry", "vae": "smooth latent space / blurry", "gan": "sharp / unstable",
           "ddpm": "best quality / slow"}
-LABELS = {"ae": "autoencoder", "vae": "VAE", "gan": "GAN (DCGAN, EMA)", "ddpm": "diffusion (DDPM, DDIM-50)"}
+LABELS = {"ae": "autoencoder (+ Gaussian mixture)", "vae": "VAE", "gan": "GAN (DCGAN, EMA)",
+          "ddpm": "diffusion (DDPM, DDIM-50)"}
 
 
 @dataclass
@@ -108,6 +111,8 @@ def train_runs(out: Path, data: str, budget: float, seeds: int, data_dir: str | 
                 start = time.process_time()
                 train(run, device="cpu", data_dir=data_dir, cpu_budget=budget)
                 cpu_s = time.process_time() - start
+            if (finish := family_record(family).after_training) is not None:  # the AE's sampler: not in the budget
+                log.info(finish(run, device="cpu", data_dir=data_dir))
             atomic_write_bytes(run / RECORD_FILE, (json.dumps({"train_cpu_s": cpu_s, "budget_s": budget}) + "\n")
                                .encode())
             runs.append(run)
@@ -161,6 +166,10 @@ def measure(opened: OpenRun, samples: int, seed: int, nll_k: int) -> RunResult:
     results = report["results"]
     quality = results.get("sample_quality", {}).get("scores", {})
     model = opened.model
+    if getattr(model, "fits_sampler", False) and not model.can_sample:
+        from genlab.models.autoencoder import NO_SAMPLER
+
+        log.warning("%s has no FID: %s", opened.folder, NO_SAMPLER.format(run=opened.folder))
     train_cpu_s = recorded_cpu_seconds(opened.folder / RECORD_FILE)
     return RunResult(
         family=opened.record.family, seed=opened.record.train.seed, run=opened.folder, steps=report["step"],
@@ -195,7 +204,8 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
         scored = min(scored, len(opened.data["test"]))
         results.append(measure(opened, samples, eval_seed, nll_k))
         if opened.record.family not in grids:  # one grid per family, from its lowest seed
-            grids[opened.record.family] = sample_grid(opened, out / f"samples-{opened.record.family}.png")
+            shows = "samples" if opened.model.can_sample else "test images beside reconstructions"
+            grids[opened.record.family] = (sample_grid(opened, out / f"samples-{opened.record.family}.png"), shows)
         del opened
     summary = {
         "data": data, "budget_cpu_s": budget, "seeds": sorted({r.seed for r in results}),
@@ -214,7 +224,8 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
 
 
 def sample_grid(opened: OpenRun, path: Path) -> Path:
-    """64 samples (8x8), or for an autoencoder, which cannot sample, 32 test images beside their reconstructions."""
+    """64 samples (8x8), or for an autoencoder without a fitted sampler, 32 test images beside their
+    reconstructions."""
     return save_picture(path, opened.model, opened.data["test"],
                         title=f"{opened.path.parent.parent.name}, step {opened.step}")
 
@@ -266,8 +277,9 @@ def notes(summary: dict) -> list[str]:
         "not with Inception FIDs). Reconstruction MSE: the same test images, per pixel.",
         f"Sampling: {protocol['sampling']}. Diffusion is sampled with {protocol['ddpm_sampler']} here, for "
         "evaluation and timing alike; ancestral DDPM (1,000 steps) costs about 20x the DDIM figure.",
-        "Values are mean ± standard deviation over seeds; '-' where a figure does not apply (an autoencoder "
-        "does not sample; GAN and diffusion do not reconstruct).",
+        "Values are mean ± standard deviation over seeds; '-' where a figure does not apply (GAN and diffusion do "
+        "not reconstruct). The autoencoder samples from a 10-component Gaussian mixture fitted on its training "
+        "codes after training (genlab fit-sampler), which its training time leaves out.",
     ]
 
 
@@ -311,16 +323,16 @@ def _embedded(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
-def write_html(path: Path, summary: dict, grids: dict[str, Path], figure: Path) -> None:
-    """One self-contained page: the table, the notes, the figure and a grid per family, images inlined."""
+def write_html(path: Path, summary: dict, grids: dict[str, tuple[Path, str]], figure: Path) -> None:
+    """One self-contained page: the table, the notes, the figure and a grid per family (family -> the picture and
+    what it shows), images inlined."""
     header = ["model", "the lesson says", "seeds", *(title for _, title, _ in COLUMNS)]
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in
                                     [row["model"], row["lesson"], row["seeds"], *(row[k] for k, _, _ in COLUMNS)])
                    + "</tr>" for row in summary["table"])
     cards = "".join(
         f"<figure>{_embedded(grid, LABELS[family])}<figcaption>{html.escape(LABELS[family])}: "
-        f"{'test images beside reconstructions' if family == 'ae' else 'samples'}</figcaption></figure>"
-        for family, grid in grids.items())
+        f"{html.escape(shows)}</figcaption></figure>" for family, (grid, shows) in grids.items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>genlab compare: {html.escape(summary['data'])}</title>
 <style>
