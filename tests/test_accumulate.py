@@ -23,6 +23,7 @@ from genlab.models import family
 from genlab.models.gan import GANConfig, discriminator_update
 from genlab.models.layers import micro_batches
 from genlab.train import TrainConfig, _check_share, train
+from test_distributed import TINY, latest, ok, single, torchrun
 from test_train import assert_same_checkpoint, make_run, metrics, without_speed
 
 PARAMETERS = {"rtol": 1e-5, "atol": 1e-6}  # see the module docstring
@@ -257,3 +258,19 @@ def test_a_resumed_run_with_accumulate_ends_bit_identical(tmp_path, case):
     for a, b in zip(ckpt.list_checkpoints(straight), ckpt.list_checkpoints(resumed), strict=True):
         assert_same_checkpoint(a, b)
     assert without_speed(metrics(straight)) == without_speed(metrics(resumed))
+
+
+@pytest.mark.slow
+def test_two_processes_each_accumulating_train_like_one_process(tmp_path):
+    """torchrun: 2 ranks x 2 micro-batches of 8 against one process with the whole batch of 32; the autoencoder
+    draws no random numbers, so they differ only in the order of float sums (four means of 8 against one of 32)."""
+    args = ("train", "ae", "--data", "digits", "--steps", "6", "--set", "batch_size=32", *TINY)
+    ok(torchrun(*args, "--set", "accumulate=2", "--run", str(tmp_path / "ddp")))
+    ok(single(*args, "--run", str(tmp_path / "one")))
+    ddp, one = latest(tmp_path / "ddp"), latest(tmp_path / "one")
+    assert ddp.keys() == one.keys()
+    for name in one:
+        scale = one[name].abs().max().item() if one[name].is_floating_point() else 0
+        torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-6 * max(scale, 1), msg=name)
+    meta = ckpt.read_meta(ckpt.list_checkpoints(tmp_path / "ddp")[-1])
+    assert meta["run"]["train"]["accumulate"] == 2 and len(meta["rank_rng_states"]) == 2
