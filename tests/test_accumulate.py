@@ -73,6 +73,7 @@ class FixedDraws:
 CASES = {  # name -> (family, model settings, data shape); none has a layer that sees the batch
     "ae-conv": ("ae", {"architecture": "conv", "conv_channels": (4, 8), "latent_dim": 3, "noise_std": 0.2}, (1, 8, 8)),
     "vae": ("vae", {"architecture": "mlp", "hidden_dims": (16,), "latent_dim": 2}, (1, 8, 8)),
+    "vqvae": ("vqvae", {"architecture": "mlp", "hidden_dims": (16,), "num_codes": 8}, (1, 8, 8)),
     "ddpm": ("ddpm", {"architecture": "mlp", "hidden_dims": (32,), "num_timesteps": 50, "ema_decay": 0.9}, (2,)),
     # two D updates per G update, R1 and the EMA generator (WGAN-GP: see the critic's test below)
     "gan": ("gan", {"architecture": "mlp", "hidden_dims": (16, 16), "latent_dim": 4, "n_critic": 2,
