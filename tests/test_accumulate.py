@@ -157,6 +157,28 @@ def test_batchnorm_sees_the_micro_batch_so_its_runs_differ(monkeypatch):
     assert not all(torch.allclose(a, b, **PARAMETERS) for a, b in pairs)
 
 
+@pytest.mark.parametrize("case", [
+    ("progan", {"max_channels": 8, "latent_dim": 4, "fade_steps": 1, "stable_steps": 1}, (1, 8, 8)),
+    ("superres", {"scale": 2, "g_channels": 4, "blocks": 1, "stage": "gan", "d_channels": 4, "d_layers": 1},
+     (3, 8, 8)),
+])
+def test_the_gans_whose_layers_see_the_batch_take_one_step_per_batch(case, monkeypatch):
+    """ProGAN (minibatch stddev always on) and the super-resolution GAN (relativistic average loss) cannot match
+    one pass (README); each still makes one D and one G step per batch, and logs the same terms."""
+    family_name, settings, shape = case
+    recipe = family(family_name)
+    logged = []
+    for accumulate in (1, 4):
+        torch.manual_seed(0)
+        model = recipe.model(recipe.config(data_shape=shape, **settings))
+        optimizers = recipe.optimizers(model, 1e-3)
+        logged.append(recipe.step(model, optimizers, torch.rand(BATCH, *shape), accumulate=accumulate))
+        assert {name: next(iter(o.state.values()))["step"].item() for name, o in optimizers.items()} == {
+            "generator": 1, "discriminator": 1}
+    assert logged[0].keys() == logged[1].keys()
+    assert all(torch.isfinite(value).all() for value in logged[1].values())
+
+
 def test_micro_batches_split_in_order_and_refuse_what_does_not_divide():
     x = torch.arange(12)
     assert [part.tolist() for part in micro_batches(x, 3)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]

@@ -18,6 +18,9 @@ process or another thread of the lab, gets RunInUse.
 Under torchrun (genlab.distributed) every rank runs this loop on its share of each batch; rank 0 alone holds the
 lock and writes the run folder, and the loop's decisions (stop on a bad loss or a signal, a CPU budget's plan)
 are taken from values all ranks share, so they take them at the same step.
+
+With `accumulate` = k the loop hands each family's step its share of the batch and k, and the step makes one
+optimizer step of k micro-batches (genlab.models.layers.accumulated_update): batch_size stays the global batch.
 """
 
 from __future__ import annotations
