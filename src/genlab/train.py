@@ -73,8 +73,8 @@ class TrainConfig:
     batch_size: int = 128  # the global batch of one optimizer step, however many processes and micro-batches
     # Gradient accumulation: each process's share of a batch goes forward and backward in this many equal
     # micro-batches, their gradients summed into one step on the whole batch (a larger batch than memory holds).
-    # Equal to one pass to float rounding, except where a layer sees the batch: BatchNorm, minibatch stddev,
-    # relativistic losses (README, "Gradient accumulation")
+    # Equal to one pass to float rounding given the same random draws (each micro-batch draws its own), except
+    # where a layer sees the batch: BatchNorm, minibatch stddev, relativistic losses (README, "Gradient accumulation")
     accumulate: int = 1
     lr: float = 1e-3  # Adam, as in pytorch/examples' VAE
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 at the last step
