@@ -228,8 +228,8 @@ def test_user_errors_are_one_line(case, tmp_path, digits_run, ring_run):
 
 
 def test_a_diverging_run_is_a_user_error(tmp_path, monkeypatch):
-    def nan_step(model, optimizers, x, forward):
-        terms = genlab.models.vae.training_step(model, optimizers, x, forward)
+    def nan_step(model, optimizers, x, forward, accumulate):
+        terms = genlab.models.vae.training_step(model, optimizers, x, forward, accumulate)
         return {**terms, "loss": torch.tensor(float("nan"))}
 
     set_step(monkeypatch, "vae", nan_step)

@@ -105,8 +105,8 @@ def _new_run_dir(family: str, data: str) -> Path:
 # The --set keys of each config, written out so that `genlab train --help` needs no torch (the configs live beside
 # their networks); tests/test_cli_start.py checks this against the dataclasses, so it cannot drift.
 SETTING_NAMES = {
-    "training": "steps batch_size lr lr_schedule seed binarize image_size channels crop precision compile log_every "
-                "sample_every checkpoint_every keep_checkpoints",
+    "training": "steps batch_size accumulate lr lr_schedule seed binarize image_size channels crop precision compile "
+                "log_every sample_every checkpoint_every keep_checkpoints",
     "ae": "architecture latent_dim hidden_dims conv_channels code_activation reconstruction noise_std",
     "vae": "architecture latent_dim hidden_dims conv_channels likelihood beta kl_warmup",
     "gan": "architecture latent_dim hidden_dims conv_channels output loss gp_weight r1_weight clip_value "

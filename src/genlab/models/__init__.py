@@ -18,7 +18,9 @@ class Family:
     model: type  # built from one config: model(config)
     config: type  # the family's config dataclass
     optimizers: Callable  # (model, lr) -> {name: optimizer}; the family's own recipe (nanoGPT's configure_optimizers)
-    step: Callable  # (model, optimizers, x, autocast) -> loss terms ("loss" or "*_loss" among them), one update
+    # (model, optimizers, x, autocast, accumulate) -> loss terms ("loss" or "*_loss" among them), one update of each
+    # optimizer, its gradient summed over `accumulate` equal micro-batches of x (layers.accumulated_update)
+    step: Callable
     # optional hooks: None is the common answer (one batch a step, any batch size, no diagnostics)
     batches_per_step: Callable[..., int] | None = None  # (config) -> real batches one step takes, stacked in x
     check_batch_size: Callable[..., None] | None = None  # (config, batch_size): ValueError when it cannot take it

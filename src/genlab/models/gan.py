@@ -49,11 +49,13 @@ from genlab.models.layers import (
     MAX_CHANNELS,
     MAX_DATA_SIZE,
     MAX_WIDTH,
+    accumulated_update,
     adam,
     check_conv_shape,
     conv_channels_for,
     ema_update,
     interpolate_latents,
+    micro_batches,
     mlp,
     normal_latents,
     resolve_architecture,
@@ -502,54 +504,59 @@ def check_batch_size(config: GANConfig, batch_size: int) -> None:
                          f"use a multiple of {config.pack}")
 
 
-def discriminator_update(model: GAN, optimizer, real: torch.Tensor,
-                         autocast=contextlib.nullcontext) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """One D update on `real` and as many fresh fakes; returns D's terms and the fakes (not detached, so G's
-    update can reuse them, as pytorch/examples' DCGAN does). D sees the fakes detached: no gradient reaches G."""
-    # cached(): spectral norm's weights are computed once for D's passes on real, fake and the GP points.
-    with parametrize.cached():
-        with autocast():
-            fake = model.generate(model.latents(len(real)))
-            terms = model.discriminator_loss(real, fake.detach())
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-    optimizer.step()
+def discriminator_update(model: GAN, optimizer, real: torch.Tensor, autocast=contextlib.nullcontext,
+                         accumulate: int = 1) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
+    """One D update on `real` and as many fresh fakes, its gradient summed over `accumulate` micro-batches
+    (layers.accumulated_update); returns D's terms (means over the batch) and each micro-batch's fakes (not
+    detached, so G's update can reuse them, as pytorch/examples' DCGAN does). D sees the fakes detached: no
+    gradient reaches G."""
+    fakes = []
+
+    def loss_of(part: torch.Tensor) -> dict[str, torch.Tensor]:
+        # cached(): spectral norm's weights are computed once for D's passes on real, fake and the GP points of
+        # this micro-batch (each micro-batch computes its own: one cached graph cannot go backward twice)
+        with parametrize.cached():
+            fakes.append(model.generate(model.latents(len(part))))
+            return model.discriminator_loss(part, fakes[-1].detach())
+
+    terms = accumulated_update(optimizer, loss_of, micro_batches(real, accumulate), autocast)
     if model.config.loss == "wgan":
         model.clip_weights()  # keeps the critic K-Lipschitz for some K (Arjovsky et al. 2017)
     if model.config.augment == "ada":
-        model.adapt_augmentation(terms["real_sign"], len(real))
-    return terms, fake
+        model.adapt_augmentation(terms["real_sign"], len(real))  # the whole batch's mean sign: one ADA reading
+    return terms, tuple(fakes)
 
 
-def generator_update(model: GAN, optimizer, fake: torch.Tensor,
+def generator_update(model: GAN, optimizer, fakes: tuple[torch.Tensor, ...],
                      autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """One G update: make D call `fake` (G's output, with its graph) real; then the EMA copy follows G.
-    G needs gradients through D but not D's own: freezing D skips them."""
+    """One G update: make D call `fakes` (G's outputs, each micro-batch's with its graph) real, their gradients
+    summed into one step; then the EMA copy follows G. G needs gradients through D but not D's own: freezing D
+    skips them."""
+    if isinstance(fakes, torch.Tensor):  # a tensor would be read as micro-batches of one sample each
+        raise TypeError("generator_update takes a tuple of fake batches, one per micro-batch: pass (fake,)")
     trainable = [p for p in model.discriminator.parameters() if p.requires_grad]  # not FreezeD's frozen layers
     for p in trainable:
         p.requires_grad_(False)
     try:
-        with autocast():
-            terms = model.generator_loss(fake)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        terms = accumulated_update(optimizer, model.generator_loss, fakes, autocast)
     finally:
         for p in trainable:
             p.requires_grad_(True)
-    optimizer.step()
     if model.ema is not None:
         model.update_ema()
     return terms
 
 
-def training_step(model: GAN, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """n_critic D updates, one real batch each (x holds n_critic batches), then one G update on the last fakes.
-    `autocast`: the context the forward passes run in (autocast for bf16-mixed)."""
+def training_step(model: GAN, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext,
+                  accumulate: int = 1) -> dict[str, torch.Tensor]:
+    """n_critic D updates, one real batch each (x holds n_critic batches), then one G update on the last fakes;
+    each update's gradient summed over `accumulate` micro-batches of its batch. `autocast`: the context the
+    forward passes run in (autocast for bf16-mixed)."""
     for real in x.chunk(model.config.n_critic):
         # (1) Update D: maximise log D(x) + log(1 - D(G(z))) (or the chosen loss's equivalent)
-        d_terms, fake = discriminator_update(model, optimizers["discriminator"], real, autocast)
+        d_terms, fakes = discriminator_update(model, optimizers["discriminator"], real, autocast, accumulate)
     # (2) Update G: the updated D judges the last fakes
-    g_terms = generator_update(model, optimizers["generator"], fake, autocast)
+    g_terms = generator_update(model, optimizers["generator"], fakes, autocast)
     return {"d_loss": d_terms.pop("loss"), "g_loss": g_terms.pop("loss"), **d_terms}
 
 

@@ -269,7 +269,7 @@ class Playground:
             self.d_steps += 1
         else:
             fake = model.generate(model.latents(s.batch_size))
-            g_terms = gan.generator_update(model, self.optimizers["generator"], fake)
+            g_terms = gan.generator_update(model, self.optimizers["generator"], (fake,))
             terms = {"g_loss": g_terms["loss"], "d_fake": g_terms["d_fake"]}
             self.g_steps += 1
         self.losses.update({name: value.item() for name, value in terms.items()})
