@@ -125,13 +125,29 @@ def test_a_critic_update_with_its_gradient_penalty_sums_like_the_whole_batch(mon
             terms, fakes = discriminator_update(model, optimizer, real, accumulate=accumulate)
         results.append((terms, fakes, [p.grad for p in model.discriminator.parameters()]))
     (terms_one, fakes_one, grads_one), (terms_split, fakes_split, grads_split) = results
-    assert len(fakes_one) == 1 and [len(f) for f in fakes_split] == [4] * 4  # G's update takes them one by one
-    torch.testing.assert_close(torch.cat(fakes_split), fakes_one[0])
+    assert len(fakes_one) == 1 and [len(f()) for f in fakes_split] == [4] * 4  # G's update takes them one by one
+    torch.testing.assert_close(torch.cat([f() for f in fakes_split]), fakes_one[0]())
     assert terms_one.keys() == terms_split.keys() == {"loss", "d_real", "d_fake", "gp"}
     for name in terms_one:
         torch.testing.assert_close(terms_split[name], terms_one[name], **GRADIENTS, msg=name)
     for a, b in zip(grads_one, grads_split, strict=True):
         torch.testing.assert_close(b, a, **GRADIENTS)
+
+
+def test_with_micro_batches_g_is_run_again_for_its_update_instead_of_holding_every_graph():
+    """Accumulating is for a batch whose activations do not fit at once: G's update makes each micro-batch's fakes
+    again from its latents (one G pass more each) rather than keeping all of their graphs since D's update; with one
+    part the fakes made for D are reused, as before."""
+    config = GANConfig(data_shape=(2,), architecture="mlp", hidden_dims=(16, 16))
+    real = torch.rand(BATCH, 2, generator=torch.Generator().manual_seed(1))
+    for accumulate, passes in ((1, 1), (4, 8)):
+        torch.manual_seed(0)
+        model = family("gan").model(config)
+        optimizers = family("gan").optimizers(model, 1e-2)
+        calls = []
+        model.generator.register_forward_hook(lambda module, args, out, calls=calls: calls.append(len(out)))
+        family("gan").step(model, optimizers, real, accumulate=accumulate)
+        assert calls == [BATCH // accumulate] * passes
 
 
 def test_without_fixed_draws_micro_batches_draw_other_noise():

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,6 +57,7 @@ from genlab.models.layers import (
     conv_channels_for,
     ema_update,
     interpolate_latents,
+    kept_for_generator,
     micro_batches,
     mlp,
     normal_latents,
@@ -505,19 +508,20 @@ def check_batch_size(config: GANConfig, batch_size: int) -> None:
 
 
 def discriminator_update(model: GAN, optimizer, real: torch.Tensor, autocast=contextlib.nullcontext,
-                         accumulate: int = 1) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
+                         accumulate: int = 1) -> tuple[dict[str, torch.Tensor], tuple[Callable, ...]]:
     """One D update on `real` and as many fresh fakes, its gradient summed over `accumulate` micro-batches
-    (layers.accumulated_update); returns D's terms (means over the batch) and each micro-batch's fakes (not
-    detached, so G's update can reuse them, as pytorch/examples' DCGAN does). D sees the fakes detached: no
-    gradient reaches G."""
+    (layers.accumulated_update); returns D's terms (means over the batch) and, for G's update, each micro-batch's
+    fakes as layers.kept_for_generator keeps them. D sees the fakes detached: no gradient reaches G."""
     fakes = []
 
     def loss_of(part: torch.Tensor) -> dict[str, torch.Tensor]:
         # cached(): spectral norm's weights are computed once for D's passes on real, fake and the GP points of
         # this micro-batch (each micro-batch computes its own: one cached graph cannot go backward twice)
         with parametrize.cached():
-            fakes.append(model.generate(model.latents(len(part))))
-            return model.discriminator_loss(part, fakes[-1].detach())
+            z = model.latents(len(part))
+            fake = model.generate(z)
+            fakes.append(kept_for_generator(fake, functools.partial(model.generate, z), accumulate))
+            return model.discriminator_loss(part, fake.detach())
 
     terms = accumulated_update(optimizer, loss_of, micro_batches(real, accumulate), autocast)
     if model.config.loss == "wgan":
@@ -527,18 +531,16 @@ def discriminator_update(model: GAN, optimizer, real: torch.Tensor, autocast=con
     return terms, tuple(fakes)
 
 
-def generator_update(model: GAN, optimizer, fakes: tuple[torch.Tensor, ...],
+def generator_update(model: GAN, optimizer, fakes: tuple[Callable[[], torch.Tensor], ...],
                      autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """One G update: make D call `fakes` (G's outputs, each micro-batch's with its graph) real, their gradients
-    summed into one step; then the EMA copy follows G. G needs gradients through D but not D's own: freezing D
-    skips them."""
-    if isinstance(fakes, torch.Tensor):  # a tensor would be read as micro-batches of one sample each
-        raise TypeError("generator_update takes a tuple of fake batches, one per micro-batch: pass (fake,)")
+    """One G update: make D call G's fakes real (`fakes`: one function per micro-batch giving its fake batch with
+    G's graph), their gradients summed into one step; then the EMA copy follows G. G needs gradients through D but
+    not D's own: freezing D skips them."""
     trainable = [p for p in model.discriminator.parameters() if p.requires_grad]  # not FreezeD's frozen layers
     for p in trainable:
         p.requires_grad_(False)
     try:
-        terms = accumulated_update(optimizer, model.generator_loss, fakes, autocast)
+        terms = accumulated_update(optimizer, lambda fake: model.generator_loss(fake()), fakes, autocast)
     finally:
         for p in trainable:
             p.requires_grad_(True)

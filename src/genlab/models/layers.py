@@ -228,6 +228,17 @@ def micro_batches(x: torch.Tensor, accumulate: int) -> tuple[torch.Tensor, ...]:
     return x.split(len(x) // accumulate)
 
 
+def kept_for_generator(output: torch.Tensor, remake: Callable[[], torch.Tensor],
+                       accumulate: int) -> Callable[[], torch.Tensor]:
+    """What a two-player step keeps of G's output on one micro-batch, made for D's update, for G's own update
+    after it: with one part the output itself, its graph reused (as pytorch/examples' DCGAN does); with several,
+    `remake` (G on the same inputs), so that G's activations are held for one micro-batch at a time, which is what
+    accumulating is for, at the price of one more G forward pass per micro-batch."""
+    if accumulate == 1:
+        return lambda: output
+    return remake
+
+
 def accumulated_update(optimizer: torch.optim.Optimizer, loss_of: Callable[..., dict[str, torch.Tensor]],
                        parts: Sequence, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
     """One optimizer step on the gradient of the whole batch's mean loss, built one micro-batch at a time.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ from genlab.models.layers import (
     accumulated_update,
     adam,
     ema_update,
+    kept_for_generator,
     micro_batches,
 )
 
@@ -324,19 +326,21 @@ def training_step(model: ProGAN, optimizers, x: torch.Tensor, autocast=contextli
     """One D update and one G update at the stage and alpha the steps trained give, each gradient summed over
     `accumulate` micro-batches (layers.accumulated_update); then the EMA follows G."""
     stage, alpha = model.growth()
-    fakes = []  # each micro-batch's, with G's graph, for G's update
+    fakes = []  # each micro-batch's, for G's update (layers.kept_for_generator)
 
     def critic_loss(real: torch.Tensor) -> dict[str, torch.Tensor]:
-        fakes.append(model.generator(model.latents(len(real)), stage, alpha))
-        fake = fakes[-1].detach()
+        z = model.latents(len(real))
+        fake = model.generator(z, stage, alpha)
+        fakes.append(kept_for_generator(fake, functools.partial(model.generator, z, stage, alpha), accumulate))
+        fake = fake.detach()
         r, f = model.critic(torch.cat([real, fake]), stage, alpha, halves=2).chunk(2)
         gp = model.gradient_penalty(real, fake, stage, alpha)
         drift = model.config.drift_weight * r.pow(2).mean()
         return {"loss": f.mean() - r.mean() + gp + drift, "gp": gp, "drift": drift,
                 "wasserstein": (r.mean() - f.mean()).detach()}  # the critic's estimate of W1: falls as G improves
 
-    def generator_loss(fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss": -model.critic(fake, stage, alpha).mean()}
+    def generator_loss(fake) -> dict[str, torch.Tensor]:
+        return {"loss": -model.critic(fake(), stage, alpha).mean()}
 
     # (1) Update D: minimise D(G(z)) - D(x) + gradient penalty + eps * D(x)^2
     reals = micro_batches(model.reals_at(x, stage, alpha), accumulate)

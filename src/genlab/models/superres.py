@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -40,7 +41,15 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from genlab import checkpoint as ckpt
 from genlab.config import check_fields
-from genlab.models.layers import MAX_CHANNELS, MAX_DATA_SIZE, accumulated_update, adam, ema_update, micro_batches
+from genlab.models.layers import (
+    MAX_CHANNELS,
+    MAX_DATA_SIZE,
+    accumulated_update,
+    adam,
+    ema_update,
+    kept_for_generator,
+    micro_batches,
+)
 
 SCALES = (2, 4)
 LAB_BOUNDS = {"g_channels": (4, 64), "blocks": (1, 16), "d_channels": (4, 64), "d_layers": (1, 4)}
@@ -375,19 +384,20 @@ def training_step(model: SuperRes, optimizers, x: torch.Tensor, autocast=context
         if model.ema is not None:
             model.update_ema()
         return g_terms
-    srs = []  # G's outputs of each micro-batch, with their graphs, for G's update
+    srs = []  # G's outputs of each micro-batch, for G's update (layers.kept_for_generator)
 
     def discriminator_loss(pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         hr, lr = pair
-        srs.append(model.super_resolve(lr))
-        return model.discriminator_loss(hr, srs[-1].detach())
+        sr = model.super_resolve(lr)
+        srs.append(kept_for_generator(sr, functools.partial(model.super_resolve, lr), accumulate))
+        return model.discriminator_loss(hr, sr.detach())
 
     # (1) Update D: real HR patches should look more real than G's on average (relativistic), and G's less
     d_terms = accumulated_update(optimizers["discriminator"], discriminator_loss, pairs, autocast)
     # (2) Update G: L1 + D's features + fool the updated D; D's weights get no gradient
     model.discriminator.requires_grad_(False)
     try:
-        g_terms = accumulated_update(optimizers["generator"], lambda pair: model.generator_loss(*pair),
+        g_terms = accumulated_update(optimizers["generator"], lambda pair: model.generator_loss(pair[0], pair[1]()),
                                      [(hr, sr) for (hr, _), sr in zip(pairs, srs, strict=True)], autocast)
     finally:
         model.discriminator.requires_grad_(True)
