@@ -31,6 +31,8 @@ The papers' nets are larger (4 conv layers, 64x64 in VEEGAN's and PacGAN's code)
                2e-4, 0.16 at 4e-4, 0.11 at 8e-4, 0.08 at 1.6e-3 and 3.2e-3; a cosine decay lost), while PacGAN's
                packing, minibatch stddev and larger batches cost steps and lost (KL 0.8 or worse).
 
+  progan       progressive growing (models/progan.py: 7 -> 14 -> 28 px, WGAN-GP, EMA) with faces.py's schedule.
+
 Anchors (table 2 of each paper; modes of 1000, KL): VEEGAN: DCGAN 99 / 3.4; VEEGAN 150 / 2.95.
 PacGAN: DCGAN 99 / 3.4 (VEEGAN's figures); PacDCGAN2 1000 / 0.06. Target: 1000 modes, KL <= 0.05.
 """
@@ -69,9 +71,11 @@ BASE_MODEL = {"architecture": "conv", "conv_channels": (64, 128), "latent_dim": 
 # steps is an upper bound: train(cpu_budget=...) ends each run where its budget runs out.
 BASE_TRAIN = {"batch_size": 64, "lr": 2e-4, "precision": "bf16-mixed", "steps": 1_000_000}
 
-RECIPES = {  # name -> (GANConfig settings, TrainConfig settings); see the docstring for why
-    "dcgan": (BASE_MODEL, BASE_TRAIN),
-    "genlab-best": ({**BASE_MODEL, "ema_decay": 0.999}, {**BASE_TRAIN, "lr": 2e-3}),
+RECIPES = {  # name -> (family, its config's settings, TrainConfig settings); see the docstring for why
+    "dcgan": ("gan", BASE_MODEL, BASE_TRAIN),
+    "genlab-best": ("gan", {**BASE_MODEL, "ema_decay": 0.999}, {**BASE_TRAIN, "lr": 2e-3}),
+    # progressive growing (its own nets, WGAN-GP, EMA) as benchmarks/faces.py runs it: grown by step 900, lr 1e-3
+    "progan": ("progan", {"fade_steps": 150, "stable_steps": 150}, {**BASE_TRAIN, "lr": 1e-3}),
 }
 
 # name -> (modes of 1000, KL), table 2 of each paper
@@ -87,13 +91,13 @@ def run_seed(name: str, seed: int, budget: float, data_dir: Path, out: Path | No
              methods: tuple[str, ...] = ("direct",)) -> list[dict]:
     """Train one recipe for `budget` CPU-s in a temporary run folder and measure its Stacked-MNIST coverage, sampled
     by each method; `out`: a folder for a 10x10 sample grid per method."""
-    model_settings, train_settings = RECIPES[name]
+    family, model_settings, train_settings = RECIPES[name]
     config = TrainConfig(data="stacked-mnist", seed=seed, log_every=200, sample_every=train_settings["steps"],
                          checkpoint_every=train_settings["steps"], keep_checkpoints=1, **train_settings)
     records = []
     with tempfile.TemporaryDirectory(prefix="stacked_mnist-") as folder:
         start = time.process_time()
-        run = create_run(Path(folder) / "run", "gan", config, model_settings, data_dir=data_dir)
+        run = create_run(Path(folder) / "run", family, config, model_settings, data_dir=data_dir)
         train(run, device="cpu", data_dir=data_dir, cpu_budget=budget)
         train_cpu_s = time.process_time() - start
         opened = open_run(run, splits=("test",) if methods != ("direct",) else (), data_dir=data_dir)
@@ -172,6 +176,9 @@ def main() -> None:
     for name in recipes:
         if name not in RECIPES:
             parser.error(f"unknown recipe {name!r}: choose from {', '.join(RECIPES)}")
+        if RECIPES[name][0] != "gan" and methods != ("direct",):
+            parser.error(f"--methods {args.methods} reads a gan's discriminator; recipe {name} is a "
+                         f"{RECIPES[name][0]}: run it with --methods direct")
     if not args.budget > 0:
         parser.error("--budget must be positive (CPU seconds)")
     if not (args.data_dir / "mnist").is_dir():

@@ -26,9 +26,9 @@ def train_tiny(run_dir: Path, family: str, architecture: str, steps: int = 6):
     models = []
     original = genlab.models.FAMILIES[family]
 
-    def step(model, optimizers, x, forward):
+    def step(model, optimizers, x, forward, accumulate):
         models.append(model)
-        return original.step(model, optimizers, x, forward)  # the family's own (the VAE's counts KL warm-up steps)
+        return original.step(model, optimizers, x, forward, accumulate)  # the family's own (the VAE counts warm-up)
 
     settings = {"hidden_dims": (16,), "conv_channels": (4, 8), "latent_dim": 3, "architecture": architecture}
     config = TrainConfig(data="digits", steps=steps, batch_size=16, checkpoint_every=3, log_every=3, sample_every=100)

@@ -158,8 +158,10 @@ def test_resume_extends_a_finished_run(digits_run, tmp_path):
 # ----------------------------------------------------------------------------- an AE on 2-D points
 
 
-def test_points_autoencoder_reconstructs_but_does_not_sample(ring_run):
-    assert "does not sample" in user_error(invoke("sample", ring_run))
+def test_points_autoencoder_reconstructs_and_samples_from_its_fitted_mixture(ring_run):
+    assert (ring_run / "sampler.safetensors").is_file()  # `genlab train ae` fits it once training ends
+    succeeded(invoke("sample", ring_run, "--n", 100))
+    assert min(png(ring_run / "sample-step20-seed0-n100.png").size) > 200  # a scatter plot over the data
     succeeded(invoke("reconstruct", ring_run, "--n", 100))
     picture = png(ring_run / "reconstruct-step20-n100.png")
     assert min(picture.size) > 200 and picture.mode == "RGBA"  # a matplotlib scatter plot, not an image grid
@@ -226,8 +228,8 @@ def test_user_errors_are_one_line(case, tmp_path, digits_run, ring_run):
 
 
 def test_a_diverging_run_is_a_user_error(tmp_path, monkeypatch):
-    def nan_step(model, optimizers, x, forward):
-        terms = genlab.models.vae.training_step(model, optimizers, x, forward)
+    def nan_step(model, optimizers, x, forward, accumulate):
+        terms = genlab.models.vae.training_step(model, optimizers, x, forward, accumulate)
         return {**terms, "loss": torch.tensor(float("nan"))}
 
     set_step(monkeypatch, "vae", nan_step)

@@ -50,12 +50,11 @@ def test_compare_writes_the_table_page_and_figure_with_a_row_per_family(digits_c
             assert 0 < run["mse"] < 0.25  # pixels in [0, 1]: a reconstruction worse than 0.25 is no reconstruction
         else:
             assert run["mse"] is None
-        if family == "ae":
-            assert run["fid"] is None and run["sampling_cpu_s"] is None
-        else:
-            assert math.isfinite(run["fid"]) and run["fid"] >= 0
-            assert 0 <= run["precision"] <= 1 and 0 <= run["recall"] <= 1
-            assert run["sampling_cpu_s"] > 0
+        # every family samples: the AE from the Gaussian mixture fitted on its codes after training
+        assert math.isfinite(run["fid"]) and run["fid"] >= 0
+        assert 0 <= run["precision"] <= 1 and 0 <= run["recall"] <= 1
+        assert run["sampling_cpu_s"] > 0
+        assert (out / f"{family}-seed0" / "sampler.safetensors").exists() == (family == "ae")
     rows = table_rows((out / "compare.md").read_text())
     assert len(rows) == 4
     by_family = {row["family"]: row for row in summary["table"]}
@@ -64,7 +63,7 @@ def test_compare_writes_the_table_page_and_figure_with_a_row_per_family(digits_c
         assert cells[1] == LESSON[family]
         assert cells[2] == "1"
         assert cells[-1] == str(runs[family]["steps"])  # one seed: the value itself, no spread
-    assert rows[by_family["ae"]["model"]][4] == "-"  # an autoencoder has no FID
+    assert rows[by_family["ae"]["model"]][4] != "-"  # the autoencoder has an FID, through its sampler
     assert rows[by_family["gan"]["model"]][3] == "-"  # a GAN has no reconstruction
     assert "DDIM, 50 steps" in (out / "compare.md").read_text()
 

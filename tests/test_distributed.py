@@ -187,8 +187,8 @@ from genlab.cli import app
 real = FAMILIES["ae"].step
 calls = []
 
-def step(model, optimizers, x, autocast):
-    terms = real(model, optimizers, x, autocast)
+def step(model, optimizers, x, autocast, accumulate):
+    terms = real(model, optimizers, x, autocast, accumulate)
     calls.append(1)
     if os.environ["RANK"] == "1" and len(calls) == 3:  # only rank 1, only its third step
         terms["loss"] = torch.tensor(float("nan"))

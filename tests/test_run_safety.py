@@ -485,8 +485,8 @@ def test_a_checkpoint_is_never_written_with_non_finite_weights(tmp_path, monkeyp
     calls = []
     real_step = genlab.models.FAMILIES["vae"].step
 
-    def overflowing_on_three(model, optimizers, x, forward):
-        terms = real_step(model, optimizers, x, forward)
+    def overflowing_on_three(model, optimizers, x, forward, accumulate):
+        terms = real_step(model, optimizers, x, forward, accumulate)
         calls.append(1)
         if len(calls) == 3:
             with torch.no_grad():

@@ -23,10 +23,15 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from cli_helpers import invoke, user_error
+from genlab import checkpoint as ckpt
 from genlab.models import DDPM, GAN, VAE, Autoencoder, AutoencoderConfig, DDPMConfig, GANConfig, VAEConfig
+from genlab.models.autoencoder import SAMPLER_FILE, LatentMixture, mixture_bytes
 from genlab.models.layers import normal_latents
-from genlab.run import open_run, save_model
-from genlab.web.serve import Batcher, create_server
+from genlab.models.superres import SuperRes, SuperResConfig, interpolate_weights
+from genlab.run import RunRecord, Source, open_run, save_model, sha256_of
+from genlab.train import TrainConfig
+from genlab.upscale import upscale_picture
+from genlab.web.serve import Batcher, create_server, psnr_end
 from web_server import running_server
 
 SRC = Path(__file__).parents[1] / "src"
@@ -40,15 +45,35 @@ def tiny_models() -> dict:
             "ring": GAN(GANConfig(data_shape=(2,)))}  # a points model
 
 
+def tiny_superres(stage: str, seed: int) -> SuperRes:
+    """An untrained x2 super-resolution model; its last conv, which starts at zero (G starts as bicubic), drawn
+    from `seed` so that two of them upscale differently."""
+    torch.manual_seed(seed)
+    model = SuperRes(SuperResConfig(data_shape=(3, 16, 16), scale=2, g_channels=4, blocks=1, stage=stage,
+                                    d_channels=4, ema_decay=0)).eval()
+    last = [module for module in model.generator.modules() if isinstance(module, torch.nn.Conv2d)][-1]
+    torch.nn.init.normal_(last.weight, std=0.05)
+    return model
+
+
+def save_started_from(model: SuperRes, path: Path, source: Path) -> None:
+    """A checkpoint of a super-resolution run started from `source` (as `genlab train --init-from` records it)."""
+    record = RunRecord("superres", model.config, TrainConfig(), Source(str(source.resolve()), 0, sha256_of(source)))
+    ckpt.save_checkpoint(path, meta={"run": record.to_json(), "step": 0, "data_position": {"epoch": 0, "batch": 0}},
+                         model=model, optimizers={})
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
     for name, model in tiny_models().items():
         save_model(model, folder / name / "checkpoints" / "step-00000000.safetensors")
+    psnr = save_model(tiny_superres("psnr", 1), folder / "sr-psnr" / "checkpoints" / "step-00000000.safetensors")
+    save_started_from(tiny_superres("gan", 2), folder / "sr" / "checkpoints" / "step-00000000.safetensors", psnr)
     return folder
 
 
-def opened(runs, names=("gan", "vae", "ae", "ddpm", "ring")):
+def opened(runs, names=("gan", "vae", "ae", "ddpm", "ring", "sr")):
     return {name: open_run(runs / name, splits=()) for name in names}
 
 
@@ -86,7 +111,7 @@ def one_line_refusal(response, status: int = 422) -> str:
 ENDPOINTS = {"gan": ["GET sample", "GET interpolate"],
              "vae": ["GET sample", "GET interpolate", "POST interpolate", "POST reconstruct", "POST encode"],
              "ae": ["POST interpolate", "POST reconstruct", "POST encode"],
-             "ddpm": ["GET sample"], "ring": ["GET sample", "GET interpolate"]}
+             "ddpm": ["GET sample"], "ring": ["GET sample", "GET interpolate"], "sr": ["POST upscale"]}
 
 
 def call(client, name: str, endpoint: str):
@@ -94,15 +119,17 @@ def call(client, name: str, endpoint: str):
     method, path = endpoint.split()
     if method == "GET":
         return client.get(f"/models/{name}/{path}?format=npy")
-    body = {"a": image, "b": image, "frames": 3} if path == "interpolate" else {"images": [image]}
+    body = {"a": image, "b": image, "frames": 3} if path == "interpolate" else \
+        {"image": image} if path == "upscale" else {"images": [image]}
     return client.post(f"/models/{name}/{path}" + ("" if path == "encode" else "?format=npy"), json=body)
 
 
 @pytest.mark.parametrize("name", list(ENDPOINTS))
 def test_each_model_offers_what_it_can_do_and_refuses_the_rest(client, name):
     info = client.get(f"/models/{name}").json()
-    assert info["endpoints"] == ENDPOINTS[name] and info["family"] == ("gan" if name == "ring" else name)
-    every = ["GET sample", "GET interpolate", "POST interpolate", "POST reconstruct", "POST encode"]
+    family = {"ring": "gan", "sr": "superres"}.get(name, name)
+    assert info["endpoints"] == ENDPOINTS[name] and info["family"] == family
+    every = ["GET sample", "GET interpolate", "POST interpolate", "POST reconstruct", "POST encode", "POST upscale"]
     for endpoint in every:
         response = call(client, name, endpoint)
         if endpoint in ENDPOINTS[name]:
@@ -116,7 +143,8 @@ def test_models_health_and_openapi(client):
     assert [m["name"] for m in client.get("/models").json()["models"]] == list(ENDPOINTS)
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/models/{name}/sample", "/models/{name}/interpolate", "/models/{name}/reconstruct",
-            "/models/{name}/encode"} <= set(paths) and "post" in paths["/models/{name}/interpolate"]
+            "/models/{name}/encode", "/models/{name}/upscale"} <= set(paths)
+    assert "post" in paths["/models/{name}/interpolate"]
 
 
 def test_samples_are_the_models_samples(client, runs):
@@ -178,6 +206,36 @@ def test_diffusion_takes_its_sampler_and_steps_and_is_reproducible(client):
 def test_a_points_model_answers_arrays_only(client):
     assert npy(client.get("/models/ring/sample?n=7&format=npy")).shape == (7, 2)
     assert "points" in one_line_refusal(client.get("/models/ring/sample?n=7"))
+
+
+# --- the autoencoder's sampler --------------------------------------------------------------------------------
+
+
+def test_an_autoencoder_without_a_sampler_says_how_to_get_one(client):
+    detail = one_line_refusal(client.get("/models/ae/sample"), 404)
+    assert "it offers POST interpolate" in detail and "genlab fit-sampler RUN" in detail
+
+
+def test_an_autoencoder_with_a_fitted_sampler_samples_and_walks_between_seeds(runs, tmp_path):
+    """Its run's sampler.safetensors (what `genlab fit-sampler` writes) is loaded with it: it samples as
+    model.sample draws, the same bytes for the same seed, and interpolates between seeds' codes."""
+    run = tmp_path / "ae-sampled"
+    checkpoint = save_model(Autoencoder(AutoencoderConfig(data_shape=(1, 8, 8))),
+                            run / "checkpoints" / "step-00000000.safetensors")
+    torch.manual_seed(5)
+    scale_tril = torch.linalg.cholesky(torch.eye(16).expand(3, 16, 16) * torch.tensor([0.5, 1.0, 2.0])[:, None, None])
+    mixture = LatentMixture(torch.tensor([0.2, 0.3, 0.5]), torch.randn(3, 16), scale_tril, step=0)
+    (run / SAMPLER_FILE).write_bytes(mixture_bytes(mixture, seed=0))
+    with TestClient(create_server({"ae": open_run(run, splits=())}, allowed_hosts=("testserver",))) as client:
+        info = client.get("/models/ae").json()
+        assert info["endpoints"] == ["GET sample", "GET interpolate", *ENDPOINTS["ae"]]
+        served = npy(client.get("/models/ae/sample?n=5&seed=11&format=npy"))
+        model = open_run(checkpoint, splits=()).model
+        np.testing.assert_allclose(served, model.sample(5, torch.Generator().manual_seed(11)).numpy(), atol=1e-6)
+        assert client.get("/models/ae/sample?n=4&seed=2").content == client.get("/models/ae/sample?n=4&seed=2").content
+        path = npy(client.get("/models/ae/interpolate?seed_a=3&seed_b=9&frames=4&method=lerp&format=npy"))
+        assert np.array_equal(path[0], npy(client.get("/models/ae/sample?seed=3&format=npy"))[0])
+        assert npy(client.get("/models/ae/sample?n=2&truncation=0.5&format=npy")).shape == (2, 1, 8, 8)
 
 
 # --- reproducible: alone and batched ---------------------------------------------------------------------------
@@ -328,7 +386,7 @@ def test_a_points_model_takes_no_uploads(tmp_path):
 def test_unknown_model_names_are_404_without_echo(client):
     for name in ("nope", "<script>alert(1)<", "a" * 2000):  # (a name with a slash matches no route: 404 too)
         detail = one_line_refusal(client.get(f"/models/{name}/sample"), 404)
-        assert "serves gan, vae, ae, ddpm, ring" in detail and "script" not in detail and "aaaa" not in detail
+        assert "serves gan, vae, ae, ddpm, ring, sr" in detail and "script" not in detail and "aaaa" not in detail
 
 
 def test_a_full_queue_is_a_503_with_retry_after(runs):
@@ -360,6 +418,76 @@ def test_a_full_queue_is_a_503_with_retry_after(runs):
         del served.model.decode
     assert "retry" in one_line_refusal(refused, 503) and refused.headers["retry-after"] == "1"
     assert [answer.status_code for answer in answers] == [200, 200]
+
+
+# --- upscaling --------------------------------------------------------------------------------------------------
+
+
+def picture(mode: str, size=(10, 12)) -> Image.Image:
+    channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}[mode]
+    array = (np.random.default_rng(7).random((size[1], size[0], channels)) * 255).astype(np.uint8)
+    return Image.fromarray(array[:, :, 0] if channels == 1 else array, mode)
+
+
+def upscaled(response) -> Image.Image:
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png", response.text
+    return Image.open(io.BytesIO(response.content))
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_upscale_is_the_librarys_tiled_upscale_in_every_colour_mode(client, runs, mode):
+    model = open_run(runs / "sr", splits=()).model
+    source = picture(mode)
+    expected = upscale_picture(model, np.asarray(source).reshape(12, 10, -1))
+    body = {"image": base64.b64encode(png_bytes(source)).decode()}
+    answer = upscaled(client.post("/models/sr/upscale", json=body))
+    assert answer.mode == mode and answer.size == (20, 24)
+    assert np.array_equal(np.asarray(answer).reshape(24, 20, -1), expected)
+    assert np.array_equal(npy(client.post("/models/sr/upscale?format=npy", json=body)), expected)
+
+
+def test_alpha_blends_the_run_with_the_psnr_run_it_was_started_from(client, runs):
+    gan, psnr = (open_run(runs / name, splits=()).model for name in ("sr", "sr-psnr"))
+    pixels = np.asarray(picture("RGB"))
+    image = base64.b64encode(png_bytes(picture("RGB"))).decode()
+    answers = {alpha: npy(client.post("/models/sr/upscale?format=npy", json={"image": image, "alpha": alpha}))
+               for alpha in (0, 0.5, 1)}
+    assert np.array_equal(answers[0], upscale_picture(psnr, pixels))
+    assert np.array_equal(answers[1], upscale_picture(gan, pixels))
+    assert np.array_equal(answers[0.5], upscale_picture(interpolate_weights(psnr, gan, 0.5), pixels))
+    assert not np.array_equal(answers[0], answers[1])
+    assert client.get("/models/sr").json()["upscale_options"] == ["alpha"]
+
+
+def test_alpha_needs_a_recorded_intact_psnr_start(runs, tmp_path):
+    image = base64.b64encode(png_bytes(picture("RGB"))).decode()
+    source = save_model(tiny_superres("psnr", 3), tmp_path / "psnr.safetensors")
+    save_started_from(tiny_superres("gan", 4), tmp_path / "moved" / "checkpoints" / "step-00000000.safetensors", source)
+    source.write_bytes(source.read_bytes() + b" ")  # changed since the run was started from it
+    assert psnr_end(open_run(tmp_path / "moved", splits=()))[1].endswith("is gone or changed since")
+    models = {"plain": open_run(runs / "sr-psnr", splits=()), "moved": open_run(tmp_path / "moved", splits=())}
+    with TestClient(create_server(models, allowed_hosts=("testserver",))) as client:
+        assert "not started from a PSNR run" in one_line_refusal(
+            client.post("/models/plain/upscale", json={"image": image, "alpha": 0.5}))
+        assert "gone or changed" in one_line_refusal(
+            client.post("/models/moved/upscale", json={"image": image, "alpha": 0.5}))
+        assert client.post("/models/moved/upscale", json={"image": image}).status_code == 200  # no alpha: fine
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"image": base64.b64encode(png_bytes(Image.new("RGB", (257, 256)))).decode()}, "65,536 pixels"),
+    ({"image": base64.b64encode(png_claiming(1000, 100)).decode()}, "1000x100, over the 65,536"),  # from the header
+    ({"image": base64.b64encode(png_claiming(20000, 20000)).decode()}, "pixels a side"),  # a decompression bomb
+    ({"image": base64.b64encode(JPEG.getvalue()).decode()}, "not a PNG"),
+    ({"image": "not base64!"}, "base64"),
+    ({"image": base64.b64encode(png_bytes(NOISE)[:-400]).decode()}, "damaged"),
+    ({"image": "x", "alpha": 1.5}, "alpha"),
+    ({"image": "x", "alpha": "nan"}, "alpha"),
+    ({"image": "x", "path": "/etc/passwd"}, "not a field"),
+    ({"images": ["x"]}, "image"),
+])
+def test_bad_upscale_requests_are_one_line(client, body, says):
+    assert says in one_line_refusal(client.post("/models/sr/upscale", json=body))
 
 
 # --- who may ask ---------------------------------------------------------------------------------------------

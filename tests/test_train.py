@@ -211,8 +211,8 @@ def poisoned_step(after: int):
     """The real AE/VAE step, whose reported loss turns NaN from call number `after` on."""
     calls = []
 
-    def step(model, optimizers, x, forward):
-        terms = genlab.models.vae.training_step(model, optimizers, x, forward)
+    def step(model, optimizers, x, forward, accumulate):
+        terms = genlab.models.vae.training_step(model, optimizers, x, forward, accumulate)
         calls.append(1)
         if len(calls) >= after:
             terms["loss"] = torch.tensor(float("nan"))

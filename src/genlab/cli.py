@@ -105,8 +105,8 @@ def _new_run_dir(family: str, data: str) -> Path:
 # The --set keys of each config, written out so that `genlab train --help` needs no torch (the configs live beside
 # their networks); tests/test_cli_start.py checks this against the dataclasses, so it cannot drift.
 SETTING_NAMES = {
-    "training": "steps batch_size lr lr_schedule seed binarize image_size channels crop precision compile log_every "
-                "sample_every checkpoint_every keep_checkpoints",
+    "training": "steps batch_size accumulate lr lr_schedule seed binarize image_size channels crop precision compile "
+                "log_every sample_every checkpoint_every keep_checkpoints",
     "ae": "architecture latent_dim hidden_dims conv_channels code_activation reconstruction noise_std",
     "vae": "architecture latent_dim hidden_dims conv_channels likelihood beta kl_warmup",
     "gan": "architecture latent_dim hidden_dims conv_channels output loss gp_weight r1_weight clip_value "
@@ -146,7 +146,8 @@ def train(
     """Train a model; the run folder gets config.json, metrics.jsonl, checkpoints/ and samples/. Under torchrun
     (`torchrun --nproc_per_node 2 -m genlab train ...`) every process trains its share of each batch."""
     from genlab import distributed
-    from genlab.run import loading_once
+    from genlab.models import family as family_record
+    from genlab.run import loading_once, read_run_record
     from genlab.train import resolve_device
     from genlab.train import train as train_run
 
@@ -160,8 +161,12 @@ def train(
         if distributed.current().is_main:
             console.print(f"run folder: {run_dir}", markup=False)
         last = train_run(run_dir, device=device, data_dir=data_dir, progress=True, cpu_budget=cpu_budget)
-        if distributed.current().is_main:
+        main = distributed.current().is_main
+        if main:
             console.print(f"done: {last}", markup=False)
+    # Once the ranks have parted, one process fits what the family fits on a trained model (the AE's sampler).
+    if main and (finish := family_record(read_run_record(run_dir).family).after_training) is not None:
+        console.print(finish(run_dir, device=device, data_dir=data_dir), markup=False)
 
 
 def _prepare_run(family, data, steps, settings, run, resume, init_from, data_dir) -> Path:
@@ -290,6 +295,10 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
         return
     model, family = opened.model, opened.record.family
     if not model.can_sample:
+        if getattr(model, "fits_sampler", False):  # an autoencoder, whose sampler is fitted after training
+            from genlab.models.autoencoder import NO_SAMPLER
+
+            raise ValueError(NO_SAMPLER.format(run=_output_folder(run)))
         raise ValueError(f"a {family} model does not sample: try `genlab reconstruct` or train a vae")
     given = [option for option, value in (("--timesteps", timesteps), ("--sampler", sampler)) if value is not None]
     if given and family != "ddpm":
@@ -338,6 +347,24 @@ def _write_guided_samples(opened, run: Path, sampling, n: int, seed: int, out: P
     console.print(f"wrote {out}", markup=False)
     console.print(f"{words}, {cost['cpu_ms_per_sample']:.3g} CPU-ms a sample (direct sampling: 1 pass)",
                   markup=False)
+
+
+@app.command("fit-sampler")
+@user_errors
+def fit_sampler(run: RunArg,
+                components: Annotated[int, typer.Option(help="Gaussians in the mixture (1..100).")] = 10,
+                seed: Annotated[int, typer.Option(help="Seeds the k-means start of EM: the same seed, the same "
+                                                       "mixture.")] = 0,
+                device: DeviceOpt = None, data_dir: DataDirOpt = None):
+    """Fit an autoencoder's sampler: a Gaussian mixture on the codes of its training data (full covariances), kept
+    in the run folder as sampler.safetensors; then `genlab sample`, serve and compare draw from it. `genlab train
+    ae` fits one with the defaults when training ends."""
+    from genlab.models.autoencoder import fit_sampler as fit
+    from genlab.train import resolve_device
+
+    fitted = fit(run, components=components, seed=seed, device=resolve_device(device), data_dir=data_dir)
+    console.print(f"wrote {fitted.path} ({len(fitted.mixture.weights)} components, fitted on {fitted.codes:,} "
+                  f"training codes of step {fitted.mixture.step})", markup=False)
 
 
 @app.command()

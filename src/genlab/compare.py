@@ -4,7 +4,8 @@ same CPU-time budget, evaluated with one protocol.
   train     out/FAMILY-seedN for every family and seed, train(cpu_budget=...): each run ends at the step count
             its budget affords; the CPU seconds it took go to out/FAMILY-seedN/compare.json
   evaluate  open_run (model and test split, loaded once per run), then evaluate(samples=N, seed=0): reconstruction
-            (ae, vae), FID/precision/recall (vae, gan, ddpm) against the same N test examples in one feature space
+            (ae, vae), FID/precision/recall (all four: the ae through the Gaussian mixture fitted on its training
+            codes when it finished training) against the same N test examples in one feature space
   sampling  CPU seconds to draw 1,000 samples from each run, 250 at a time
   guided    with gan_method (genlab.guided: rejection, mh or latent-mcmc), each GAN run is evaluated a second time on
             D-guided samples, a row of its own ("GAN ... + rejection") whose sampling time is that method's
@@ -35,6 +36,7 @@ from genlab.checkpoint import atomic_write_bytes
 from genlab.evaluate import DEFAULT_NLL_K, check_evaluation, evaluate
 from genlab.explore import save_picture
 from genlab.guided import SamplingConfig
+from genlab.models import family as family_record
 from genlab.run import OpenRun, create_run, loading_once, open_run, read_run_record
 from genlab.train import TrainConfig, train
 
@@ -50,7 +52,7 @@ RECORD_FILE = "compare.json"  # in each run folder: the CPU seconds its training
 
 # family -> (model settings, training settings). `steps` is only a ceiling: the budget ends each run.
 RECIPES = {
-    "ae": ({}, {}),  # conv autoencoder, BCE reconstruction: genlab's defaults
+    "ae": ({}, {}),  # conv autoencoder, BCE reconstruction: genlab's defaults; sampled by a 10-Gaussian mixture
     "vae": ({}, {}),  # conv VAE, Bernoulli likelihood, 20-D latent: genlab's defaults
     # genlab's best image GAN: DCGAN, non-saturating loss, EMA generator (2,000 steps with ema_decay 0.999 gave
     # FID 6.0 on MNIST, README "Measuring a model"). The EMA's warm-up lets a short budget's run forget its
@@ -65,7 +67,8 @@ STEP_CEILING = 1_000_000
 # The lesson's words, beside the numbers that test them.
 LESSON = {"ae": "simple, fast / blurry", "vae": "smooth latent space / blurry", "gan": "sharp / unstable",
           "ddpm": "best quality / slow"}
-LABELS = {"ae": "autoencoder", "vae": "VAE", "gan": "GAN (DCGAN, EMA)", "ddpm": "diffusion (DDPM, DDIM-50)"}
+LABELS = {"ae": "autoencoder (+ Gaussian mixture)", "vae": "VAE", "gan": "GAN (DCGAN, EMA)",
+          "ddpm": "diffusion (DDPM, DDIM-50)"}
 
 
 @dataclass
@@ -113,6 +116,8 @@ def train_runs(out: Path, data: str, budget: float, seeds: int, data_dir: str | 
                 start = time.process_time()
                 train(run, device="cpu", data_dir=data_dir, cpu_budget=budget)
                 cpu_s = time.process_time() - start
+            if (finish := family_record(family).after_training) is not None:  # the AE's sampler: not in the budget
+                log.info(finish(run, device="cpu", data_dir=data_dir))
             atomic_write_bytes(run / RECORD_FILE, (json.dumps({"train_cpu_s": cpu_s, "budget_s": budget}) + "\n")
                                .encode())
             runs.append(run)
@@ -167,6 +172,10 @@ def measure(opened: OpenRun, samples: int, seed: int, nll_k: int, sampling: Samp
     results = report["results"]
     quality = results.get("sample_quality", {}).get("scores", {})
     model = opened.model
+    if getattr(model, "fits_sampler", False) and not model.can_sample:
+        from genlab.models.autoencoder import NO_SAMPLER
+
+        log.warning("%s has no FID: %s", opened.folder, NO_SAMPLER.format(run=opened.folder))
     train_cpu_s = recorded_cpu_seconds(opened.folder / RECORD_FILE)
     if "sampling" in results:
         cost = results["sampling"]["scores"]
@@ -212,7 +221,8 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
         if opened.record.family == "gan" and gan_method is not None and gan_method.method != "direct":
             results.append(measure(opened, samples, eval_seed, nll_k, gan_method))
         if opened.record.family not in grids:  # one grid per family, from its lowest seed
-            grids[opened.record.family] = sample_grid(opened, out / f"samples-{opened.record.family}.png")
+            shows = "samples" if opened.model.can_sample else "test images beside reconstructions"
+            grids[opened.record.family] = (sample_grid(opened, out / f"samples-{opened.record.family}.png"), shows)
         del opened
     summary = {
         "data": data, "budget_cpu_s": budget, "seeds": sorted({r.seed for r in results}),
@@ -231,7 +241,8 @@ def compare(out: str | Path, *, data: str = "mnist", budget: float | None = 600.
 
 
 def sample_grid(opened: OpenRun, path: Path) -> Path:
-    """64 samples (8x8), or for an autoencoder, which cannot sample, 32 test images beside their reconstructions."""
+    """64 samples (8x8), or for an autoencoder without a fitted sampler, 32 test images beside their
+    reconstructions."""
     return save_picture(path, opened.model, opened.data["test"],
                         title=f"{opened.path.parent.parent.name}, step {opened.step}")
 
@@ -290,8 +301,9 @@ def notes(summary: dict) -> list[str]:
         "not with Inception FIDs). Reconstruction MSE: the same test images, per pixel.",
         f"Sampling: {protocol['sampling']}. Diffusion is sampled with {protocol['ddpm_sampler']} here, for "
         "evaluation and timing alike; ancestral DDPM (1,000 steps) costs about 20x the DDIM figure.",
-        "Values are mean ± standard deviation over seeds; '-' where a figure does not apply (an autoencoder "
-        "does not sample; GAN and diffusion do not reconstruct).",
+        "Values are mean ± standard deviation over seeds; '-' where a figure does not apply (GAN and diffusion do "
+        "not reconstruct). The autoencoder samples from a 10-component Gaussian mixture fitted on its training "
+        "codes after training (genlab fit-sampler), which its training time leaves out.",
     ] + [f"{row['model']}: the GAN's samples guided by its discriminator (genlab.guided), acceptance rate "
          f"{row['acceptance_rate']}; its sampling time is that method's, D's calibration excluded."
          for row in summary["table"] if "acceptance_rate" in row]
@@ -338,16 +350,16 @@ def _embedded(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
-def write_html(path: Path, summary: dict, grids: dict[str, Path], figure: Path) -> None:
-    """One self-contained page: the table, the notes, the figure and a grid per family, images inlined."""
+def write_html(path: Path, summary: dict, grids: dict[str, tuple[Path, str]], figure: Path) -> None:
+    """One self-contained page: the table, the notes, the figure and a grid per family (family -> the picture and
+    what it shows), images inlined."""
     header = ["model", "the lesson says", "seeds", *(title for _, title, _ in COLUMNS)]
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in
                                     [row["model"], row["lesson"], row["seeds"], *(row[k] for k, _, _ in COLUMNS)])
                    + "</tr>" for row in summary["table"])
     cards = "".join(
         f"<figure>{_embedded(grid, LABELS[family])}<figcaption>{html.escape(LABELS[family])}: "
-        f"{'test images beside reconstructions' if family == 'ae' else 'samples'}</figcaption></figure>"
-        for family, grid in grids.items())
+        f"{html.escape(shows)}</figcaption></figure>" for family, (grid, shows) in grids.items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>genlab compare: {html.escape(summary['data'])}</title>
 <style>

@@ -474,5 +474,7 @@ def open_run(run_or_checkpoint: str | Path, *, device: str | torch.device = "cpu
     record = checkpoint.record
     model = record.build_model().to(device)
     ckpt.restore(checkpoint, model)
+    if (load_run_files := family_record(record.family).load_run_files) is not None:
+        load_run_files(model, path, checkpoint.step)  # what the family keeps beside the checkpoints (the AE's sampler)
     data = {split: load_run_data(record.train, split, data_dir) for split in splits}
     return OpenRun(path, record, model.eval(), checkpoint.meta, data)

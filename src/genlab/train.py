@@ -18,6 +18,9 @@ process or another thread of the lab, gets RunInUse.
 Under torchrun (genlab.distributed) every rank runs this loop on its share of each batch; rank 0 alone holds the
 lock and writes the run folder, and the loop's decisions (stop on a bad loss or a signal, a CPU budget's plan)
 are taken from values all ranks share, so they take them at the same step.
+
+With `accumulate` = k the loop hands each family's step its share of the batch and k, and the step makes one
+optimizer step of k micro-batches (genlab.models.layers.accumulated_update): batch_size stays the global batch.
 """
 
 from __future__ import annotations
@@ -67,7 +70,12 @@ class TrainConfig:
     data: str = "digits"  # a name from genlab.data.NAMES, or folder:PATH
     data_dir: str | None = None  # where --data-dir found downloaded data (MNIST): later commands look there too
     steps: int = 3000
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch of one optimizer step, however many processes and micro-batches
+    # Gradient accumulation: each process's share of a batch goes forward and backward in this many equal
+    # micro-batches, their gradients summed into one step on the whole batch (a larger batch than memory holds).
+    # Equal to one pass to float rounding given the same random draws (each micro-batch draws its own), except
+    # where a layer sees the batch: BatchNorm, minibatch stddev, relativistic losses (README, "Gradient accumulation")
+    accumulate: int = 1
     lr: float = 1e-3  # Adam, as in pytorch/examples' VAE
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 at the last step
     seed: int = 0
@@ -90,11 +98,14 @@ class TrainConfig:
 
     def __post_init__(self):
         every = (1, 10**9)
-        check_fields(self, {"steps": every, "batch_size": (1, 65536), "lr": (0, 1e6), "seed": (0, MAX_SEED),
-                            "image_size": (4, 1024), "channels": (1, 3), "log_every": every, "sample_every": every,
-                            "checkpoint_every": every, "keep_checkpoints": (1, 1000)})
+        check_fields(self, {"steps": every, "batch_size": (1, 65536), "accumulate": (1, 65536), "lr": (0, 1e6),
+                            "seed": (0, MAX_SEED), "image_size": (4, 1024), "channels": (1, 3), "log_every": every,
+                            "sample_every": every, "checkpoint_every": every, "keep_checkpoints": (1, 1000)})
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.batch_size % self.accumulate:
+            raise ValueError(f"batch_size {self.batch_size} does not split into accumulate={self.accumulate} equal "
+                             f"micro-batches: use a batch_size that is a multiple of {self.accumulate}")
 
 
 PRECISIONS = {"fp32": None, "bf16-mixed": torch.bfloat16}  # name -> autocast dtype
@@ -300,7 +311,7 @@ def _train(run_dir: Path, device: str, data_dir, progress: bool, stop_after: int
             for step in range(start, min(loop.steps, stop)):
                 x = _share(_batch(loop, batches, step), per_step, ranks)
                 _set_learning_rate(loop, step)
-                terms = loop.recipe.step(loop.model, loop.optimizers, x, autocast)
+                terms = loop.recipe.step(loop.model, loop.optimizers, x, autocast, config.accumulate)
                 if ranks.parallel:
                     distributed.broadcast_buffers(loop.model)
                 stopping = _guard(loop, terms, step, stop_requested.is_set())
@@ -424,19 +435,23 @@ def _start(run_dir: Path, device: str, data_dir) -> _Loop:
 
 
 def _check_share(recipe: Family, model_config, config: TrainConfig, ranks: distributed.Ranks) -> None:
-    """Under torchrun each rank takes batch_size / world examples of every batch: it must divide, and the share
-    must be a batch the family takes (PacGAN's whole packs)."""
-    if not ranks.parallel:
+    """Under torchrun each rank takes batch_size / world examples of every batch, and splits them into `accumulate`
+    micro-batches: both must divide, and a micro-batch must be a batch the family takes (PacGAN's whole packs)."""
+    parts = ranks.world * config.accumulate
+    if parts == 1:
         return
-    if config.batch_size % ranks.world:
-        raise ValueError(f"batch_size {config.batch_size} (the global batch) does not split over {ranks.world} "
-                         f"processes: use a multiple of {ranks.world}")
+    processes = f"{ranks.world} processes x " if ranks.parallel else ""
+    split = (f"{ranks.world} processes" if config.accumulate == 1
+             else f"{parts} micro-batches ({processes}accumulate={config.accumulate})")
+    if config.batch_size % parts:
+        raise ValueError(f"batch_size {config.batch_size} (the global batch) does not split over {split}: "
+                         f"use a multiple of {parts}")
     if recipe.check_batch_size is not None:
         try:
-            recipe.check_batch_size(model_config, config.batch_size // ranks.world)
+            recipe.check_batch_size(model_config, config.batch_size // parts)
         except ValueError as error:
-            raise ValueError(f"each of the {ranks.world} processes takes {config.batch_size // ranks.world} "
-                             f"examples of a batch, and {error}") from None
+            raise ValueError(f"each of the {split} takes {config.batch_size // parts} examples of a batch, "
+                             f"and {error}") from None
 
 
 def _prepare_model(model: torch.nn.Module, config: TrainConfig, device: str) -> torch.nn.Module:

@@ -630,10 +630,16 @@ def read_picture(file: Path) -> np.ndarray:
     file = Path(file)
     with _open(file) as image, _readable(file):
         image.load()
-        image = ImageOps.exif_transpose(image)
-        if image.mode.startswith("I"):  # 16-bit grey: scaled, not clipped (see _pixels)
-            image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8))
-        colour = "L" if Image.getmodebase(image.mode) == "L" else "RGB"
-        image = image.convert(colour + ("A" if image.has_transparency_data else ""))
+        return picture_array(image)
+
+
+def picture_array(image: Image.Image) -> np.ndarray:
+    """An opened picture's pixels as read_picture gives them (genlab serve's upscale reads its uploads with it); the
+    caller has checked its size and turns Pillow's errors into its own message."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I"):  # 16-bit grey: scaled, not clipped (see _pixels)
+        image = Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8))
+    colour = "L" if Image.getmodebase(image.mode) == "L" else "RGB"
+    image = image.convert(colour + ("A" if image.has_transparency_data else ""))
     array = np.asarray(image, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array

@@ -18,7 +18,9 @@ class Family:
     model: type  # built from one config: model(config)
     config: type  # the family's config dataclass
     optimizers: Callable  # (model, lr) -> {name: optimizer}; the family's own recipe (nanoGPT's configure_optimizers)
-    step: Callable  # (model, optimizers, x, autocast) -> loss terms ("loss" or "*_loss" among them), one update
+    # (model, optimizers, x, autocast, accumulate) -> loss terms ("loss" or "*_loss" among them), one update of each
+    # optimizer, its gradient summed over `accumulate` equal micro-batches of x (layers.accumulated_update)
+    step: Callable
     # optional hooks: None is the common answer (one batch a step, any batch size, no diagnostics)
     batches_per_step: Callable[..., int] | None = None  # (config) -> real batches one step takes, stacked in x
     check_batch_size: Callable[..., None] | None = None  # (config, batch_size): ValueError when it cannot take it
@@ -27,13 +29,20 @@ class Family:
     # start from a source of another network (a super-resolution GAN stage from a PSNR run: + D); None: the
     # source's learned weights, every one, identical (run.load_source_weights)
     start_from: Callable[..., None] | None = None
+    # (model, checkpoint path, step): what the family keeps beside a run's checkpoints, read into a model opened
+    # from one (open_run); None: nothing is kept there. (The AE's latent sampler, fitted after training.)
+    load_run_files: Callable[..., None] | None = None
+    # (run folder, device=, data_dir=) -> one line for the user: what the family fits on a trained model once its
+    # training ends (`genlab train`, compare); None: nothing. (The AE's latent sampler.)
+    after_training: Callable[..., str] | None = None
     # the lab's bounds for this family's own numeric settings (the lab is a shared server: a run there stays
     # small); a numeric setting bounded neither here nor in web/runs.py's BOUNDS cannot be set from the lab
     lab_bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 FAMILIES = {
-    "ae": Family(Autoencoder, AutoencoderConfig, autoencoder.configure_optimizers, autoencoder.training_step),
+    "ae": Family(Autoencoder, AutoencoderConfig, autoencoder.configure_optimizers, autoencoder.training_step,
+                 load_run_files=autoencoder.load_sampler, after_training=autoencoder.fit_after_training),
     "vae": Family(VAE, VAEConfig, vae.configure_optimizers, vae.training_step, diagnostics=vae.collapse_evidence,
                   lab_bounds=vae.LAB_BOUNDS),
     "gan": Family(GAN, GANConfig, gan.configure_optimizers, gan.training_step, batches_per_step=gan.batches_per_step,

@@ -180,10 +180,11 @@ def configure_optimizers(model: DDPM, lr: float) -> dict[str, torch.optim.Optimi
     return {"model": adam(model.network.parameters(), lr)}
 
 
-def training_step(model: DDPM, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+def training_step(model: DDPM, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext,
+                  accumulate: int = 1) -> dict[str, torch.Tensor]:
     """One gradient step on model.loss(x) (the noise-prediction MSE at a random timestep per example, Ho et al.
     alg. 1), then the EMA copy moves towards the new weights."""
-    terms = loss_step(model, optimizers["model"], x, autocast)
+    terms = loss_step(model, optimizers["model"], x, autocast, accumulate)
     if model.ema is not None:
         model.update_ema()
     return terms

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -49,11 +51,14 @@ from genlab.models.layers import (
     MAX_CHANNELS,
     MAX_DATA_SIZE,
     MAX_WIDTH,
+    accumulated_update,
     adam,
     check_conv_shape,
     conv_channels_for,
     ema_update,
     interpolate_latents,
+    kept_for_generator,
+    micro_batches,
     mlp,
     normal_latents,
     resolve_architecture,
@@ -515,54 +520,58 @@ def check_batch_size(config: GANConfig, batch_size: int) -> None:
                          f"use a multiple of {config.pack}")
 
 
-def discriminator_update(model: GAN, optimizer, real: torch.Tensor,
-                         autocast=contextlib.nullcontext) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """One D update on `real` and as many fresh fakes; returns D's terms and the fakes (not detached, so G's
-    update can reuse them, as pytorch/examples' DCGAN does). D sees the fakes detached: no gradient reaches G."""
-    # cached(): spectral norm's weights are computed once for D's passes on real, fake and the GP points.
-    with parametrize.cached():
-        with autocast():
-            fake = model.generate(model.latents(len(real)))
-            terms = model.discriminator_loss(real, fake.detach())
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-    optimizer.step()
+def discriminator_update(model: GAN, optimizer, real: torch.Tensor, autocast=contextlib.nullcontext,
+                         accumulate: int = 1) -> tuple[dict[str, torch.Tensor], tuple[Callable, ...]]:
+    """One D update on `real` and as many fresh fakes, its gradient summed over `accumulate` micro-batches
+    (layers.accumulated_update); returns D's terms (means over the batch) and, for G's update, each micro-batch's
+    fakes as layers.kept_for_generator keeps them. D sees the fakes detached: no gradient reaches G."""
+    fakes = []
+
+    def loss_of(part: torch.Tensor) -> dict[str, torch.Tensor]:
+        # cached(): spectral norm's weights are computed once for D's passes on real, fake and the GP points of
+        # this micro-batch (each micro-batch computes its own: one cached graph cannot go backward twice)
+        with parametrize.cached():
+            z = model.latents(len(part))
+            fake = model.generate(z)
+            fakes.append(kept_for_generator(fake, functools.partial(model.generate, z), accumulate))
+            return model.discriminator_loss(part, fake.detach())
+
+    terms = accumulated_update(optimizer, loss_of, micro_batches(real, accumulate), autocast)
     if model.config.loss == "wgan":
         model.clip_weights()  # keeps the critic K-Lipschitz for some K (Arjovsky et al. 2017)
     if model.config.augment == "ada":
-        model.adapt_augmentation(terms["real_sign"], len(real))
-    return terms, fake
+        model.adapt_augmentation(terms["real_sign"], len(real))  # the whole batch's mean sign: one ADA reading
+    return terms, tuple(fakes)
 
 
-def generator_update(model: GAN, optimizer, fake: torch.Tensor,
+def generator_update(model: GAN, optimizer, fakes: tuple[Callable[[], torch.Tensor], ...],
                      autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """One G update: make D call `fake` (G's output, with its graph) real; then the EMA copy follows G.
-    G needs gradients through D but not D's own: freezing D skips them."""
+    """One G update: make D call G's fakes real (`fakes`: one function per micro-batch giving its fake batch with
+    G's graph), their gradients summed into one step; then the EMA copy follows G. G needs gradients through D but
+    not D's own: freezing D skips them."""
     trainable = [p for p in model.discriminator.parameters() if p.requires_grad]  # not FreezeD's frozen layers
     for p in trainable:
         p.requires_grad_(False)
     try:
-        with autocast():
-            terms = model.generator_loss(fake)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        terms = accumulated_update(optimizer, lambda fake: model.generator_loss(fake()), fakes, autocast)
     finally:
         for p in trainable:
             p.requires_grad_(True)
-    optimizer.step()
     if model.ema is not None:
         model.update_ema()
     return terms
 
 
-def training_step(model: GAN, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """n_critic D updates, one real batch each (x holds n_critic batches), then one G update on the last fakes.
-    `autocast`: the context the forward passes run in (autocast for bf16-mixed)."""
+def training_step(model: GAN, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext,
+                  accumulate: int = 1) -> dict[str, torch.Tensor]:
+    """n_critic D updates, one real batch each (x holds n_critic batches), then one G update on the last fakes;
+    each update's gradient summed over `accumulate` micro-batches of its batch. `autocast`: the context the
+    forward passes run in (autocast for bf16-mixed)."""
     for real in x.chunk(model.config.n_critic):
         # (1) Update D: maximise log D(x) + log(1 - D(G(z))) (or the chosen loss's equivalent)
-        d_terms, fake = discriminator_update(model, optimizers["discriminator"], real, autocast)
+        d_terms, fakes = discriminator_update(model, optimizers["discriminator"], real, autocast, accumulate)
     # (2) Update G: the updated D judges the last fakes
-    g_terms = generator_update(model, optimizers["generator"], fake, autocast)
+    g_terms = generator_update(model, optimizers["generator"], fakes, autocast)
     return {"d_loss": d_terms.pop("loss"), "g_loss": g_terms.pop("loss"), **d_terms}
 
 

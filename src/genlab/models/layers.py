@@ -1,12 +1,14 @@
 """Blocks that several model families use identically: MLPs, a conv encoder/decoder pair, the prior's latent
-draws, latent-space interpolation, the EMA update, and the training pieces of the families trained on one loss
-(Adam and one gradient step on model.loss). Architectures follow from the data shape; a shape a net cannot honour
-is rejected here with a message, never left to an opaque shape error deep inside torch."""
+draws, latent-space interpolation, the EMA update, and the training pieces (Adam, gradient accumulation over
+micro-batches, one gradient step on model.loss for the families trained on one loss). Architectures follow from
+the data shape; a shape a net cannot honour is rejected here with a message, never left to an opaque shape error
+deep inside torch."""
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -209,7 +211,7 @@ def ema_update(average: nn.Module, current: nn.Module, decay: float, updates: to
     updates += 1
 
 
-# --- training pieces shared by AE, VAE and DDPM ------------------------------------------------------
+# --- training pieces: Adam, gradient accumulation, one step on model.loss (AE, VAE, VQ-VAE, DDPM) ---
 
 
 def adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
@@ -218,13 +220,49 @@ def adam(parameters, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> to
     return torch.optim.Adam(parameters, lr=lr, betas=betas, fused=True)
 
 
-def loss_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-              autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """One gradient step on model.loss(x); returns its terms. `autocast`: the context the forward pass runs
-    in (autocast for bf16-mixed, never the backward pass, which runs in the dtypes the forward chose)."""
-    with autocast():
-        terms = model.loss(x)
+def micro_batches(x: torch.Tensor, accumulate: int) -> tuple[torch.Tensor, ...]:
+    """x split into `accumulate` equal micro-batches along the batch dimension, in order (x itself for 1)."""
+    if accumulate < 1 or len(x) % accumulate:
+        raise ValueError(f"a batch of {len(x)} does not split into accumulate={accumulate} equal micro-batches: "
+                         f"use a batch_size that is a multiple of {accumulate}")
+    return x.split(len(x) // accumulate)
+
+
+def kept_for_generator(output: torch.Tensor, remake: Callable[[], torch.Tensor],
+                       accumulate: int) -> Callable[[], torch.Tensor]:
+    """What a two-player step keeps of G's output on one micro-batch, made for D's update, for G's own update
+    after it: with one part the output itself, its graph reused (as pytorch/examples' DCGAN does); with several,
+    `remake` (G on the same inputs), so that G's activations are held for one micro-batch at a time, which is what
+    accumulating is for, at the price of one more G forward pass per micro-batch."""
+    if accumulate == 1:
+        return lambda: output
+    return remake
+
+
+def accumulated_update(optimizer: torch.optim.Optimizer, loss_of: Callable[..., dict[str, torch.Tensor]],
+                       parts: Sequence, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """One optimizer step on the gradient of the whole batch's mean loss, built one micro-batch at a time.
+    `parts`: the batch's equal micro-batches (micro_batches; or what a step keeps of each, a GAN's fakes).
+    loss_of(part) (its mean loss under "loss", with terms to log) runs under `autocast` for each, and its loss
+    scaled by 1/len(parts) goes backward into the summed gradient, so only one part's activations are held at a
+    time. Returns each term's mean over the parts, detached: the whole batch's mean for a term that is a mean over
+    examples; a batch statistic (a codebook's perplexity) is the mean of the parts' own."""
+    share = 1 / len(parts)  # 1.0 for one part: the gradient and the terms are bit-identical to no split
+    means: dict[str, torch.Tensor] = {}
     optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
+    for part in parts:
+        with autocast():
+            terms = loss_of(part)
+        (terms["loss"] * share).backward()
+        for name, value in terms.items():
+            means[name] = means.get(name, 0) + value.detach().float() * share
     optimizer.step()
-    return terms
+    return means
+
+
+def loss_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+              autocast=contextlib.nullcontext, accumulate: int = 1) -> dict[str, torch.Tensor]:
+    """One gradient step on model.loss(x), its gradient summed over `accumulate` micro-batches of x
+    (accumulated_update); returns its terms. `autocast`: the context the forward passes run in (autocast for
+    bf16-mixed, never the backward pass, which runs in the dtypes the forward chose)."""
+    return accumulated_update(optimizer, model.loss, micro_batches(x, accumulate), autocast)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import math
 from dataclasses import dataclass
 
@@ -32,7 +33,16 @@ from torch import nn
 
 from genlab.config import check_fields
 from genlab.metrics import check_diversity, sample_diversity
-from genlab.models.layers import MAX_CHANNELS, MAX_DATA_SIZE, MAX_WIDTH, adam, ema_update
+from genlab.models.layers import (
+    MAX_CHANNELS,
+    MAX_DATA_SIZE,
+    MAX_WIDTH,
+    accumulated_update,
+    adam,
+    ema_update,
+    kept_for_generator,
+    micro_batches,
+)
 
 MIN_SIDE = 4  # the first resolution is the data's size halved while it stays at least this
 MINIBATCH_GROUP = 4  # the paper's group size for minibatch stddev
@@ -311,36 +321,40 @@ def configure_optimizers(model: ProGAN, lr: float) -> dict[str, torch.optim.Opti
             "discriminator": adam(model.discriminator.parameters(), lr, model.config.betas)}
 
 
-def training_step(model: ProGAN, optimizers, x: torch.Tensor,
-                  autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """One D update and one G update at the stage and alpha the steps trained give; then the EMA follows G."""
+def training_step(model: ProGAN, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext,
+                  accumulate: int = 1) -> dict[str, torch.Tensor]:
+    """One D update and one G update at the stage and alpha the steps trained give, each gradient summed over
+    `accumulate` micro-batches (layers.accumulated_update); then the EMA follows G."""
     stage, alpha = model.growth()
-    real = model.reals_at(x, stage, alpha)
-    # (1) Update D: minimise D(G(z)) - D(x) + gradient penalty + eps * D(x)^2
-    with autocast():
-        fake = model.generator(model.latents(len(x)), stage, alpha)
-        r, f = model.critic(torch.cat([real, fake.detach()]), stage, alpha, halves=2).chunk(2)
-        gp = model.gradient_penalty(real, fake.detach(), stage, alpha)
+    fakes = []  # each micro-batch's, for G's update (layers.kept_for_generator)
+
+    def critic_loss(real: torch.Tensor) -> dict[str, torch.Tensor]:
+        z = model.latents(len(real))
+        fake = model.generator(z, stage, alpha)
+        fakes.append(kept_for_generator(fake, functools.partial(model.generator, z, stage, alpha), accumulate))
+        fake = fake.detach()
+        r, f = model.critic(torch.cat([real, fake]), stage, alpha, halves=2).chunk(2)
+        gp = model.gradient_penalty(real, fake, stage, alpha)
         drift = model.config.drift_weight * r.pow(2).mean()
-        d_loss = f.mean() - r.mean() + gp + drift
-    optimizers["discriminator"].zero_grad(set_to_none=True)
-    d_loss.backward()
-    optimizers["discriminator"].step()
+        return {"loss": f.mean() - r.mean() + gp + drift, "gp": gp, "drift": drift,
+                "wasserstein": (r.mean() - f.mean()).detach()}  # the critic's estimate of W1: falls as G improves
+
+    def generator_loss(fake) -> dict[str, torch.Tensor]:
+        return {"loss": -model.critic(fake(), stage, alpha).mean()}
+
+    # (1) Update D: minimise D(G(z)) - D(x) + gradient penalty + eps * D(x)^2
+    reals = micro_batches(model.reals_at(x, stage, alpha), accumulate)
+    d_terms = accumulated_update(optimizers["discriminator"], critic_loss, reals, autocast)
     # (2) Update G: maximise D(G(z)) through the updated, frozen D
     model.discriminator.requires_grad_(False)
     try:
-        with autocast():
-            g_loss = -model.critic(fake, stage, alpha).mean()
-        optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
+        g_terms = accumulated_update(optimizers["generator"], generator_loss, fakes, autocast)
     finally:
         model.discriminator.requires_grad_(True)
-    optimizers["generator"].step()
     model.steps_trained += 1
     if model.ema is not None:
         ema_update(model.ema, model.generator, model.config.ema_decay, model.ema_updates)
-    return {"d_loss": d_loss, "g_loss": g_loss, "gp": gp, "drift": drift,
-            "wasserstein": (r.mean() - f.mean()).detach(),  # the critic's estimate of W1: falls as G improves
+    return {"d_loss": d_terms.pop("loss"), "g_loss": g_terms["loss"], **d_terms,
             "resolution": torch.tensor(float(model.sizes[stage][0])), "alpha": torch.tensor(alpha)}
 
 

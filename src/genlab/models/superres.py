@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import math
 from dataclasses import dataclass
@@ -40,7 +41,15 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from genlab import checkpoint as ckpt
 from genlab.config import check_fields
-from genlab.models.layers import MAX_CHANNELS, MAX_DATA_SIZE, adam, ema_update
+from genlab.models.layers import (
+    MAX_CHANNELS,
+    MAX_DATA_SIZE,
+    accumulated_update,
+    adam,
+    ema_update,
+    kept_for_generator,
+    micro_batches,
+)
 
 SCALES = (2, 4)
 LAB_BOUNDS = {"g_channels": (4, 64), "blocks": (1, 16), "d_channels": (4, 64), "d_layers": (1, 4)}
@@ -361,36 +370,35 @@ def configure_optimizers(model: SuperRes, lr: float) -> dict[str, torch.optim.Op
     return optimizers
 
 
-def _update(optimizer, loss: torch.Tensor) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-
-
-def training_step(model: SuperRes, optimizers, x: torch.Tensor,
-                  autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """One step on a batch of HR crops x: their LR inputs, then (stage gan) one D update, then one G update."""
+def training_step(model: SuperRes, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext,
+                  accumulate: int = 1) -> dict[str, torch.Tensor]:
+    """One step on a batch of HR crops x: their LR inputs, then (stage gan) one D update, then one G update, each
+    gradient summed over `accumulate` micro-batches (layers.accumulated_update)."""
     with torch.no_grad():
         lr = model.degrade(x)
-    with autocast():
-        sr = model.super_resolve(lr)
+    pairs = list(zip(micro_batches(x, accumulate), micro_batches(lr, accumulate), strict=True))  # (HR, LR) each
     if model.discriminator is None:
-        with autocast():
-            g_terms = model.generator_loss(x, sr)
-        _update(optimizers["generator"], g_terms["loss"])
+        g_terms = accumulated_update(optimizers["generator"],
+                                     lambda pair: model.generator_loss(pair[0], model.super_resolve(pair[1])),
+                                     pairs, autocast)
         if model.ema is not None:
             model.update_ema()
         return g_terms
+    srs = []  # G's outputs of each micro-batch, for G's update (layers.kept_for_generator)
+
+    def discriminator_loss(pair: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        hr, lr = pair
+        sr = model.super_resolve(lr)
+        srs.append(kept_for_generator(sr, functools.partial(model.super_resolve, lr), accumulate))
+        return model.discriminator_loss(hr, sr.detach())
+
     # (1) Update D: real HR patches should look more real than G's on average (relativistic), and G's less
-    with autocast():
-        d_terms = model.discriminator_loss(x, sr.detach())
-    _update(optimizers["discriminator"], d_terms["loss"])
+    d_terms = accumulated_update(optimizers["discriminator"], discriminator_loss, pairs, autocast)
     # (2) Update G: L1 + D's features + fool the updated D; D's weights get no gradient
     model.discriminator.requires_grad_(False)
     try:
-        with autocast():
-            g_terms = model.generator_loss(x, sr)
-        _update(optimizers["generator"], g_terms["loss"])
+        g_terms = accumulated_update(optimizers["generator"], lambda pair: model.generator_loss(pair[0], pair[1]()),
+                                     [(hr, sr) for (hr, _), sr in zip(pairs, srs, strict=True)], autocast)
     finally:
         model.discriminator.requires_grad_(True)
     if model.ema is not None:

@@ -192,9 +192,10 @@ def configure_optimizers(model, lr: float) -> dict[str, torch.optim.Optimizer]:
     return {"model": adam(model.parameters(), lr)}
 
 
-def training_step(model, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+def training_step(model, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext,
+                  accumulate: int = 1) -> dict[str, torch.Tensor]:
     """One gradient step on the negative ELBO: reconstruction plus the KL weight (beta, or the warm-up's) * KL."""
-    terms = loss_step(model, optimizers["model"], x, autocast)
+    terms = loss_step(model, optimizers["model"], x, autocast, accumulate)
     if model.config.kl_warmup > 0:
         model.steps_trained += 1
     return terms

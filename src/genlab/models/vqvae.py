@@ -193,7 +193,8 @@ def configure_optimizers(model, lr: float) -> dict[str, torch.optim.Optimizer]:
     return {"model": adam(model.parameters(), lr)}
 
 
-def training_step(model, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+def training_step(model, optimizers, x: torch.Tensor, autocast=contextlib.nullcontext,
+                  accumulate: int = 1) -> dict[str, torch.Tensor]:
     """One gradient step on eq. 3: reconstruction + codebook + commitment * beta."""
-    return loss_step(model, optimizers["model"], x, autocast)
+    return loss_step(model, optimizers["model"], x, autocast, accumulate)
 

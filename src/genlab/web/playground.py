@@ -268,8 +268,8 @@ class Playground:
             terms = {"d_loss": d_terms["loss"], "d_real": d_terms["d_real"], "d_fake": d_terms["d_fake"]}
             self.d_steps += 1
         else:
-            fake = model.generate(model.latents(s.batch_size))
-            g_terms = gan.generator_update(model, self.optimizers["generator"], fake)
+            z = model.latents(s.batch_size)
+            g_terms = gan.generator_update(model, self.optimizers["generator"], (lambda: model.generate(z),))
             terms = {"g_loss": g_terms["loss"], "d_fake": g_terms["d_fake"]}
             self.g_steps += 1
         self.losses.update({name: value.item() for name, value in terms.items()})

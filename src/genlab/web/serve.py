@@ -8,8 +8,11 @@ Endpoints follow what a model declares it can do (GET /models/{name} lists a mod
   POST /models/{name}/interpolate      frames between two uploaded images (through the model's own interpolate)
   POST /models/{name}/reconstruct      uploaded images through the autoencoder
   POST /models/{name}/encode           uploaded images' codes (a VAE's posterior means)
-Upscaling joins by the same rule once super-resolution runs exist: a model with can_upscale gets
-POST /models/{name}/upscale, one more entry in BATCHED (`model.upscale(x)`) and in `endpoints_of`.
+  POST /models/{name}/upscale          an uploaded picture, any size up to MAX_UPSCALE_PIXELS, through a
+                                       super-resolution model tile by tile (genlab.upscale); `alpha` blends it with
+                                       the PSNR run it was started from (ESRGAN's network interpolation)
+An autoencoder samples (and interpolates between seeds) once its run has a fitted latent sampler
+(`genlab fit-sampler`): it then draws codes from that mixture as the VAE draws them from its prior.
 Images come as base64 PNG in a JSON body; answers are PNG (one image, or a grid) or .npy (float32 in data
 space), as the client's `format` asks. No path ever comes from a request: a model is looked up by its name.
 
@@ -59,11 +62,13 @@ from PIL import Image
 from pydantic import Field
 
 from genlab.data import MAX_SEED
-from genlab.data.images import MAX_IMAGE_SIZE, image_array
+from genlab.data.images import MAX_IMAGE_SIZE, image_array, picture_array
 from genlab.explore import image_grid
 from genlab.models.ddpm import SAMPLERS
 from genlab.models.layers import MAX_TRUNCATION, interpolate_latents
-from genlab.run import OpenRun
+from genlab.models.superres import interpolate_weights
+from genlab.run import OpenRun, open_run
+from genlab.upscale import png_bytes, psnr_source, upscale_picture
 from genlab.web.guard import LOOPBACK, Guard
 from genlab.web.routes import LabRoute, Saturated, Strict, _codes, answer_errors
 from genlab.web.runs import NotFound
@@ -78,12 +83,17 @@ MAX_FRAMES = 16  # images on an interpolation path, ends included
 MAX_DIFFUSION_EVALUATIONS = 6400  # n x steps network evaluations in one diffusion request: 64 samples of 100 steps
 MAX_UPLOAD_BYTES = 1_000_000  # one PNG; a 1024 x 1024 photo in PNG is ~0.6 MB
 MAX_BODY = 4_000_000  # bytes of a request body: base64 grows 3 bytes to 4
+# Pixels of one picture to upscale: a 256x256 picture x4 took 1.7 s with a 32-channel, 8-block G on one CPU thread
+# (README, genlab upscale), so one request holds its model for seconds, not minutes
+MAX_UPSCALE_PIXELS = 256 * 256
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 Seed = Annotated[int, Query(ge=0, le=MAX_SEED, description="the answer for a seed is the same every time")]
 Truncation = Annotated[float | None, Query(gt=0, le=MAX_TRUNCATION, allow_inf_nan=False,
                                            description="latent models: draw z from N(0, I) truncated to [-t, t]")]
 ImageFormat = Annotated[Literal["png", "npy"], Query(description="png: one image or a grid; npy: float32 array "
                                                                  "(n, *data_shape) in data space")]
+PictureFormat = Annotated[Literal["png", "npy"], Query(description="png: the picture; npy: its pixels, uint8 "
+                                                                   "(height, width, channels)")]
 PNGText = Annotated[str, Field(min_length=1, description="a PNG file, base64-encoded")]  # MAX_BODY bounds it
 
 
@@ -209,6 +219,8 @@ class Served:
     name: str
     opened: OpenRun
     batcher: Batcher
+    psnr: torch.nn.Module | None = None  # a super-resolution GAN run's PSNR end, which `alpha` blends it with
+    no_alpha: str = "it does not upscale"  # why there is none
 
     @property
     def model(self):
@@ -238,6 +250,8 @@ class Served:
             found.append("POST interpolate")
         if model.can_reconstruct:
             found += ["POST reconstruct", "POST encode"]
+        if model.can_upscale:
+            found.append("POST upscale")
         return found
 
     def sample_options(self) -> list[str]:
@@ -250,14 +264,32 @@ class Served:
         return {"name": self.name, "family": self.family, "step": self.opened.step, "data_shape": list(self.shape),
                 "latent_dim": getattr(config, "latent_dim", None), "endpoints": self.endpoints_of(),
                 "sample_options": self.sample_options(), "batch_size": self.batcher.batch_size,
+                "upscale_options": ["alpha"] if self.psnr is not None else [],
                 "limits": {"n": MAX_SAMPLES, "images": MAX_IMAGES, "frames": MAX_FRAMES,
                            "upload_bytes": MAX_UPLOAD_BYTES, "image_side": MAX_IMAGE_SIZE,
-                           "queue": self.batcher.max_queue}}
+                           "upscale_pixels": MAX_UPSCALE_PIXELS, "queue": self.batcher.max_queue}}
 
     def needs(self, endpoint: str) -> None:
         if endpoint not in self.endpoints_of():
             offered = ", ".join(self.endpoints_of()) or "nothing"
-            raise NotFound(f"{self.name} (a {self.family}) has no {endpoint}: it offers {offered}")
+            unfitted = getattr(self.model, "fits_sampler", False) and endpoint.startswith("GET")
+            hint = ("; it samples once its run has a fitted sampler (`genlab fit-sampler RUN`, then restart the "
+                    "server)") if unfitted else ""
+            raise NotFound(f"{self.name} (a {self.family}) has no {endpoint}: it offers {offered}{hint}")
+
+
+def psnr_end(opened: OpenRun) -> tuple[torch.nn.Module | None, str]:
+    """(the PSNR model a super-resolution run was started from, opened on its device, or None; why none): what
+    `alpha` blends the run with. The start is the checkpoint the run recorded, refused if gone or changed."""
+    if not opened.model.can_upscale:
+        return None, "it does not upscale"
+    if opened.record.init_from is None:
+        return None, "it was not started from a PSNR run (genlab train superres --init-from)"
+    try:
+        psnr = open_run(psnr_source(opened.record, None), device=next(opened.model.parameters()).device, splits=())
+    except (ValueError, OSError):
+        return None, "the PSNR checkpoint it was started from is gone or changed since"
+    return psnr.model, ""
 
 
 def _served(request: Request, name: str) -> Served:
@@ -270,9 +302,9 @@ def _served(request: Request, name: str) -> Served:
 # --- images in and out --------------------------------------------------------------------------------------
 
 
-def read_png(text: str, shape: tuple[int, ...], crop: str) -> torch.Tensor:
-    """One base64 PNG from a client -> (C, H, W) in [0, 1], fitted to the model's shape as its training data was
-    (image_array, the run's crop). Size is judged from the header, before any pixel is decoded."""
+def open_png(text: str) -> Image.Image:
+    """One base64 PNG from a client, opened, its pixels not yet decoded: refused unless its header says it is at
+    most MAX_IMAGE_SIZE a side, so a decompression bomb is never inflated."""
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -293,13 +325,36 @@ def read_png(text: str, shape: tuple[int, ...], crop: str) -> torch.Tensor:
     if image is None or max(image.size) > MAX_IMAGE_SIZE:
         raise ValueError(f"an image is over {MAX_IMAGE_SIZE} pixels a side, the most this server decodes: "
                          "downscale it first")
+    return image
+
+
+def decoded(image: Image.Image, pixels: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """pixels(image) once its pixels are decoded; a damaged PNG is one line."""
     with image:
         try:
             image.load()
-            pixels = image_array(image, shape[0], shape[-1], crop)
+            return pixels(image)
         except Exception as error:
             raise ValueError(f"an image is a damaged PNG ({type(error).__name__}): send a valid PNG file") from None
+
+
+def read_png(text: str, shape: tuple[int, ...], crop: str) -> torch.Tensor:
+    """One base64 PNG from a client -> (C, H, W) in [0, 1], fitted to the model's shape as its training data was
+    (image_array, the run's crop). Size is judged from the header, before any pixel is decoded."""
+    pixels = decoded(open_png(text), lambda image: image_array(image, shape[0], shape[-1], crop))
     return torch.tensor(pixels, dtype=torch.float32) / 255
+
+
+def read_picture_png(text: str) -> np.ndarray:
+    """One base64 PNG to upscale -> (H, W, C) uint8 as it is (upscale.upscale_picture's input: grey, RGB, with
+    transparency), refused from its header when over MAX_UPSCALE_PIXELS."""
+    image = open_png(text)
+    width, height = image.size
+    if width * height > MAX_UPSCALE_PIXELS:
+        image.close()
+        raise ValueError(f"the picture is {width}x{height}, over the {MAX_UPSCALE_PIXELS:,} pixels this server "
+                         "upscales at once: send a smaller part")
+    return decoded(image, picture_array)
 
 
 def read_pngs(texts: list[str], served: Served) -> torch.Tensor:
@@ -339,6 +394,12 @@ router = APIRouter(route_class=LabRoute)  # JSON bodies read off the loop by the
 
 class Images(Strict):
     images: list[PNGText] = Field(min_length=1, max_length=MAX_IMAGES)
+
+
+class Picture(Strict):
+    image: PNGText
+    alpha: float | None = Field(None, ge=0, le=1, description="network interpolation: 0 the PSNR run this run "
+                                                              "was started from (smooth), 1 this run (sharp)")
 
 
 class ImagePair(Strict):
@@ -435,6 +496,28 @@ async def encode(name: str, body: Images, request: Request,
     return await answer_off_loop(codes, "npy")
 
 
+@router.post("/models/{name}/upscale", responses={200: {"content": {"image/png": {}, "application/x-npy": {}}}})
+async def upscale(name: str, body: Picture, request: Request, format: PictureFormat = "png"):
+    """The uploaded picture `scale` times larger, through the super-resolution model tile by tile (genlab.upscale);
+    grey, colour and transparency kept. `alpha` blends the model's weights with its PSNR start's (ESRGAN)."""
+    served = _served(request, name)
+    served.needs("POST upscale")
+    if body.alpha is not None and served.psnr is None:
+        raise ValueError(f"{served.name} takes no alpha: {served.no_alpha}")
+    pixels = await asyncio.to_thread(read_picture_png, body.image)
+
+    def work() -> np.ndarray:
+        model = served.model if body.alpha is None else interpolate_weights(served.psnr, served.model, body.alpha)
+        return upscale_picture(model, pixels)
+
+    big = await served.batcher.run_alone(work)  # pictures differ in size: each runs on its own
+    if format == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, big, allow_pickle=False)
+        return Response(buffer.getvalue(), media_type="application/x-npy")
+    return Response(await asyncio.to_thread(png_bytes, big), media_type="image/png")
+
+
 BEARER = HTTPBearer(auto_error=False, description="the server's --token, when it has one")
 
 
@@ -463,11 +546,13 @@ def create_server(models: Mapping[str, OpenRun], *, batch_size: int = BATCH_SIZE
     if not models:
         raise ValueError("name at least one run to serve")
     check_batch_size(batch_size)
+    ends = {name: psnr_end(opened) for name, opened in models.items()}  # loaded once, with the models
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         torch.set_num_threads(torch_threads)
         app.state.token = token
-        app.state.served = {name: Served(name, opened, Batcher(opened.model, batch_size, max_queue))
+        app.state.served = {name: Served(name, opened, Batcher(opened.model, batch_size, max_queue), *ends[name])
                             for name, opened in models.items()}
         for served in app.state.served.values():
             served.batcher.start()
