@@ -11,6 +11,8 @@ import torch
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketDenialResponse
 
+from genlab import guided
+from genlab.metrics import NUM_SAMPLES, mixture_coverage
 from genlab.models.gan import training_step as gan_step
 from genlab.web.app import create_app
 from genlab.web.playground import MAX_DRAWN_POINTS, Playground, PlaygroundSettings, check_points
@@ -70,6 +72,32 @@ def test_gaussian1d_frames_have_histograms_and_curves():
     message = pg.data_message()
     bin_width = 12 / 60
     assert abs(sum(message["real_hist"]) * bin_width - 1) < 0.01  # a density over the view
+
+
+def test_d_guided_samples_are_the_librarys_rejection_samples_beside_the_direct_ones():
+    pg = small(data="ring")
+    for _ in range(3):
+        pg.step()
+    assert "guided" not in pg.frame()  # off until asked for: it costs a calibration and thousands of proposals
+    pg.show({"guided": True})
+    shown = pg.frame()["guided"]
+    calibration = guided.calibrate(pg.model, pg.data, seed=pg.step_count)
+    drawn = guided.guided_sample(pg.model, NUM_SAMPLES, guided.sampling_config("rejection"),
+                                 generator=torch.Generator().manual_seed(pg.step_count), calibration=calibration)
+    torch.testing.assert_close(torch.tensor(shown["points"]).view(-1, 2), drawn.samples[:500], atol=6e-4, rtol=0)
+    coverage = mixture_coverage(drawn.samples, "ring")
+    assert shown["acceptance"] == round(drawn.acceptance_rate, 4) and 0 < shown["acceptance"] <= 1
+    assert (shown["modes"], shown["of"]) == (coverage.modes_covered, 8)
+    assert shown["high_quality"] == round(coverage.high_quality_fraction, 4)
+    pg.show({"guided": False})
+    assert "guided" not in pg.frame()
+
+
+def test_d_guided_samples_say_in_one_line_why_none_could_be_drawn():
+    pg = small(data="ring", pack=2)  # a PacGAN D scores packs of samples, not one sample
+    pg.show({"guided": True})
+    refused = pg.frame()["guided"]["refused"]
+    assert "pack" in refused and "\n" not in refused
 
 
 def test_coverage_is_measured_on_mixtures():

@@ -53,3 +53,16 @@ def test_samples_off_the_view_are_drawn_at_its_edge_and_counted(page):
       return [document.getElementById('off-view').textContent, orange(0), orange(c.width - 12)]; }""", frame)
     assert said == "480 of 480 samples are off the view: drawn as triangles at its edge"
     assert left == 0 and right > 50, f"edge triangle pixels: {left} on the left, {right} on the right"
+
+
+def test_d_guided_samples_are_drawn_beside_the_direct_ones_when_asked_for(page):
+    page.check("#show-guided")
+    page.wait_for_function("document.getElementById('guided').textContent.includes('proposals kept')")
+    assert "modes" in page.inner_text("#guided") and "D's help" in page.inner_text("#legend")
+    blue = page.evaluate("""() => {
+      draw();
+      const c = document.getElementById('view'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) n += d[i] < 60 && d[i + 1] > 80 && d[i + 1] < 130 && d[i + 2] > 160;
+      return n; }""")
+    assert blue > 100, f"{blue} pixels in the D-guided samples' blue"

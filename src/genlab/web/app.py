@@ -31,7 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from genlab.data import default_data_dir
 from genlab.web.benches import LabModels
 from genlab.web.guard import LOOPBACK, Guard, describe, parse_json
-from genlab.web.playground import Playground, PlaygroundSettings, PlaygroundWorker, check_points
+from genlab.web.playground import VIEWS, Playground, PlaygroundSettings, PlaygroundWorker, check_points
 from genlab.web.routes import DRAWING_SLOTS, answer_errors, router
 from genlab.web.runs import BUNDLED_DATA, Busy, NotFound, RunManager
 
@@ -39,7 +39,6 @@ STATIC = Path(__file__).parent / "static"
 PAGES = ("playground", "dashboard", "bench", "explorer", "superres")
 MAX_MESSAGE = 100_000  # characters in one WebSocket message: 2,000 drawn points take ~40,000
 MAX_PENDING = 64  # replies waiting for a client that sends faster than it reads; more are dropped
-VIEWS = ("heatmap", "arrows", "grid", "coverage")
 
 
 @dataclass

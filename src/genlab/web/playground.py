@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from genlab import guided
 from genlab.data import toys
 from genlab.metrics import MIXTURES, NUM_SAMPLES, CollapseDetector, check_discriminator, check_modes, mixture_coverage
 from genlab.models import GAN, GANConfig, gan
@@ -43,6 +44,10 @@ DRAWN_JITTER = 0.03  # real data = a drawn point plus this much Gaussian noise, 
 FRAME_INTERVAL = 1 / 30  # s: frames are computed at most this often while playing (a screen needs no more)
 FRAME_SHARE = 0.05  # and only so often that computing them takes at most this share of the worker's time
 COVERAGE_EVERY = 100  # steps between mode-coverage measurements (2,500 samples each, as VEEGAN/PacGAN)
+# what a client turns on and off; "guided" is off at first: it costs a calibration and some thousand proposals at
+# each measurement
+VIEWS = ("heatmap", "arrows", "grid", "coverage", "guided")
+GUIDED_SHOWN = 500  # D-guided samples drawn on the view (their coverage is measured on NUM_SAMPLES)
 COLLAPSE_AFTER = 1000  # steps before the collapse detector speaks: a GAN that has barely started covers nothing yet
 VIEW_SAMPLES = 480  # fakes drawn in each frame, from fixed z; 480 is divisible by every allowed pack
 HEATMAP_SIZE = 40  # D's decision is drawn on a HEATMAP_SIZE x HEATMAP_SIZE lattice
@@ -145,7 +150,8 @@ def legend(loss: str, dim: int) -> list[dict]:
                 {"mark": "background", "text": f"background: {words} (green = real side, purple = fake side)"},
                 {"mark": "off", "text": "a sample outside the view, drawn at its edge"},
                 {"mark": "grid", "text": "grey mesh: a grid of noise z as G warps it"},
-                {"mark": "arrow", "text": "arrows: where G's next update pushes its samples"}]
+                {"mark": "arrow", "text": "arrows: where G's next update pushes its samples"},
+                {"mark": "guided", "text": "blue: samples drawn with D's help (rejection sampling), when shown"}]
     return [{"mark": "real", "text": "data density (histogram)"}, {"mark": "fake", "text": "density of G's samples"},
             {"mark": "curve", "text": f"D(x) curve: {words}"},
             {"mark": "off", "text": "samples left or right of the view, counted at its edge"},
@@ -179,7 +185,7 @@ class Playground:
     def __init__(self, settings: PlaygroundSettings, drawn: torch.Tensor | None = None):
         self.settings = settings
         self.drawn = drawn
-        self.views = {"heatmap": True, "arrows": True, "grid": True, "coverage": True}
+        self.views = {name: name != "guided" for name in VIEWS}
         self.reset()
 
     # --- building ------------------------------------------------------------------------------------
@@ -219,6 +225,7 @@ class Playground:
         self.detector = CollapseDetector()
         self.warning: str | None = None
         self.coverage: dict | None = None
+        self.guided: dict | None = None
         self.measure()
 
     def change(self, new: PlaygroundSettings) -> str:
@@ -300,6 +307,32 @@ class Playground:
                                               gan.d_probability(self.losses["d_fake"]), fix=fix_discriminator))
         warning = self.detector.update(*checks) if checks else None
         self.warning = str(warning) if warning else None
+        self.guided = self._guided() if self.views["guided"] and self.dim == 2 else None
+
+    def show(self, views: dict[str, bool]) -> None:
+        """Turn views on or off; D-guided samples, turned on, are drawn at once rather than at the next measure."""
+        self.views.update(views)
+        if views.get("guided") and self.dim == 2:
+            self.guided = self._guided()
+
+    def _guided(self) -> dict:
+        """Samples drawn with D's help (genlab.guided's discriminator rejection sampling, D calibrated on the data
+        against G's samples as `genlab sample --method rejection` does), their coverage beside the direct samples',
+        so a person sees D take away the bridges between modes, and what it costs; or why none could be drawn."""
+        try:
+            calibration = guided.calibrate(self.model, self.data, seed=self.step_count)
+            drawn = guided.guided_sample(self.model, NUM_SAMPLES, guided.sampling_config("rejection"),
+                                         generator=torch.Generator().manual_seed(self.step_count),
+                                         calibration=calibration)
+        except ValueError as refused:  # D scores packs, not points; too few proposals kept
+            return {"step": self.step_count, "refused": str(refused)}
+        guided_view = {"step": self.step_count, "points": _flat(drawn.samples[:GUIDED_SHOWN]),
+                       "acceptance": round(drawn.acceptance_rate, 4)}
+        if self.settings.data in MIXTURES:
+            coverage = mixture_coverage(drawn.samples, self.settings.data)
+            guided_view.update(modes=coverage.modes_covered, of=coverage.num_modes,
+                               high_quality=round(coverage.high_quality_fraction, 4))
+        return guided_view
 
     # --- what a person sees --------------------------------------------------------------------------
 
@@ -343,6 +376,8 @@ class Playground:
                  "warning": self.warning}
         if self.coverage is not None and self.views["coverage"]:
             frame["coverage"] = self.coverage
+        if self.guided is not None and self.views["guided"]:
+            frame["guided"] = self.guided
         with torch.no_grad():
             fake = model.generate(self.view_z)
             if self.views["heatmap"]:
@@ -449,7 +484,7 @@ class PlaygroundWorker:
             pg.reset()
             self._send(pg.data_message())
         elif kind == "views":
-            pg.views.update(message["views"])
+            pg.show(message["views"])
         elif kind == "points":
             pg.drawn = message["points"]
             pg.settings = pg.settings.model_copy(update={"data": "drawn"})

@@ -16,7 +16,7 @@ const socket = lab.connect("/ws/playground", m => {
   else if (m.type === "error") lab.error(m.message);
 });
 const send = message => socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(message));
-const REAL = "#2a9d5c", FAKE = "#7b3fbf", OFF = "#c2410c";
+const REAL = "#2a9d5c", FAKE = "#7b3fbf", OFF = "#c2410c", GUIDED = "#1565c0";
 // ms between updates of the numbers and charts while playing: text that changes 30 times a second cannot be read,
 // and re-laying out the page that often costs the browser (and so the trainer, on a small CPU) a tenth of a core
 const PANEL_INTERVAL = 250;
@@ -48,6 +48,10 @@ function showNumbers(f) {
   const c = f.coverage;
   $("coverage").textContent = c ? `${c.modes} of ${c.of} modes, ${(100 * c.high_quality).toFixed(1)}% high quality, reverse KL ${c.reverse_kl ?? "∞"}`
     : (f.fake_stats ? `fake mean ${f.fake_stats.mean}, std ${f.fake_stats.std} (data: 4, 1.25)` : "–");
+  const g = f.guided;
+  $("guided").textContent = !g ? "–" : g.refused ? `none drawn: ${g.refused}`
+    : (g.modes !== undefined ? `${g.modes} of ${g.of} modes, ${(100 * g.high_quality).toFixed(1)}% high quality, ` : "")
+      + `${(100 * g.acceptance).toFixed(1)}% of proposals kept (step ${g.step})`;
   $("warning").textContent = f.warning ? "Collapse detector: " + f.warning : "";
   $("warning").classList.toggle("on", Boolean(f.warning));
   const shown = f.fake ? f.fake.length / 2 : null;
@@ -57,7 +61,7 @@ function showNumbers(f) {
 }
 
 // --- what the view shows and what is training: both written by the server from the model itself ----------
-const MARKS = ["real", "fake", "background", "curve", "off", "grid", "arrow"];
+const MARKS = ["real", "fake", "background", "curve", "off", "grid", "arrow", "guided"];
 function describe(m) {
   $("legend").replaceChildren(...m.legend.filter(e => MARKS.includes(e.mark)).map(e =>
     lab.el("span", { className: "entry-" + e.mark }, lab.el("i", { className: "swatch " + e.mark }), e.text)));
@@ -201,6 +205,7 @@ function draw() {
     }
     if (show("real")) ctx.drawImage(realLayer(X, Y), 0, 0);
     if (show("fake")) { dots(ctx, f.fake, FAKE, X, Y, 2); if (f.off_view) offView(f.fake, X, Y); }
+    if (f.guided && f.guided.points && show("guided")) dots(ctx, f.guided.points, GUIDED, X, Y, 2);
   } else {
     const H = view.height, top = 30, base = H - 90, bins = d.real_hist.length, bw = view.width / bins;
     const peak = Math.max(...d.real_hist, ...f.fake_hist, 1e-9);
@@ -292,6 +297,6 @@ for (const key of ["pack", "n_critic", "depth", "width"])
 for (const key of ["lr_g", "lr_d"]) $(key).onchange = () => send({ type: "settings", settings: { [key]: Number($(key).value) } });
 for (const key of ["spectral_norm", "minibatch_stddev"])
   $(key).onchange = () => send({ type: "settings", settings: { [key]: $(key).checked } });
-for (const key of ["heatmap", "arrows", "grid", "coverage"])
+for (const key of ["heatmap", "arrows", "grid", "coverage", "guided"])
   $("show-" + key).onchange = () => { send({ type: "views", views: { [key]: $("show-" + key).checked } }); draw(); };
 for (const key of ["real", "fake"]) $("show-" + key).onchange = draw;
