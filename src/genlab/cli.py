@@ -127,7 +127,8 @@ SETTINGS_HELP = "Settings: " + "; ".join(f"{what}: {names}" for what, names in S
 def train(
     family: Annotated[str | None, typer.Argument(help=f"{', '.join(FAMILY_NAMES)} (not needed with --resume).")] = None,
     data: Annotated[str, typer.Option(help="digits, mnist, stacked-mnist, patterns, gaussian1d, ring, grid, moons, "
-                                           "swissroll, or folder:PATH.")] = "digits",
+                                           "swissroll, faces, photos, folder:PATH, or photos:PATH (super-resolution: "
+                                           "your photos, cropped as photos).")] = "digits",
     steps: Annotated[int | None, typer.Option(help="Total training steps (default 3000).")] = None,
     settings: Annotated[list[str] | None, typer.Option("--set", help="key=value, model or training setting; "
                                                        "repeat it. E.g. --set latent_dim=2 --set lr=3e-4. "

@@ -122,7 +122,7 @@ class SuperResConfig:
         self.data_shape, self.betas = tuple(self.data_shape), tuple(self.betas)
         if len(self.data_shape) != 3 or self.data_shape[0] not in (1, 3):
             raise ValueError(f"super-resolution takes grey or RGB images, the data has shape {self.data_shape}: "
-                             "use --data photos or an image folder")
+                             "use --data photos or photos:PATH")
         if self.scale not in SCALES:
             raise ValueError(f"scale={self.scale} is not one of 2, 4")
         if any(side % self.scale for side in self.data_shape[1:]):
