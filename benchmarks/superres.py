@@ -4,6 +4,7 @@ through genlab's loop within a CPU budget; then the speed of an upscale, in ms p
 
     python benchmarks/superres.py                               # x4, 600 CPU-s PSNR + 300 CPU-s GAN, 1 seed
     python benchmarks/superres.py --psnr-budget 300 --gan-budget 120 --seeds 0 1 2
+    python benchmarks/superres.py --block rrdb --blocks 2               # ESRGAN's RRDB instead of residual blocks
 
 Anchors (x4, Set5, far more data and compute): bicubic 28.42 dB, SRResNet 32.05, RRDB 32.73. Target here: the
 PSNR model >= +1.5 dB over bicubic on the held-out photos.
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--g-channels", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=8)
+    parser.add_argument("--block", choices=("residual", "rrdb"), default="residual",
+                        help="rrdb: ESRGAN's, 15 convs a block where residual has 2")
     parser.add_argument("--d-channels", type=int, default=16, help="D's width: 64 (the default) costs 10x G's step")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4, help="PSNR stage (cosine to 0); the GAN stage takes lr/5")
@@ -94,7 +97,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="genlab-superres-"))
-    settings = {"scale": args.scale, "g_channels": args.g_channels, "blocks": args.blocks}
+    settings = {"scale": args.scale, "g_channels": args.g_channels, "blocks": args.blocks, "block": args.block}
     rows = []
     for seed in args.seeds:
         common = {"data": "photos", "steps": MAX_STEPS, "batch_size": args.batch_size, "seed": seed,
@@ -116,7 +119,7 @@ def main() -> None:
         return statistics.mean(row[stage][key] for row in rows)
 
     print(f"\nx{args.scale}, held-out photos (20 crops of 192x192), Y channel, {args.scale}-px border, "
-          f"{len(rows)} seed(s); G {args.g_channels} channels x {args.blocks} blocks; budgets "
+          f"{len(rows)} seed(s); G {args.g_channels} channels x {args.blocks} {args.block} blocks; budgets "
           f"{args.psnr_budget:g} + {args.gan_budget:g} CPU-s")
     print("| model | PSNR (dB) | SSIM | sharpness (HR {:.4f}) |".format(mean(1, "hr_sharpness")))
     print("|---|---|---|---|")
