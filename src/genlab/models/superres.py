@@ -11,7 +11,7 @@ G: a conv, residual blocks without BatchNorm (EDSR, Lim et al. 2017: BatchNorm h
 a conv with a skip over the blocks, one x2 pixel-shuffle stage (Shi et al. 2016) per factor of 2, a last conv;
 its output is added to the bicubic upscale, so G learns only what bicubic misses (VDSR, Kim et al. 2016) and,
 its last conv starting at zero, starts as the bicubic baseline. block=rrdb swaps the residual blocks for
-ESRGAN's residual-in-residual dense blocks (RRDB): more capacity a block, 7.5x the convs of a residual block.
+ESRGAN's residual-in-residual dense blocks (RRDB): 15 convs where a residual block has 2, ~10x its compute.
 D (stage gan): a patch discriminator, one logit per overlapping patch (pix2pix, Isola et al. 2017).
 
   stage psnr: L1(G(lr), hr) -> step G -> update_ema()
