@@ -115,7 +115,7 @@ SETTING_NAMES = {
     "ddpm": "num_timesteps schedule architecture hidden_dims unet_channels ema_decay sampler sampling_steps",
     "vqvae": "architecture num_codes latent_dim hidden_dims conv_channels mlp_codes commitment reconstruction",
     "progan": "latent_dim max_channels fade_steps stable_steps gp_weight drift_weight ema_decay betas",
-    "superres": "scale g_channels blocks stage degradation feature_weight adversarial_weight d_channels d_layers "
+    "superres": "scale g_channels blocks block stage degradation feature_weight adversarial_weight d_channels d_layers "
                 "spectral_norm ema_decay betas",
 }
 FAMILY_NAMES = [name for name in SETTING_NAMES if name != "training"]
