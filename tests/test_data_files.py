@@ -292,7 +292,7 @@ def test_image_size_and_channels_are_refused_for_data_of_a_fixed_shape(tmp_path,
 
 
 def test_faces_take_an_image_size_but_not_channels():
-    with pytest.raises(ValueError, match="channels applies only to folder:PATH data, not 'faces'"):
+    with pytest.raises(ValueError, match="channels applies only to photos:PATH and folder:PATH data, not 'faces'"):
         load_dataset("faces", channels=3)
 
 

@@ -1,5 +1,6 @@
-"""The super-resolution family: shapes, the bicubic start, the relativistic loss by hand, learning, the two stages
-(load_generator, interpolate_weights), eval's Y-channel scores, previews and bit-identical resume."""
+"""The super-resolution family: shapes, the bicubic start, ESRGAN's RRDB by hand, the relativistic loss by hand,
+learning, the two stages (load_generator, interpolate_weights), eval's Y-channel scores, previews and bit-identical
+resume."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from genlab import checkpoint as ckpt
 from genlab.evaluate import evaluate, luma, sharpness, y_scores
 from genlab.models import superres
 from genlab.models.superres import (
+    RRDB,
+    DenseBlock,
     SuperRes,
     SuperResConfig,
     bicubic_upscale,
@@ -48,6 +51,41 @@ def test_a_fresh_model_is_the_bicubic_baseline():
     assert torch.allclose(small().upscale(lr), bicubic_upscale(lr, 4), atol=1e-6)
 
 
+@pytest.mark.parametrize(("scale", "channels"), [(2, 3), (4, 3), (4, 1)])
+def test_an_rrdb_generator_takes_any_size_and_starts_as_bicubic(scale, channels):
+    model = small(block="rrdb", scale=scale, data_shape=(channels, 16, 16))
+    lr = torch.rand(2, channels, 7, 9)
+    out = model.upscale(lr)
+    assert out.shape == (2, channels, 7 * scale, 9 * scale)
+    assert torch.allclose(out, bicubic_upscale(lr, scale), atol=1e-6)
+    assert sum(isinstance(m, RRDB) for m in model.generator.modules()) == SMALL["blocks"]
+
+
+def test_a_dense_block_matches_its_equation_by_hand():
+    torch.manual_seed(0)
+    block, x = DenseBlock(4, 2), torch.rand(1, 4, 5, 5)
+    c1, c2, c3, c4 = block.convs
+
+    def act(t):
+        return torch.where(t > 0, t, 0.2 * t)
+
+    f1 = act(c1(x))
+    f2 = act(c2(torch.cat([x, f1], 1)))
+    f3 = act(c3(torch.cat([x, f1, f2], 1)))
+    f4 = act(c4(torch.cat([x, f1, f2, f3], 1)))
+    assert torch.allclose(block(x), x + 0.2 * block.fuse(torch.cat([x, f1, f2, f3, f4], 1)), atol=1e-6)
+
+
+def test_rrdb_scales_each_residual_by_0_2():
+    block, x = RRDB(4), torch.rand(1, 4, 5, 5)
+    with torch.no_grad():
+        for dense in block.body:  # each dense block now adds exactly 0.2 * 1 to its input
+            dense.fuse.weight.zero_()
+            dense.fuse.bias.fill_(1.0)
+    # three dense blocks: x + 0.6; the outer skip: x + 0.2 * (x + 0.6)
+    assert torch.allclose(block(x), 1.2 * x + 0.12, atol=1e-6)
+
+
 def test_downsample_keeps_flat_colour_and_refuses_sizes_the_scale_does_not_divide():
     assert torch.allclose(downsample(torch.full((1, 3, 16, 16), 0.3), 4), torch.full((1, 3, 4, 4), 0.3), atol=1e-6)
     with pytest.raises(ValueError, match="do not divide by the scale 4"):
@@ -63,6 +101,8 @@ def test_the_config_refuses_what_it_cannot_build():
         SuperResConfig(data_shape=(3, 18, 18))
     with pytest.raises(ValueError, match="lower d_layers"):
         SuperResConfig(data_shape=(3, 8, 8), stage="gan", d_layers=3)
+    with pytest.raises(ValueError, match="block='dense' is not one of residual, rrdb"):
+        SuperResConfig(block="dense")
     with pytest.raises(ValueError, match=r"upscale takes \(B, 3, h, w\)"):
         small().upscale(torch.rand(1, 1, 8, 8))
 
@@ -129,6 +169,8 @@ def test_load_generator_starts_a_gan_model_from_a_psnr_checkpoint(tmp_path):
             assert torch.equal(a, b)
     with pytest.raises(ValueError, match="channels 8 vs 16"):
         load_generator(small(g_channels=16), path)
+    with pytest.raises(ValueError, match="block residual vs rrdb"):
+        load_generator(small(block="rrdb"), path)
 
 
 def test_interpolate_weights_blends_the_two_generators():
@@ -191,6 +233,7 @@ def test_eval_scores_the_model_against_bicubic_on_the_held_out_photos(tmp_path):
 
 RESUME_CASES = {
     "psnr": {"scale": 2},
+    "psnr-rrdb": {"scale": 2, "block": "rrdb"},
     "gan-realistic": {"scale": 2, "stage": "gan", "d_layers": 2, "d_channels": 4, "degradation": "realistic"},
 }
 

@@ -115,7 +115,7 @@ SETTING_NAMES = {
     "ddpm": "num_timesteps schedule architecture hidden_dims unet_channels ema_decay sampler sampling_steps",
     "vqvae": "architecture num_codes latent_dim hidden_dims conv_channels mlp_codes commitment reconstruction",
     "progan": "latent_dim max_channels fade_steps stable_steps gp_weight drift_weight ema_decay betas",
-    "superres": "scale g_channels blocks stage degradation feature_weight adversarial_weight d_channels d_layers "
+    "superres": "scale g_channels blocks block stage degradation feature_weight adversarial_weight d_channels d_layers "
                 "spectral_norm ema_decay betas",
 }
 FAMILY_NAMES = [name for name in SETTING_NAMES if name != "training"]
@@ -127,7 +127,8 @@ SETTINGS_HELP = "Settings: " + "; ".join(f"{what}: {names}" for what, names in S
 def train(
     family: Annotated[str | None, typer.Argument(help=f"{', '.join(FAMILY_NAMES)} (not needed with --resume).")] = None,
     data: Annotated[str, typer.Option(help="digits, mnist, stacked-mnist, patterns, gaussian1d, ring, grid, moons, "
-                                           "swissroll, or folder:PATH.")] = "digits",
+                                           "swissroll, faces, photos, folder:PATH, or photos:PATH (super-resolution: "
+                                           "your photos, cropped as photos).")] = "digits",
     steps: Annotated[int | None, typer.Option(help="Total training steps (default 3000).")] = None,
     settings: Annotated[list[str] | None, typer.Option("--set", help="key=value, model or training setting; "
                                                        "repeat it. E.g. --set latent_dim=2 --set lr=3e-4. "

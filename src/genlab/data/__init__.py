@@ -47,7 +47,7 @@ TOYS = {
     "moons": toys.moons,
     "swissroll": toys.swiss_roll,
 }
-IMAGES = ("digits", "mnist", "stacked-mnist", "faces", "photos", "folder:PATH")
+IMAGES = ("digits", "mnist", "stacked-mnist", "faces", "photos", "folder:PATH", "photos:PATH")
 NAMES = (*TOYS, *IMAGES)
 # every seed genlab takes (TrainConfig, --seed, the lab); seed + 1_000_003 then stays below 2**64, the most torch's
 # generator takes
@@ -71,16 +71,18 @@ def load_dataset(
     seed: int = 0,
 ) -> Dataset:
     """Load a whole split by name; see `NAMES`. `image_size` applies to image folders and faces, `channels`
-    and `crop` (how image_size fits an image that is not square: see images.CROPS) to image folders; `seed` to
-    the toys, to stacked-mnist, whose triples it draws, and to photos, whose training crops it draws."""
+    and `crop` (how image_size fits an image that is not square: see images.CROPS) to image folders, `channels`
+    to photos:PATH too; `seed` to the toys, to stacked-mnist, whose triples it draws, and to photos and
+    photos:PATH, whose training crops it draws."""
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
     if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
     is_folder = isinstance(name, str) and name.startswith("folder:")
+    is_photo_folder = isinstance(name, str) and name.startswith("photos:")
     # The other data sets have a fixed shape; resizing them silently is not what a run asked for.
-    if not is_folder and channels is not None:
-        raise ValueError(f"channels applies only to folder:PATH data, not {name!r}: unset it")
+    if not (is_folder or is_photo_folder) and channels is not None:
+        raise ValueError(f"channels applies only to photos:PATH and folder:PATH data, not {name!r}: unset it")
     if not is_folder and crop != "centre":
         raise ValueError(f"crop applies only to folder:PATH data, not {name!r}: unset it")
     if not is_folder and name != "faces" and image_size is not None:
@@ -109,6 +111,11 @@ def load_dataset(
             raise ValueError("folder: needs the path of a folder of images, e.g. folder:photos")
         # The shell expands ~ only at the start of a word, never after "folder:".
         x, labels = images.image_folder(Path(folder).expanduser(), split, image_size, channels, crop)
+    elif is_photo_folder:  # photos of any size, cropped as --data photos' are (see photos.py)
+        folder = name.removeprefix("photos:")
+        if not folder.strip():
+            raise ValueError("photos: needs the path of a folder of photos, e.g. photos:DIV2K_train_HR")
+        x, labels = photos.photo_folder(Path(folder).expanduser(), split, seed, channels)
     else:
         raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(NAMES)}")
     return Dataset(name, x, labels, "image")

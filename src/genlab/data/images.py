@@ -429,6 +429,22 @@ def _image_files(path: Path) -> list[Path]:
     return sorted(files, key=lambda file: file.relative_to(path).as_posix())
 
 
+def folder_files(path: Path, data: str = "folder:PATH") -> list[Path]:
+    """The images of an existing folder (`_image_files`), refused in one line when it is missing, a file or holds
+    none; `data` names the data source in the message."""
+    if not path.exists():
+        raise FileNotFoundError(f"image folder '{shown(path)}' not found: pass {data} with an existing folder")
+    if not path.is_dir():
+        raise ValueError(f"'{shown(path)}' is a file, not a folder: pass {data} with the folder of images")
+    files = _image_files(path)
+    if not files:
+        raise ValueError(
+            f"no images in '{shown(path)}': genlab reads {', '.join(IMAGE_SUFFIXES)} files (any case) in it "
+            "and its subfolders, skipping hidden ones"
+        )
+    return files
+
+
 def _split_files(files: list[Path], split: str) -> list[Path]:
     """Every 10th file (index % 10 == 9) is the test split; a folder of fewer than 10 gives all to both."""
     if len(files) < 10:
@@ -506,17 +522,7 @@ def image_folder(
     if crop != "centre" and image_size is None:
         raise ValueError(f"crop={crop} fits images to an image size: pass one, e.g. --set image_size=64")
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"image folder '{shown(path)}' not found: pass folder:PATH with an existing folder")
-    if not path.is_dir():
-        raise ValueError(f"'{shown(path)}' is a file, not a folder: pass folder:PATH with the folder of images")
-    files = _image_files(path)
-    if not files:
-        raise ValueError(
-            f"no images in '{shown(path)}': genlab reads {', '.join(IMAGE_SUFFIXES)} files (any case) in it "
-            "and its subfolders, skipping hidden ones"
-        )
-
+    files = folder_files(path)
     cache = path / CACHE_FOLDER / f"{split}-{image_size or 'native'}-{channels or 'auto'}-{crop}{CACHE_SUFFIX}"
     key = _cache_key(path, files, split, image_size, channels, crop)
     pixels = _read_cache(cache, key, len(_split_files(files, split)))

@@ -10,7 +10,8 @@ also antialiased bicubic but with the kernel's a = -0.5 where torch's is -0.75: 
 G: a conv, residual blocks without BatchNorm (EDSR, Lim et al. 2017: BatchNorm hurts SR and costs memory),
 a conv with a skip over the blocks, one x2 pixel-shuffle stage (Shi et al. 2016) per factor of 2, a last conv;
 its output is added to the bicubic upscale, so G learns only what bicubic misses (VDSR, Kim et al. 2016) and,
-its last conv starting at zero, starts as the bicubic baseline.
+its last conv starting at zero, starts as the bicubic baseline. block=rrdb swaps the residual blocks for
+ESRGAN's residual-in-residual dense blocks (RRDB): 15 convs where a residual block has 2, ~10x its compute.
 D (stage gan): a patch discriminator, one logit per overlapping patch (pix2pix, Isola et al. 2017).
 
   stage psnr: L1(G(lr), hr) -> step G -> update_ema()
@@ -106,7 +107,10 @@ class SuperResConfig:
     # G's width, SRResNet's 64; 32 trains ~4x faster on a CPU. (Not `channels`: that is the image channels of an
     # image folder, a training setting, and --set gives a name to one config only.)
     g_channels: int = 64
-    blocks: int = 16  # SRResNet's depth
+    blocks: int = 16  # SRResNet's depth (ESRGAN stacks 23 RRDBs)
+    # residual: EDSR's two-conv block; rrdb: ESRGAN's residual-in-residual dense block, three dense blocks of
+    # five convs each, every block's output scaled by 0.2 before its skip (RESIDUAL_SCALE)
+    block: Literal["residual", "rrdb"] = "residual"
     stage: Literal["psnr", "gan"] = "psnr"  # psnr: L1 only; gan: + D (start it from a psnr run's weights)
     degradation: Literal["bicubic", "realistic"] = "bicubic"  # realistic: + random blur, noise, JPEG
     # The GAN stage's weights on its loss terms, Real-ESRGAN's (L1 1, perceptual 1, adversarial 0.1); the
@@ -127,7 +131,7 @@ class SuperResConfig:
         self.data_shape, self.betas = tuple(self.data_shape), tuple(self.betas)
         if len(self.data_shape) != 3 or self.data_shape[0] not in (1, 3):
             raise ValueError(f"super-resolution takes grey or RGB images, the data has shape {self.data_shape}: "
-                             "use --data photos or an image folder")
+                             "use --data photos or photos:PATH")
         if self.scale not in SCALES:
             raise ValueError(f"scale={self.scale} is not one of 2, 4")
         if any(side % self.scale for side in self.data_shape[1:]):
@@ -159,6 +163,41 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+RESIDUAL_SCALE = 0.2  # ESRGAN: a deep stack of unnormalised blocks trains stably when each adds a fraction
+
+
+class DenseBlock(nn.Module):
+    """ESRGAN's residual dense block: five 3x3 convs, each reading the block's input and every earlier conv's
+    output concatenated (DenseNet; `growth` new channels a conv, LeakyReLU(0.2)); the fifth maps them back to
+    `channels`: x + RESIDUAL_SCALE * conv5([x, f1, f2, f3, f4])."""
+
+    def __init__(self, channels: int, growth: int):
+        super().__init__()
+        self.convs = nn.ModuleList(conv3x3(channels + i * growth, growth) for i in range(4))
+        self.fuse = conv3x3(channels + 4 * growth, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for conv in self.convs:
+            features.append(F.leaky_relu(conv(torch.cat(features, dim=1)), 0.2))  # (B, channels + i*growth, h, w)
+        return x + RESIDUAL_SCALE * self.fuse(torch.cat(features, dim=1))
+
+
+class RRDB(nn.Module):
+    """Residual in residual (ESRGAN, Wang et al. 2018, fig. 4): x + RESIDUAL_SCALE * (three dense blocks)(x), no
+    BatchNorm. Growth is half the width, ESRGAN's 32 for 64 channels."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(*[DenseBlock(channels, max(1, channels // 2)) for _ in range(3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + RESIDUAL_SCALE * self.body(x)
+
+
+BLOCKS = {"residual": ResidualBlock, "rrdb": RRDB}
+
+
 class Generator(nn.Module):
     """(B, C, h, w) -> (B, C, scale*h, scale*w): bicubic upscale + the detail the net adds. Fully convolutional:
     any input size."""
@@ -168,7 +207,7 @@ class Generator(nn.Module):
         channels, width = config.data_shape[0], config.g_channels
         self.scale = config.scale
         self.head = conv3x3(channels, width)
-        self.body = nn.Sequential(*[ResidualBlock(width) for _ in range(config.blocks)], conv3x3(width, width))
+        self.body = nn.Sequential(*[BLOCKS[config.block](width) for _ in range(config.blocks)], conv3x3(width, width))
         # each stage: (B, w, h, w') -> conv to 4w channels -> pixel shuffle -> (B, w, 2h, 2w')
         self.upsample = nn.Sequential(*[layer for _ in range(int(math.log2(config.scale)))
                                         for layer in (conv3x3(width, 4 * width), nn.PixelShuffle(2), nn.ReLU())])
@@ -295,7 +334,7 @@ class SuperRes(nn.Module):
 
 # --- the two stages: PSNR weights into the GAN model, and network interpolation ---------------------------
 
-ARCHITECTURE = ("scale", "g_channels", "blocks")  # what G's weights depend on (with the image channels)
+ARCHITECTURE = ("scale", "g_channels", "blocks", "block")  # what G's weights depend on (with the image channels)
 
 
 def _check_same_generator(a: SuperResConfig, b: SuperResConfig, what: str) -> None:
