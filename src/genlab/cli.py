@@ -594,10 +594,11 @@ def compare_command(
 
 @app.command()
 @user_errors
-def lesson(name: Annotated[str, typer.Argument(help="autoencoder, vae or gan.")],
+def lesson(name: Annotated[str, typer.Argument(help="autoencoder, vae, gan or faces.")],
            out: Annotated[Path, typer.Option(help="Folder for the lesson's pictures.")] = Path("runs/lessons"),
            data_dir: DataDirOpt = None):
-    """The lesson's examples: `autoencoder` (3x3 patterns in 3 numbers), `vae` (a 2-D latent), `gan` (the 1-D duel)."""
+    """The lesson's examples: `autoencoder` (3x3 patterns in 3 numbers), `vae` (a 2-D latent), `gan` (the 1-D duel),
+    `faces` (progressive growing on 100 faces)."""
     from genlab import lessons
 
     if name not in lessons.LESSONS:
