@@ -88,6 +88,16 @@ def wait_for_new_pixels(page, selector: str, before: str) -> None:
                            arg=[selector, before])
 
 
+WHITE_SHARE = """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+  for (let i = 0; i < d.length; i += 4) n += d[i] === 255 && d[i + 1] === 255 && d[i + 2] === 255;
+  return n / (d.length / 4); }"""
+
+
+def white_share(page, selector: str) -> float:
+    """The share of a canvas's pixels that are pure white."""
+    return page.eval_on_selector(selector, WHITE_SHARE)
+
+
 def pixel(page, selector: str, x: int, y: int) -> list[int]:
     return page.eval_on_selector(selector, f"c => Array.from(c.getContext('2d').getImageData({x}, {y}, 1, 1).data)")
 
@@ -124,11 +134,11 @@ def test_playground_trains_when_play_is_pressed(page, lab):
     assert number(page, "#g-steps") == g
     page.click("#step-g")
     page.wait_for_function(f"Number(document.getElementById('g-steps').textContent) === {g + 1}")
-    # hiding D's decision leaves the background white
-    assert pixel(page, "#view", 3, 3)[:3] != [255, 255, 255]
+    # hiding D's decision leaves the background white: D's shades cover the view (pure white only where D says
+    # exactly 1/2); the marks cover a small part of it (a corner can hold samples drawn at its edge: CI saw it)
+    assert white_share(page, "#view") < 0.5
     page.uncheck("#show-heatmap")
-    page.wait_for_function("document.getElementById('view').getContext('2d').getImageData(3, 3, 1, 1).data[1] === 255")
-    assert pixel(page, "#view", 3, 3)[:3] == [255, 255, 255]
+    page.wait_for_function(f"({WHITE_SHARE})(document.getElementById('view')) > 0.5")
     page.check("#show-heatmap")
     # a live setting: the loss changes without a reset, a structural one rebuilds D
     steps = number(page, "#step")
