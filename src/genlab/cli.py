@@ -256,13 +256,9 @@ MethodSettingsOpt = Annotated[list[str] | None, typer.Option(
 
 
 def _method_settings(pairs: list[str] | None) -> dict[str, str]:
-    settings = {}
-    for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set {pair!r} is not key=value, e.g. --set percentile=90")
-        settings[key.strip()] = text.strip()
-    return settings
+    from genlab.config import key_values
+
+    return key_values(pairs or [], example="percentile=90")
 
 
 @app.command()
@@ -296,7 +292,7 @@ def sample(run: RunArg, n: Annotated[int, typer.Option(help="How many samples.")
         return
     model, family = opened.model, opened.record.family
     if not model.can_sample:
-        if getattr(model, "fits_sampler", False):  # an autoencoder, whose sampler is fitted after training
+        if model.fits_sampler:  # an autoencoder, whose sampler is fitted after training
             from genlab.models.autoencoder import NO_SAMPLER
 
             raise ValueError(NO_SAMPLER.format(run=_output_folder(run)))

@@ -172,7 +172,7 @@ def measure(opened: OpenRun, samples: int, seed: int, nll_k: int, sampling: Samp
     results = report["results"]
     quality = results.get("sample_quality", {}).get("scores", {})
     model = opened.model
-    if getattr(model, "fits_sampler", False) and not model.can_sample:
+    if model.fits_sampler and not model.can_sample:
         from genlab.models.autoencoder import NO_SAMPLER
 
         log.warning("%s has no FID: %s", opened.folder, NO_SAMPLER.format(run=opened.folder))

@@ -56,13 +56,18 @@ def parse_overrides(pairs: list[str], config_classes: list[type]) -> list[dict[s
     >>> parse_overrides(["lr=3e-4", "hidden_dims=512,256"], [TrainConfig, VAEConfig])
     [{'lr': 0.0003}, {'hidden_dims': (512, 256)}]
     """
+    return split_settings(key_values(pairs), config_classes)
+
+
+def key_values(pairs: list[str], example: str = "lr=3e-4") -> dict[str, str]:
+    """`--set key=value` strings as {key: text}, each checked to be key=value."""
     settings = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set {pair!r} is not key=value, e.g. --set lr=3e-4")
+            raise ValueError(f"--set {pair!r} is not key=value, e.g. --set {example}")
         settings[key.strip()] = text.strip()
-    return split_settings(settings, config_classes)
+    return settings
 
 
 def split_settings(settings: dict[str, Any], config_classes: list[type]) -> list[dict[str, Any]]:

@@ -314,6 +314,7 @@ class GAN(nn.Module):
     # Samples are G(z) with z ~ N(0, I): sample(n, truncation=t) and interpolate_seeds(a, b) work in z.
     can_walk_latents = True
     can_upscale = False  # upscale(lr): super-resolution models only (models/superres.py)
+    fits_sampler = False  # a sampler fitted after training: the autoencoder only (models/autoencoder.py)
 
     def __init__(self, config: GANConfig):
         super().__init__()

@@ -262,6 +262,7 @@ class SuperRes(nn.Module):
     # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x); upscale(lr).
     can_sample, can_reconstruct, can_interpolate, has_likelihood = False, False, False, False
     can_upscale = True
+    fits_sampler = False
 
     def __init__(self, config: SuperResConfig):
         super().__init__()

@@ -77,6 +77,7 @@ class VAE(nn.Module):
     # sample(n), reconstruct(x), interpolate(a, b), log_likelihood(x).
     can_sample, can_reconstruct, can_interpolate, has_likelihood = True, True, True, True
     can_upscale = False  # upscale(lr): super-resolution models only (models/superres.py)
+    fits_sampler = False  # a sampler fitted after training: the autoencoder only (models/autoencoder.py)
 
     def __init__(self, config: VAEConfig):
         super().__init__()

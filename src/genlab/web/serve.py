@@ -272,7 +272,7 @@ class Served:
     def needs(self, endpoint: str) -> None:
         if endpoint not in self.endpoints_of():
             offered = ", ".join(self.endpoints_of()) or "nothing"
-            unfitted = getattr(self.model, "fits_sampler", False) and endpoint.startswith("GET")
+            unfitted = self.model.fits_sampler and endpoint.startswith("GET")
             hint = ("; it samples once its run has a fitted sampler (`genlab fit-sampler RUN`, then restart the "
                     "server)") if unfitted else ""
             raise NotFound(f"{self.name} (a {self.family}) has no {endpoint}: it offers {offered}{hint}")
