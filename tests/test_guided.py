@@ -209,9 +209,12 @@ def gan_run(tmp_path_factory):
 
 def test_cli_samples_with_rejection_and_stores_the_calibration(gan_run):
     output = succeeded(invoke("sample", gan_run, "--n", "200", "--method", "rejection", "--set", "burn_in=500"))
-    out = gan_run / "sample-step40-seed0-n200-rejection.png"
+    out = gan_run / "sample-step40-seed0-n200-rejection-burn_in500.png"  # other settings, another file
     assert "acceptance" in output and "passes a sample" in output
     assert "rejection, acceptance" in Image.open(out).info["Title"]
+    succeeded(invoke("sample", gan_run, "--n", "200", "--method", "rejection", "--set", "burn_in=500",
+                     "--set", "percentile=95"))
+    assert (gan_run / "sample-step40-seed0-n200-rejection-percentile95-burn_in500.png").exists() and out.exists()
     stored = json.loads((gan_run / guided.CALIBRATION_FILE).read_text())
     assert list(stored) == ["step-00000040.safetensors"]  # the latest checkpoint's D, which sampled
     assert stored["step-00000040.safetensors"]["num_real"] == 2000

@@ -333,7 +333,7 @@ def _write_guided_samples(opened, run: Path, sampling, n: int, seed: int, out: P
     words = (f"{sampling.method}, acceptance {cost['acceptance_rate']:.3g}, {cost['passes_per_sample']:.3g} G+D "
              "passes a sample")
     title = f"{_source(run, opened.step)}: {n} samples (seed {seed}, {words})"
-    out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}-n{n}-{sampling.method}.png"
+    out = out or _output_folder(run) / f"sample-step{opened.step}-seed{seed}-n{n}-{sampling.label}.png"
     if drawn.samples.dim() == 4:
         picture = image_grid_png(drawn.samples, title)
     else:

@@ -79,6 +79,14 @@ class SamplingConfig:
         if not self.step_size > 0:
             raise ValueError(f"step_size must be positive, got {self.step_size}")
 
+    @property
+    def label(self) -> str:
+        """The method and the settings given other values than their defaults, for file names: samples drawn with
+        other settings never overwrite each other (rejection, rejection-percentile95)."""
+        changed = [f"{f.name}{getattr(self, f.name):g}" for f in fields(self)
+                   if f.name != "method" and getattr(self, f.name) != f.default]
+        return "-".join([self.method, *changed])
+
 
 def sampling_config(method: str, settings: dict | None = None) -> SamplingConfig:
     """A SamplingConfig from a method and its settings (text as `--set key=value` gives it, or values), refusing
