@@ -215,24 +215,17 @@ class Calibration:
         return self.scale * scores + self.shift
 
 
-def fit_logistic(scores: torch.Tensor, labels: torch.Tensor, iterations: int = 50) -> tuple[float, float, float]:
-    """Logistic regression of labels (1 real, 0 generated) on one score: (scale, shift, mean log loss), by Newton's
-    method in float64 (two parameters: exact in a few steps). A tiny ridge keeps separable data finite."""
-    x = torch.stack([scores.double(), torch.ones_like(scores, dtype=torch.float64)], dim=1)  # (N, 2)
-    y = labels.double()
-    w = torch.zeros(2, dtype=torch.float64)
-    ridge = 1e-6 * len(y) * torch.eye(2, dtype=torch.float64)
-    for _ in range(iterations):
-        p = torch.sigmoid(x @ w)
-        gradient = x.T @ (p - y) + ridge @ w
-        hessian = x.T @ (x * (p * (1 - p))[:, None]) + ridge
-        step = torch.linalg.solve(hessian, gradient)
-        w = w - step
-        if step.abs().max() < 1e-10:
-            break
-    logits = x @ w
-    log_loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y).item()
-    return w[0].item(), w[1].item(), log_loss
+def fit_logistic(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
+    """Logistic regression of labels (1 real, 0 generated) on one score: (scale, shift, mean log loss), by
+    scikit-learn; a tiny ridge (1e-6 per sample) keeps separable data finite."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = scores.double().numpy()[:, None], labels.double().numpy()
+    fitted = LogisticRegression(C=1e6 / len(y), tol=1e-10, max_iter=1000).fit(x, y)
+    scale, shift = float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
+    logits = scores.double() * scale + shift
+    log_loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.double()).item()
+    return scale, shift, log_loss
 
 
 def _scores(model, x: torch.Tensor) -> torch.Tensor:
