@@ -14,7 +14,7 @@ open_run and mixture_coverage on NUM_SAMPLES = 2,500 samples drawn with torch.Ge
 last preview PNG and the checkpoint included. Every recipe's step count keeps a seed within 60 CPU-s here.
 
 --methods samples each trained seed again with the discriminator's help (genlab.guided.sample_run, default
-settings; D calibrated on the run's held-out test split): the same NUM_SAMPLES, the same seed, one row per recipe
+settings; D calibrated on the run's training split): the same NUM_SAMPLES, the same seed, one row per recipe
 and method ("genlab-best + rejection"). Beside the quality, each row has what it cost: the acceptance rate, the G
 and D passes per returned sample ("passes"), and the CPU milliseconds per sample (the calibration, fitted once per
 run, excluded). "direct" is plain model.sample, as without --methods.

@@ -15,7 +15,7 @@ and classifying the 78,000 channels. The KL is KL(p_gen || uniform over 1000), t
 code; even a perfect generator scores about 0.019 on 26,000 samples.
 
 --methods samples each trained run again with the discriminator's help (genlab.guided.sample_run, default settings,
-D calibrated on the held-out test triples): one row per recipe and method ("genlab-best + mh"), with its acceptance
+D calibrated on training triples): one row per recipe and method ("genlab-best + mh"), with its acceptance
 rate and "sample CPU-s", the CPU time of drawing the 26,000 samples (the calibration, once a run, excluded).
 
 Both recipes use genlab's DCGAN for 28x28 (D: conv 64 -> 128 stride 2 + BatchNorm + LeakyReLU(0.2);

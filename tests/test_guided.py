@@ -191,7 +191,7 @@ def test_packed_discriminators_and_missing_inputs_are_refused():
     with pytest.raises(ValueError, match="calibration"):
         guided.guided_sample(model, 4, SamplingConfig(method="rejection"), generator=torch.Generator())
     calibration, _ = calibration_of(model)
-    with pytest.raises(ValueError, match="held-out real sample"):
+    with pytest.raises(ValueError, match="starts each chain from a real sample"):
         guided.guided_sample(model, 4, SamplingConfig(method="mh"), generator=torch.Generator(),
                              calibration=calibration)
 
@@ -218,6 +218,7 @@ def test_cli_samples_with_rejection_and_stores_the_calibration(gan_run):
     stored = json.loads((gan_run / guided.CALIBRATION_FILE).read_text())
     assert list(stored) == ["step-00000040.safetensors"]  # the latest checkpoint's D, which sampled
     assert stored["step-00000040.safetensors"]["num_real"] == 2000
+    assert stored["step-00000040.safetensors"]["split"] == "train"  # never the test split eval scores
     before = (gan_run / guided.CALIBRATION_FILE).read_bytes()
     succeeded(invoke("sample", gan_run, "--n", "50", "--method", "mh", "--set", "chain_length=3"))
     assert (gan_run / guided.CALIBRATION_FILE).read_bytes() == before  # fitted once per checkpoint, then read
@@ -227,8 +228,10 @@ def test_a_damaged_calibration_file_is_fitted_again(gan_run):
     path = gan_run / guided.CALIBRATION_FILE
     succeeded(invoke("sample", gan_run, "--n", "20", "--method", "latent-mcmc", "--set", "langevin_steps=2"))
     stored = json.loads(path.read_text())
+    before_split = json.dumps({name: {key: number for key, number in value.items() if key != "split"}
+                               for name, value in stored.items()})  # written before the split was recorded
     for damage in ('{"step-00000040.safetensors": {"scale": 1', json.dumps(
-            {name: {**value, "scale": "x"} for name, value in stored.items()})):
+            {name: {**value, "scale": "x"} for name, value in stored.items()}), before_split):
         path.write_text(damage)
         succeeded(invoke("sample", gan_run, "--n", "20", "--method", "latent-mcmc", "--set", "langevin_steps=2"))
         assert json.loads(path.read_text()) == stored
@@ -254,6 +257,7 @@ def test_cli_eval_scores_d_guided_samples_beside_the_models_own(gan_run):
     assert 0 < cost["scores"]["acceptance_rate"] < 1 and cost["scores"]["passes_per_sample"] > 2
     assert cost["protocol"]["settings"]["burn_in"] == 500
     assert cost["protocol"]["calibration"]["checkpoint"] == "step-00000040.safetensors"
+    assert cost["protocol"]["reference"].startswith("ring/train (D's calibration")
     # 300 samples for sample quality, then 2,500 for mode coverage, both D-guided
     assert cost["protocol"]["num_fake"] == 300 + 2500
     assert report["results"]["mode_coverage"]["protocol"]["num_fake"] == 2500

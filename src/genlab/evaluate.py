@@ -30,7 +30,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 import genlab
 from genlab.checkpoint import atomic_write_bytes
 from genlab.data import Dataset
-from genlab.guided import METHOD_SETTINGS, SamplingConfig, run_calibration, sample_run
+from genlab.guided import METHOD_SETTINGS, REAL_SPLIT, SamplingConfig, run_calibration, sample_run
 from genlab.metrics.features import FeatureNetwork, load_feature_network, mnist_feature_network
 from genlab.metrics.memorization import COPY_RATIO, memorization
 from genlab.metrics.modes import MIXTURES, NUM_SAMPLES, mixture_coverage
@@ -299,11 +299,11 @@ def evaluate(opened: OpenRun, *, samples: int | None = None, seed: int = 0, nll_
 def _sampling_cost(costs: list, sampling: SamplingConfig, opened: OpenRun, data_name: str) -> dict:
     """What the D-guided samples cost over every draw of the evaluation, beside direct sampling's 1 pass."""
     n = sum(len(drawn.samples) for drawn in costs)
-    calibration = run_calibration(opened, opened.data["test"].x)  # the stored one the draws used
+    calibration = run_calibration(opened)  # the stored one the draws used
     return {"scores": {"acceptance_rate": sum(d.acceptance_rate * len(d.samples) for d in costs) / n,
                        "passes_per_sample": sum(d.generator_passes + d.discriminator_passes for d in costs) / n,
                        "cpu_ms_per_sample": 1000 * sum(d.cpu_seconds for d in costs) / n},
-            "protocol": {"reference": f"{data_name}/test (held out: D's calibration"
+            "protocol": {"reference": f"{data_name}/{REAL_SPLIT} (D's calibration"
                                       + (", the chains' starts)" if sampling.method == "mh" else ")"),
                          "num_fake": n, "method": sampling.method,
                          "settings": {key: getattr(sampling, key) for key in METHOD_SETTINGS[sampling.method]},
