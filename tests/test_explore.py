@@ -118,7 +118,7 @@ def test_a_diffusion_picture_names_its_sampler_and_timesteps():
 
 class FixedPoints(nn.Module):
     """A stand-in generator that draws the given points, to test what the plot says about them."""
-    can_sample, can_reconstruct, can_upscale = True, False, False
+    can_sample, can_reconstruct, can_upscale, can_guide = True, False, False, False
     config = SimpleNamespace()  # no settings, as a GAN has no sampler
 
     def __init__(self, points: torch.Tensor):
@@ -135,8 +135,10 @@ def test_points_have_a_legend_the_data_beside_them_and_the_modes_covered():
     image = opened(picture_of(FixedPoints(on_three_modes), ring, n=300, title="ring-gan, step 9"))
     assert image.info["Title"] == "ring-gan, step 9: 300 samples (seed 0)"
     assert mixture_coverage(on_three_modes, "ring").modes_covered == 3
+    near = 100 * mixture_coverage(on_three_modes, "ring").high_quality_fraction
     assert image.info["Description"] == ("model samples: blue; data: black in its own panel, light grey under the "
-                                         "model's points; mode centres: red rings; modes covered 3/8")
+                                         f"model's points; mode centres: red rings; modes covered 3/8, {near:.0f}% "
+                                         "near a mode")
     picture = np.asarray(image.convert("RGB")).astype(int)
     half = picture.shape[1] // 2
     blue = picture[:, :, 2] - picture[:, :, 0] > 60

@@ -3,6 +3,7 @@ the calibration against a known logistic model, seeding, refusals, and the CLI o
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -13,8 +14,11 @@ from scipy import stats
 
 from cli_helpers import invoke, succeeded, user_error
 from genlab import guided
+from genlab.data import load_dataset
+from genlab.explore import picture_of
 from genlab.guided import SamplingConfig, sampling_config
-from genlab.models.gan import GAN, GANConfig
+from genlab.metrics import CollapseWarning, mixture_coverage
+from genlab.models.gan import GAN, GANConfig, with_what_d_knows
 
 # 1-D toy: p_data = N(1, 0.5^2) and the generator x = G(z) = 2z, z ~ N(0, 1), so p_g = N(0, 2^2). The optimal D is
 # D*(x) = p_data / (p_data + p_g), whose logit is the exact log ratio log p_data(x) - log p_g(x).
@@ -280,3 +284,36 @@ def test_cli_compare_adds_a_d_guided_gan_row(tmp_path):
     assert guided_row["fid"] != direct["fid"]  # scored on other samples
     notes = (tmp_path / "report" / "compare.md").read_text()
     assert "+ rejection: the GAN's samples guided by its discriminator" in notes
+
+
+def test_a_gans_point_preview_shows_d_guided_samples_beside_its_own():
+    torch.manual_seed(0)
+    model = GAN(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(16,))).eval()
+    ring = load_dataset("ring", "test")
+    image = Image.open(io.BytesIO(picture_of(model, ring, n=500, seed=3)))
+    drawn = guided.beside_direct(model, ring.x, 500, seed=3)  # what the right-hand panel draws
+    assert "D-guided samples: green, in the right panel" in image.info["Description"]
+    pixels = torch.tensor(list(image.convert("RGB").getdata())).view(image.height, image.width, 3)
+    green = (pixels[..., 1] - pixels[..., 0] > 40) & (pixels[..., 1] - pixels[..., 2] > 40)
+    third = image.width // 3
+    assert green[:, 2 * third:].sum() > 20 and green[:, :2 * third].sum() == 0  # only in the third panel
+    assert 0 < drawn.acceptance_rate < 1
+    packed = GAN(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(16,), pack=2)).eval()
+    assert "D-guided" not in Image.open(io.BytesIO(picture_of(packed, ring, n=500))).info["Description"]
+
+
+def test_a_mode_collapse_warning_says_what_d_guided_samples_cover():
+    torch.manual_seed(0)
+    model = GAN(GANConfig(data_shape=(2,), latent_dim=2, hidden_dims=(16,))).eval()
+    grid = load_dataset("grid", "train")
+    found = CollapseWarning("modes", "mode collapse: 3 of 25 modes covered", "try --set pack=2")
+    record = {"step": 40, "modes_covered": 3}
+    told = with_what_d_knows(found, model, grid, record)
+    drawn = guided.beside_direct(model, grid.x, 2500, seed=40)
+    coverage = mixture_coverage(drawn.samples, "grid")
+    assert told.kind == "modes" and told.fix == found.fix
+    assert told.message.startswith("mode collapse: 3 of 25 modes covered; D-guided samples cover "
+                                   f"{coverage.modes_covered} of 25 modes, "
+                                   f"{100 * coverage.high_quality_fraction:.1f}% near a mode (")
+    assert record["guided_modes_covered"] == coverage.modes_covered
+    assert ("D still sees modes G lost" in told.message) == (coverage.modes_covered > 3)

@@ -81,7 +81,7 @@ def test_d_guided_samples_are_the_librarys_rejection_samples_beside_the_direct_o
     assert "guided" not in pg.frame()  # off until asked for: it costs a calibration and thousands of proposals
     pg.show({"guided": True})
     shown = pg.frame()["guided"]
-    calibration = guided.calibrate(pg.model, pg.data, seed=pg.step_count)
+    calibration = guided.calibrate(pg.model, pg.data, seed=pg.step_count)  # the library's own, step by step
     drawn = guided.guided_sample(pg.model, NUM_SAMPLES, guided.sampling_config("rejection"),
                                  generator=torch.Generator().manual_seed(pg.step_count), calibration=calibration)
     torch.testing.assert_close(torch.tensor(shown["points"]).view(-1, 2), drawn.samples[:500], atol=6e-4, rtol=0)

@@ -159,13 +159,14 @@ def _view(reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def points_png(points: torch.Tensor, reference: torch.Tensor | None, title: str, data_name: str = "",
-               label: str = "model samples") -> bytes:
+               label: str = "model samples", guided: tuple[torch.Tensor | None, str] | None = None) -> bytes:
     """PNG bytes of (N, 2) points as a scatter (or (N, 1) as a histogram), with a legend, drawn so that the
     data's modes stay visible however the model's points fall: 2-D data gets a panel of its own beside the
     model's (the same view, the data also faint under the model's points), 1-D data an outlined histogram over
     the model's. The view is the data's range; points beyond it are drawn at its edge and counted. When
     `data_name` is a mixture with known centres (genlab.metrics.modes) the centres are ringed in red and the
-    modes the points cover are printed."""
+    modes the points cover are printed. `guided`: 2-D samples drawn with D's help and their caption (or None and
+    why none could be drawn), in a third panel beside the model's own (genlab.guided.beside_direct)."""
     from genlab.metrics.modes import MIXTURES, mixture_coverage
 
     plt = _figure()
@@ -189,9 +190,9 @@ def points_png(points: torch.Tensor, reference: torch.Tensor | None, title: str,
         model_ax.set_xlabel("x")
         model_ax.set_ylabel("density")
     else:
-        panels = 1 if reference is None else 2
+        panels = (1 if reference is None else 2) + (guided is not None)
         fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.4), sharex=True, sharey=True, squeeze=False)
-        model_ax = axes[0, -1]
+        model_ax = axes[0, -2 if guided is not None else -1]
         if reference is not None:
             data_ax = axes[0, 0]
             data_ax.scatter(*reference[:, :2].T.numpy(), s=3, c="black", linewidths=0, label="data")
@@ -200,6 +201,8 @@ def points_png(points: torch.Tensor, reference: torch.Tensor | None, title: str,
             legend.append("data: black in its own panel, light grey under the model's points")
         model_ax.scatter(*shown[:, :2].T.numpy(), s=3, c="tab:blue", alpha=0.6, linewidths=0, label=label,
                          clip_on=False)  # the points held at the edge show whole
+        if guided is not None:
+            legend.append(_guided_panel(axes[0, -1], guided, reference, low, high, data_name))
         if data_name in MIXTURES:
             centres, _ = MIXTURES[data_name]
             for ax in axes[0]:
@@ -207,7 +210,8 @@ def points_png(points: torch.Tensor, reference: torch.Tensor | None, title: str,
                            label="mode centres")
             legend.append("mode centres: red rings")
             coverage = mixture_coverage(points[:, :2], data_name)
-            notes.append(f"modes covered {coverage.modes_covered}/{coverage.num_modes}")
+            notes.append(f"modes covered {coverage.modes_covered}/{coverage.num_modes}, "
+                         f"{100 * coverage.high_quality_fraction:.0f}% near a mode")
         for ax in axes[0]:
             ax.set_xlim(float(low[0]), float(high[0]))
             ax.set_ylim(float(low[1]), float(high[1]))
@@ -219,6 +223,28 @@ def points_png(points: torch.Tensor, reference: torch.Tensor | None, title: str,
     model_ax.set_title("\n".join([label, *notes]), fontsize=9)
     model_ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
     return _figure_png(fig, title, "; ".join(legend + notes))
+
+
+def _guided_panel(ax, guided: tuple[torch.Tensor | None, str], reference: torch.Tensor | None, low: torch.Tensor,
+                  high: torch.Tensor, data_name: str) -> str:
+    """Draw D-guided samples (or the reason there are none) on `ax`, as the model's panel draws its own; returns
+    the legend's words for it."""
+    from genlab.metrics.modes import MIXTURES, mixture_coverage
+
+    points, caption = guided
+    if reference is not None:
+        ax.scatter(*reference[:, :2].T.numpy(), s=3, c="0.85", linewidths=0)
+    lines = [caption]
+    if points is not None:
+        points = points.detach().float().cpu()
+        shown = torch.maximum(torch.minimum(points, high), low)
+        ax.scatter(*shown[:, :2].T.numpy(), s=3, c="tab:green", alpha=0.6, linewidths=0, clip_on=False)
+        if data_name in MIXTURES:
+            coverage = mixture_coverage(points[:, :2], data_name)
+            lines.append(f"modes covered {coverage.modes_covered}/{coverage.num_modes}, "
+                         f"{100 * coverage.high_quality_fraction:.0f}% near a mode")
+    ax.set_title("\n".join(lines), fontsize=9)
+    return "D-guided samples: green, in the right panel"
 
 
 @torch.no_grad()
@@ -301,7 +327,8 @@ def picture_of(model, data: Dataset | None, *, shows: Shows | None = None, n: in
         samples = model.sample(n, generator=torch.Generator(device).manual_seed(seed), **options)
         if samples.dim() == 4:
             return image_grid_png(samples, full_title, tile_pixels=tile_pixels)
-        return points_png(samples, reference, full_title, data_name, "model samples")
+        guided = _guided_beside(model, data, n, seed) if samples.shape[1] == 2 and not options else None
+        return points_png(samples, reference, full_title, data_name, "model samples", guided)
     x = data.x[:n].to(device)
     if shows == "upscales":
         rows = upscale_rows(model, x, seed)
@@ -314,6 +341,20 @@ def picture_of(model, data: Dataset | None, *, shows: Shows | None = None, n: in
         return titled_png(labelled_rows(rows, scale=max(1, tile_pixels // x.shape[-1])), full_title,
                           f"rows, top to bottom in each group: {', '.join(rows)}; one column per test example")
     return points_png(rows["reconstruction"], reference, full_title, data_name, "reconstructions")
+
+
+def _guided_beside(model, data: Dataset | None, n: int, seed: int) -> tuple[torch.Tensor | None, str] | None:
+    """A GAN's D-guided samples for the panel beside its own (genlab.guided.beside_direct, D calibrated on `data`),
+    or why there are none; None for models without a D to ask."""
+    if not model.can_guide or data is None:
+        return None
+    from genlab.guided import beside_direct
+
+    try:
+        drawn = beside_direct(model, data.x, n, seed)
+    except ValueError as refused:  # an untrained D may keep almost no proposals
+        return None, f"no D-guided samples: {refused}"
+    return drawn.samples, f"D-guided (rejection sampling): {100 * drawn.acceptance_rate:.0f}% of proposals kept"
 
 
 def _joined(source: str | None, what: str) -> str:

@@ -71,6 +71,7 @@ class Autoencoder(nn.Module):
     can_reconstruct, can_interpolate, has_likelihood = True, True, False
     can_upscale = False  # upscale(lr): super-resolution models only (models/superres.py)
     fits_sampler = True  # it samples once a mixture is fitted on its codes: `genlab fit-sampler RUN` (NO_SAMPLER)
+    can_guide = False  # D-guided sampling (genlab.guided): GANs whose D scores one sample (models/gan.py)
 
     def __init__(self, config: AutoencoderConfig):
         super().__init__()

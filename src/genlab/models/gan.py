@@ -38,6 +38,7 @@ from genlab.config import MAX_ITEMS, check_fields
 from genlab.metrics import (
     MIXTURES,
     NUM_SAMPLES,
+    CollapseWarning,
     check_discriminator,
     check_diversity,
     check_memorization,
@@ -340,6 +341,12 @@ class GAN(nn.Module):
             self.register_buffer("ada_real_signs", torch.zeros((), dtype=torch.float64))  # sum of batch means
             self.register_buffer("ada_batches", torch.zeros((), dtype=torch.long))
 
+    @property
+    def can_guide(self) -> bool:
+        """D-guided sampling (genlab.guided) reads D's score of one sample (score_each): a packed D judges
+        groups."""
+        return self.config.pack == 1
+
     def latents(self, n: int, generator: torch.Generator | None = None,
                 truncation: float | None = None) -> torch.Tensor:
         """n draws of z ~ N(0, I), (n, latent_dim), on the model's device; truncated to [-truncation, truncation]
@@ -614,6 +621,26 @@ FIX_LEARNING = "give it more steps before judging collapse: resume with --set st
 MEMORIZATION_MAX_IMAGES = 2000
 
 
+def with_what_d_knows(found: CollapseWarning, model: GAN, train_data, record: dict) -> CollapseWarning:
+    """A mode-collapse warning with what D-guided samples (genlab.guided.beside_direct, rejection sampling) cover
+    beside G's own: when D still sees modes G has lost, `genlab sample --method rejection` draws them after
+    training, though only retraining makes G draw them itself. The figures go into `record` too."""
+    from genlab.guided import beside_direct  # guided reads runs, which read the model families
+
+    try:
+        drawn = beside_direct(model, train_data.x, NUM_SAMPLES, seed=record["step"])
+    except ValueError:  # too few proposals kept: nothing to show
+        return found
+    guided = mixture_coverage(drawn.samples.cpu(), train_data.name)
+    record.update(guided_modes_covered=guided.modes_covered, guided_high_quality=guided.high_quality_fraction)
+    sees_more = guided.modes_covered > record["modes_covered"]
+    return CollapseWarning(found.kind, (
+        f"{found.message}; D-guided samples cover {guided.modes_covered} of {guided.num_modes} modes, "
+        f"{100 * guided.high_quality_fraction:.1f}% near a mode ("
+        + ("D still sees modes G lost: genlab sample --method rejection draws them" if sees_more
+           else "D does not bring the lost modes back either") + ")"), found.fix)
+
+
 def collapse_evidence(model: GAN, train_data, record: dict) -> list:
     """The collapse checks at a log step (for a CollapseDetector); adds what they measured to `record`.
 
@@ -632,7 +659,10 @@ def collapse_evidence(model: GAN, train_data, record: dict) -> list:
             coverage = mixture_coverage(model.sample(NUM_SAMPLES, generator=generator).cpu(), train_data.name)
             record.update(modes_covered=coverage.modes_covered, high_quality=coverage.high_quality_fraction,
                           reverse_kl=coverage.reverse_kl)
-            checks.append(check_modes(coverage, fix=fix_collapse, learning_fix=FIX_LEARNING))
+            found = check_modes(coverage, fix=fix_collapse, learning_fix=FIX_LEARNING)
+            if found is not None and found.kind == "modes" and model.can_guide:
+                found = with_what_d_knows(found, model, train_data, record)
+            checks.append(found)
         elif train_data.kind == "image":
             samples = model.sample(256, generator=generator).cpu()
             fake, real = sample_diversity(samples), sample_diversity(train_data.x[:256].cpu())

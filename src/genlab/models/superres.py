@@ -263,6 +263,7 @@ class SuperRes(nn.Module):
     can_sample, can_reconstruct, can_interpolate, has_likelihood = False, False, False, False
     can_upscale = True
     fits_sampler = False
+    can_guide = False  # D-guided sampling (genlab.guided): GANs whose D scores one sample (models/gan.py)
 
     def __init__(self, config: SuperResConfig):
         super().__init__()

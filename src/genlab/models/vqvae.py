@@ -106,6 +106,7 @@ class VQVAE(nn.Module):
     can_sample, can_reconstruct, can_interpolate, has_likelihood = False, True, True, False
     can_upscale = False  # upscale(lr): super-resolution models only (models/superres.py)
     fits_sampler = False  # a sampler fitted after training: the autoencoder only (models/autoencoder.py)
+    can_guide = False  # D-guided sampling (genlab.guided): GANs whose D scores one sample (models/gan.py)
 
     def __init__(self, config: VQVAEConfig):
         super().__init__()

@@ -320,10 +320,7 @@ class Playground:
         against G's samples as `genlab sample --method rejection` does), their coverage beside the direct samples',
         so a person sees D take away the bridges between modes, and what it costs; or why none could be drawn."""
         try:
-            calibration = guided.calibrate(self.model, self.data, seed=self.step_count)
-            drawn = guided.guided_sample(self.model, NUM_SAMPLES, guided.sampling_config("rejection"),
-                                         generator=torch.Generator().manual_seed(self.step_count),
-                                         calibration=calibration)
+            drawn = guided.beside_direct(self.model, self.data, NUM_SAMPLES, seed=self.step_count)
         except ValueError as refused:  # D scores packs, not points; too few proposals kept
             return {"step": self.step_count, "refused": str(refused)}
         guided_view = {"step": self.step_count, "points": _flat(drawn.samples[:GUIDED_SHOWN]),
