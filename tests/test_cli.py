@@ -166,7 +166,14 @@ def test_points_autoencoder_reconstructs_and_samples_from_its_fitted_mixture(rin
     picture = png(ring_run / "reconstruct-step20-n100.png")
     assert min(picture.size) > 200 and picture.mode == "RGBA"  # a matplotlib scatter plot, not an image grid
     assert {p.name for p in (ring_run / "samples").iterdir()} == {"step-00000020-reconstructions.png"}
-    assert "ae at step 20 of 20" in succeeded(invoke("info", ring_run))
+    told = succeeded(invoke("info", ring_run))
+    assert "ae at step 20 of 20" in told and "beside them: sampler.safetensors" in told
+    (ring_run / "sampler.safetensors").rename(ring_run / "sampler.kept")
+    try:
+        assert f"no sampler fitted yet: it samples once `genlab fit-sampler {ring_run}`" in succeeded(
+            invoke("info", ring_run)).replace("\n", "")
+    finally:
+        (ring_run / "sampler.kept").rename(ring_run / "sampler.safetensors")
 
 
 # ----------------------------------------------------------------------------- user errors

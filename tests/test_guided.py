@@ -226,6 +226,7 @@ def test_cli_samples_with_rejection_and_stores_the_calibration(gan_run):
     before = (gan_run / guided.CALIBRATION_FILE).read_bytes()
     succeeded(invoke("sample", gan_run, "--n", "50", "--method", "mh", "--set", "chain_length=3"))
     assert (gan_run / guided.CALIBRATION_FILE).read_bytes() == before  # fitted once per checkpoint, then read
+    assert "beside them: guided-calibration.json" in succeeded(invoke("info", gan_run))
 
 
 def test_a_damaged_calibration_file_is_fitted_again(gan_run):

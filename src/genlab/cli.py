@@ -512,6 +512,7 @@ def info(run: RunArg):
     console.print("train: " + ", ".join(f"{k}={v}" for k, v in saved["train"].items()))
     if run.is_dir():
         console.print("checkpoints: " + ", ".join(p.name for p in list_checkpoints(run)))
+        _print_run_files(run, record)
         if records := read_metrics(run / "metrics.jsonl"):
             last = records[-1]
             if "warning" in last:
@@ -519,6 +520,22 @@ def info(run: RunArg):
                 console.print(last["warning"], markup=False)
             console.print("latest metrics: " + ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
                                                          for k, v in last.items() if k != "warning"), markup=False)
+
+
+def _print_run_files(run: Path, record) -> None:
+    """What `genlab info` says of the files made after training beside the checkpoints (a fitted sampler, D's
+    calibration for guided sampling, evaluations), and of a sampler a family needs and the run has not fitted."""
+    from genlab.guided import CALIBRATION_FILE
+    from genlab.models import family
+    from genlab.models.autoencoder import SAMPLER_FILE
+
+    made = sorted(path.name for path in run.iterdir() if path.is_file() and (
+        path.name in (SAMPLER_FILE, CALIBRATION_FILE) or (path.name.startswith("eval") and path.suffix == ".json")))
+    if made:
+        console.print("beside them: " + ", ".join(made), markup=False)
+    if family(record.family).model.fits_sampler and SAMPLER_FILE not in made:
+        console.print(f"no sampler fitted yet: it samples once `genlab fit-sampler {run}` has fitted one",
+                      markup=False)
 
 
 SamplesOpt = Annotated[int | None, typer.Option(help="Generated samples, and test examples used (default 10000; "
