@@ -178,16 +178,19 @@ def table(data: str, rows: dict[str, list[dict]]) -> str:
 
 def target_check(data: str, results: list[dict], name: str = "genlab-best") -> str:
     """genlab-best against the target: every mode in every seed, >= 95% high quality, reverse KL <= 0.02, <= 60 s
-    of training."""
+    of training; high quality and reverse KL judged on the mean and in every seed (issue 17's target for the
+    D-guided rows)."""
     full = sum(r["modes"] == r["num_modes"] for r in results)
     hq, rkl, cpu = ([r[key] for r in results] for key in ("high_quality", "reverse_kl", "cpu_s"))
     hq_mean, rkl_mean = sum(hq) / len(hq), sum(rkl) / len(rkl)
+    hq_seeds, rkl_seeds = sum(h >= 95 for h in hq), sum(k <= 0.02 for k in rkl)
     verdict = {True: "met", False: "MISSED"}
     return (f"{name} on {DATA[data]} vs target: all modes in {full}/{len(results)} seeds "
             f"({verdict[full == len(results)]}); high quality {hq_mean:.1f}% (worst seed {min(hq):.1f}%) >= 95 "
-            f"({verdict[hq_mean >= 95]}); reverse KL {rkl_mean:.3f} (worst {max(rkl):.3f}) <= 0.02 "
-            f"({verdict[rkl_mean <= 0.02]}); CPU-s max {max(cpu):.1f} <= {CPU_LIMIT_S:.0f} "
-            f"({verdict[max(cpu) <= CPU_LIMIT_S]})")
+            f"on the mean ({verdict[hq_mean >= 95]}), in {hq_seeds}/{len(hq)} seeds "
+            f"({verdict[hq_seeds == len(hq)]}); reverse KL {rkl_mean:.3f} (worst {max(rkl):.3f}) <= 0.02 on the "
+            f"mean ({verdict[rkl_mean <= 0.02]}), in {rkl_seeds}/{len(rkl)} seeds ({verdict[rkl_seeds == len(rkl)]}); "
+            f"CPU-s max {max(cpu):.1f} <= {CPU_LIMIT_S:.0f} ({verdict[max(cpu) <= CPU_LIMIT_S]})")
 
 
 def main() -> None:
