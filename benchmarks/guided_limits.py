@@ -20,10 +20,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # the budget is one core's time, 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-from itertools import pairwise  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import tempfile  # noqa: E402
+from itertools import pairwise  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
