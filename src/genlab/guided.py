@@ -212,7 +212,7 @@ class Calibration:
     scale: float  # d(x) = scale * s(x) + shift, s = D's raw score (GAN.score_each)
     shift: float
     checkpoint: str  # the checkpoint whose D it calibrates
-    split: str  # the split the real samples came from (REAL_SPLIT)
+    split: str  # the run's split the real samples came from (REAL_SPLIT); "" for samples given directly
     num_real: int
     num_fake: int
     seed: int
@@ -242,7 +242,7 @@ def _scores(model, x: torch.Tensor) -> torch.Tensor:
 
 
 def calibrate(model, real: torch.Tensor, checkpoint: str = "", seed: int = CALIBRATION_SEED,
-              split: str = REAL_SPLIT) -> Calibration:
+              split: str = "") -> Calibration:
     """Fit d = scale * s + shift on real samples against as many generated ones (MH-GAN's calibration)."""
     real = real[:CALIBRATION_SAMPLES]
     device = next(model.parameters()).device
@@ -266,7 +266,7 @@ def run_calibration(opened: OpenRun, data_dir: str | Path | None = None) -> Cali
     name = opened.path.name
     if name in stored:
         return stored[name]
-    calibration = calibrate(opened.model, real_samples(opened, data_dir), checkpoint=name)
+    calibration = calibrate(opened.model, real_samples(opened, data_dir), checkpoint=name, split=REAL_SPLIT)
     stored[name] = calibration
     atomic_write_bytes(path, (json.dumps({key: asdict(value) for key, value in stored.items()}, indent=2) + "\n")
                        .encode())
