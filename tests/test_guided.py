@@ -7,6 +7,7 @@ import io
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -294,7 +295,7 @@ def test_a_gans_point_preview_shows_d_guided_samples_beside_its_own():
     image = Image.open(io.BytesIO(picture_of(model, ring, n=500, seed=3)))
     drawn = guided.beside_direct(model, ring.x, 500, seed=3)  # what the right-hand panel draws
     assert "D-guided samples: green, in the right panel" in image.info["Description"]
-    pixels = torch.tensor(list(image.convert("RGB").getdata())).view(image.height, image.width, 3)
+    pixels = torch.from_numpy(np.asarray(image.convert("RGB")).astype(np.int64))  # (height, width, 3)
     green = (pixels[..., 1] - pixels[..., 0] > 40) & (pixels[..., 1] - pixels[..., 2] > 40)
     third = image.width // 3
     assert green[:, 2 * third:].sum() > 20 and green[:, :2 * third].sum() == 0  # only in the third panel
