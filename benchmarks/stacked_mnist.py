@@ -17,6 +17,9 @@ code; even a perfect generator scores about 0.019 on 26,000 samples.
 --methods samples each trained run again with the discriminator's help (genlab.guided.sample_run, default settings,
 D calibrated on training triples): one row per recipe and method ("genlab-best + mh"), with its acceptance
 rate and "sample CPU-s", the CPU time of drawing the 26,000 samples (the calibration, once a run, excluded).
+Each row also prints its three channels' digit frequencies, and with D-guided methods the direct row prints D's
+mean calibrated log ratio per (channel, digit) and its correlation with log(10% / frequency), what an exact D would
+give for the frequencies alone: whether D can even the digits out at all.
 
 Both recipes use genlab's DCGAN for 28x28 (D: conv 64 -> 128 stride 2 + BatchNorm + LeakyReLU(0.2);
 G mirrors it; sigmoid output, i.e. DCGAN's tanh rescaled to [0, 1]), latent_dim 100, batch 64, Adam with
@@ -56,8 +59,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from genlab.explore import save_image_grid  # noqa: E402
-from genlab.guided import METHODS, sample_run, sampling_config  # noqa: E402
-from genlab.metrics.stacked import NUM_SAMPLES, stacked_mnist_coverage  # noqa: E402
+from genlab.guided import METHODS, run_calibration, sample_run, sampling_config  # noqa: E402
+from genlab.metrics.stacked import NUM_SAMPLES, mode_histogram_coverage, stacked_modes  # noqa: E402
 from genlab.run import create_run, open_run  # noqa: E402
 from genlab.train import TrainConfig, train  # noqa: E402
 
@@ -100,7 +103,8 @@ def run_seed(name: str, seed: int, budget: float, data_dir: Path, out: Path | No
         run = create_run(Path(folder) / "run", family, config, model_settings, data_dir=data_dir)
         train(run, device="cpu", data_dir=data_dir, cpu_budget=budget)
         train_cpu_s = time.process_time() - start
-        opened = open_run(run, splits=("test",) if methods != ("direct",) else (), data_dir=data_dir)
+        # the D-guided methods read the training split (D's calibration, MH's chain starts)
+        opened = open_run(run, splits=("train",) if methods != ("direct",) else (), data_dir=data_dir)
         for method in methods:
             start = time.process_time()
             if method == "direct":  # exactly the draw the table always measured
@@ -110,7 +114,8 @@ def run_seed(name: str, seed: int, budget: float, data_dir: Path, out: Path | No
                 drawn = sample_run(opened, NUM_SAMPLES, sampling_config(method), seed=seed)
                 samples, acceptance = drawn.samples.float(), drawn.acceptance_rate
             sample_cpu_s = time.process_time() - start
-            coverage = stacked_mnist_coverage(samples)
+            modes = stacked_modes(samples)
+            coverage = mode_histogram_coverage(modes)
             eval_cpu_s = time.process_time() - start
             label = row_name(name, method)
             if out is not None:
@@ -119,8 +124,32 @@ def run_seed(name: str, seed: int, budget: float, data_dir: Path, out: Path | No
             records.append({"recipe": name, "method": method, "seed": seed, "modes": coverage.modes_covered,
                             "kl": coverage.reverse_kl, "steps": opened.meta["step"], "train_cpu_s": train_cpu_s,
                             "eval_cpu_s": eval_cpu_s, "sample_cpu_s": sample_cpu_s, "acceptance_rate": acceptance,
-                            "budget_s": budget})
+                            "budget_s": budget, "digit_percent": digit_percent(modes)})
+            if method == "direct" and len(methods) > 1:  # what D says of each digit, for the D-guided rows
+                records[-1]["d_by_digit"] = d_by_digit(opened, samples, modes, data_dir)
     return records
+
+
+def digit_percent(modes: torch.Tensor) -> list[list[float]]:
+    """Each channel's digit frequencies (red, green, blue rows; digits 0-9), in percent: the per-channel
+    histograms whose unevenness is most of the KL above a finite sample's 0.019."""
+    digits = torch.stack([modes // 100, modes // 10 % 10, modes % 10])
+    return [[round(100 * (digits[c] == k).double().mean().item(), 2) for k in range(10)] for c in range(3)]
+
+
+@torch.no_grad()
+def d_by_digit(opened, samples: torch.Tensor, modes: torch.Tensor, data_dir: Path) -> dict:
+    """D's mean calibrated log ratio d over G's samples whose channel shows each digit, and its correlation over
+    the 30 (channel, digit) pairs with log(10% / the digit's frequency), the mean log ratio an exact D would give
+    them for the frequencies alone: near 1 when D can even out the digits, near 0 when what it scores is not them."""
+    calibration = run_calibration(opened, data_dir)
+    d = calibration.log_ratio(torch.cat([opened.model.score_each(chunk) for chunk in samples.split(1000)]))
+    digits = torch.stack([modes // 100, modes // 10 % 10, modes % 10])
+    means = torch.tensor([[d[digits[c] == k].mean().item() for k in range(10)] for c in range(3)])
+    wanted = torch.tensor(digit_percent(modes)).reciprocal().mul(10).log()
+    correlation = torch.corrcoef(torch.stack([means.flatten(), wanted.flatten()]))[0, 1].item()
+    return {"mean_d": [[round(value, 3) for value in row] for row in means.tolist()],
+            "correlation_with_frequency_ratio": round(correlation, 3)}
 
 
 def row_name(recipe: str, method: str) -> str:
@@ -212,6 +241,12 @@ def main() -> None:
                       f"{record['steps']} steps in {record['train_cpu_s']:.0f} train CPU-s "
                       f"(+{record['eval_cpu_s']:.0f} eval, of which {record['sample_cpu_s']:.0f} sampling; "
                       f"acceptance {record['acceptance_rate']:.3f})", flush=True)
+                for channel, percents in zip("RGB", record["digit_percent"], strict=True):
+                    print(f"    {channel} digits 0-9 %: {' '.join(f'{p:4.1f}' for p in percents)}")
+                if "d_by_digit" in record:
+                    found = record["d_by_digit"]
+                    print(f"    D's mean log ratio by digit (R, G, B): {found['mean_d']}; correlation with "
+                          f"log(10% / frequency): {found['correlation_with_frequency_ratio']:.2f}")
                 if args.results is not None:
                     with args.results.open("a") as f:
                         f.write(json.dumps(record) + "\n")
