@@ -319,3 +319,24 @@ def test_a_mode_collapse_warning_says_what_d_guided_samples_cover():
                                    f"{100 * coverage.high_quality_fraction:.1f}% near a mode (")
     assert record["guided_modes_covered"] == coverage.modes_covered
     assert ("D still sees modes G lost" in told.message) == (coverage.modes_covered > 3)
+
+
+def test_guided_draws_read_the_training_split_once(gan_run, tmp_path, monkeypatch):
+    import genlab.run
+    from genlab.evaluate import evaluate
+    from genlab.run import open_run
+
+    loads = []
+    load_dataset = genlab.run.load_dataset
+    monkeypatch.setattr(genlab.run, "load_dataset", lambda name, split, **kw: loads.append(split)
+                        or load_dataset(name, split, **kw))
+    opened = open_run(gan_run)
+    loads.clear()
+    (gan_run / guided.CALIBRATION_FILE).unlink(missing_ok=True)  # fitted now: the calibration reads the split too
+    guided.sample_run(opened, 20, sampling_config("mh", {"chain_length": 2}))
+    assert loads == ["train"]  # the calibration's fit and MH's starts share one load
+    loads.clear()
+    guided.sample_run(opened, 20, sampling_config("rejection", {"burn_in": 100}))
+    assert loads == []  # a stored calibration and no chains: the split is not read at all
+    evaluate(opened, samples=100, sampling=sampling_config("mh", {"chain_length": 2}))
+    assert loads == ["train"]  # two D-guided draws (sample quality, mode coverage), one load

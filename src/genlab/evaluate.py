@@ -39,7 +39,7 @@ from genlab.metrics.stacked import NUM_MODES as STACKED_MODES
 from genlab.metrics.stacked import NUM_SAMPLES as STACKED_SAMPLES
 from genlab.metrics.stacked import stacked_mnist_coverage
 from genlab.models.superres import bicubic_upscale
-from genlab.run import OpenRun, open_run
+from genlab.run import OpenRun, loading_once, open_run
 
 DEFAULT_SAMPLES = 10_000  # the size of MNIST's test split: FID "10k" compares with the literature's MNIST figures
 DEFAULT_NLL_K = 100  # importance samples per example; 1000 (Burda et al.) is tighter but 10x slower on a CPU
@@ -243,6 +243,7 @@ def eval_file(sampling: SamplingConfig | None) -> str:
     return EVAL_FILE if sampling is None or sampling.method == "direct" else f"eval-{sampling.method}.json"
 
 
+@loading_once()  # D-guided draws read the training split: once for the whole evaluation
 def evaluate(opened: OpenRun, *, samples: int | None = None, seed: int = 0, nll_k: int = DEFAULT_NLL_K,
              features: str | Path | None = None, sampling: SamplingConfig | None = None) -> dict:
     """evaluate_run for a run already opened with its test split; writes eval.json (eval_file) into its folder."""

@@ -42,7 +42,7 @@ import torch
 
 from genlab.checkpoint import atomic_write_bytes
 from genlab.config import check_fields, split_settings
-from genlab.run import OpenRun, load_run_data
+from genlab.run import OpenRun, load_run_data, loading_once
 
 METHODS = ("direct", "rejection", "mh", "latent-mcmc")
 # The settings each method reads; any other is refused, so no setting is silently ignored.
@@ -357,8 +357,8 @@ def beside_direct(model, real: torch.Tensor, n: int, seed: int) -> GuidedSamples
 
 def sample_run(opened: OpenRun, n: int, config: SamplingConfig, seed: int = 0,
                data_dir: str | Path | None = None) -> GuidedSamples:
-    """n samples of an opened run by `config.method`: the run's stored calibration (fitted on first use) and its
-    training split (real_samples) for the D-guided methods."""
+    """n samples of an opened run by `config.method`: the run's stored calibration (fitted on its training split,
+    real_samples, on first use), and for mh that split's samples as the chains' starts."""
     model, family = opened.model, opened.record.family
     if family != "gan":
         raise ValueError(f"--method {config.method} is for gan runs (it reads their generator and discriminator); "
@@ -366,6 +366,7 @@ def sample_run(opened: OpenRun, n: int, config: SamplingConfig, seed: int = 0,
     generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     if config.method == "direct":
         return guided_sample(model, n, config, generator=generator)
-    calibration = run_calibration(opened, data_dir)
-    return guided_sample(model, n, config, generator=generator, calibration=calibration,
-                         real=real_samples(opened, data_dir))
+    with loading_once():  # the training split, read for a calibration fitted now and for MH's starts, once
+        calibration = run_calibration(opened, data_dir)
+        real = real_samples(opened, data_dir) if config.method == "mh" else None
+    return guided_sample(model, n, config, generator=generator, calibration=calibration, real=real)

@@ -133,7 +133,10 @@ def loading_once():
     """Within the block, each split of a run's data is loaded once: `create_run` loads it to refuse a bad start
     before writing anything, and the `train()` that follows trains on the same tensors (a folder of images is
     decoded once, not twice). Outside any block nothing is kept, so a long-lived process (the lab) holds no
-    data between runs and sees a folder's new images."""
+    data between runs and sees a folder's new images. A block inside another shares the outer one's data."""
+    if _loaded.get() is not None:
+        yield
+        return
     token = _loaded.set({})
     try:
         yield
