@@ -347,9 +347,8 @@ def beside_direct(model, real: torch.Tensor, n: int, seed: int) -> GuidedSamples
     """n samples kept by rejection sampling (default settings), D calibrated on `real` against G's samples, every
     draw from `seed`: the D-guided sample the collapse check, the training previews of 2-D data and the lab's
     playground show beside G's own, so a person sees what D still knows (the modes G half-forgot, the bridges it
-    should not draw). Raises ValueError when none can be drawn (a packed D; too few proposals kept)."""
-    if not model.can_guide:
-        raise ValueError(f"this D judges packs of {model.config.pack} samples, not one: D-guided sampling needs pack=1")
+    should not draw). Raises ValueError when none can be drawn (a packed D, GAN.score_each; too few proposals
+    kept)."""
     calibration = calibrate(model, real, seed=seed)
     generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
     return guided_sample(model, n, SamplingConfig(method="rejection"), generator=generator, calibration=calibration)

@@ -389,7 +389,7 @@ class GAN(nn.Module):
         """(B, *data_shape) -> (B,) D's raw output for each sample on its own, for D-guided sampling (genlab.guided).
         The minibatch-stddev term is left out: it adds one constant to a whole batch, so without it a sample's score
         does not depend on which samples share its batch (the calibration's shift absorbs the constant)."""
-        if self.config.pack != 1:
+        if not self.can_guide:
             raise ValueError(f"this D judges packs of {self.config.pack} samples together, not one sample: "
                              "D-guided sampling needs a run trained with pack=1")
         return self.discriminator.head(self.discriminator.features(x)).squeeze(1)
